@@ -1,0 +1,49 @@
+# The two commands of the README: `make demo` and `make test`. Both set up what they need.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+STAMP := $(VENV)/.paretonas-installed
+
+.PHONY: setup data demo quickstart test test-fast lint bench clean
+
+setup: $(STAMP)
+
+# torch and torchvision first, at the versions this project is tested with (served from this
+# machine's disk where pip is capped there; a CUDA build that also runs on the CPU).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[ray,dev]'
+	touch $@
+
+# Fashion-MNIST: Debian's package when running as root; otherwise the demo config lets
+# torchvision download it (dataset.download: true) for online users.
+data:
+	@if [ -f $(FASHION_DIR)/train-images-idx3-ubyte.gz ]; then \
+		echo "Fashion-MNIST: $(FASHION_DIR)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -q && apt-get install -y -q dataset-fashion-mnist) >/dev/null \
+		&& echo "Fashion-MNIST: installed Debian package dataset-fashion-mnist"; \
+	else \
+		echo "Fashion-MNIST: not in $(FASHION_DIR); the demo downloads it with torchvision"; \
+	fi
+
+demo: setup data
+	$(VENV)/bin/paretonas search --config configs/fashion-mnist-cpu.yaml --name demo
+
+quickstart: setup
+	$(VENV)/bin/paretonas search --config configs/quickstart.yaml --name quickstart
+
+test: setup data
+	$(PY) -m pytest -q tests
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" tests
+
+lint: setup
+	$(VENV)/bin/ruff check spaces evaluators search tests benchmarks
+
+clean:
+	rm -rf $(VENV) results/*/ .pytest_cache

@@ -1,0 +1,37 @@
+"""HOW one candidate is judged: data, teacher, distillation, cost, hardware, pipeline."""
+
+from __future__ import annotations
+
+from evaluators.budget import Budget
+from evaluators.cost import Cost, estimate_cost, module_cost
+from evaluators.data import Dataset, DatasetError, Split, dataset_names, load_dataset
+from evaluators.distill import TrainConfig, kd_loss, train
+from evaluators.hardware import Host, LatencyMeasurement, export_onnx, measure_onnx_latency
+from evaluators.metrics import Metrics
+from evaluators.pipeline import EvaluationContext, evaluate_candidate
+from evaluators.teacher import Teacher, TeacherConfig, prepare_teacher
+
+__all__ = [
+    "Budget",
+    "Cost",
+    "Dataset",
+    "DatasetError",
+    "EvaluationContext",
+    "Host",
+    "LatencyMeasurement",
+    "Metrics",
+    "Split",
+    "Teacher",
+    "TeacherConfig",
+    "TrainConfig",
+    "dataset_names",
+    "estimate_cost",
+    "evaluate_candidate",
+    "export_onnx",
+    "kd_loss",
+    "load_dataset",
+    "measure_onnx_latency",
+    "module_cost",
+    "prepare_teacher",
+    "train",
+]

@@ -1,0 +1,738 @@
+"""Datasets as in-memory tensors: train / val / test splits, normalised, in a fixed order.
+
+Every dataset is small enough to live in memory (Fashion-MNIST is 220 MB as float32), so the
+training loops index tensors directly instead of going through a DataLoader, and the order of
+the train split is a pure function of the seed. That order matters: the teacher's logits are
+cached per train index (see ``evaluators.teacher``), keyed by ``Dataset.fingerprint()``.
+
+Loaders are registered by name (timm's ``register_model`` habit), so a user adds a dataset in
+one file::
+
+    @register_dataset("mine")
+    def load_mine(root, *, download, val_fraction, seed, image_size) -> Dataset:
+        ...
+        return make_dataset("mine", train_x, train_y, test_x, test_y, class_names=...,
+                            source=..., val_fraction=val_fraction, seed=seed)
+
+Errors a user can fix (missing files, corrupt files, a wrong name) are ``DatasetError``s whose
+message is one sentence saying what is wrong and how to fix it; the CLI prints it without a
+traceback.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import struct
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+# Where Debian's package ``dataset-fashion-mnist`` puts the IDX files; a module constant so
+# that tests can point it somewhere empty.
+DEBIAN_FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+# Where torchvision downloads to when no root is given (relative to the working directory,
+# like every other run output under results/).
+DEFAULT_DOWNLOAD_ROOT = Path("results/data")
+
+FASHION_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+# The share of a dataset without an official test split that is held out as test.
+TEST_FRACTION = 0.2
+DEFAULT_IMAGE_SIZE = 32
+# Images per block when computing channel statistics: bounds the float64 temporaries to
+# ~50 MB whatever the dataset size.
+_STATS_CHUNK = 8192
+
+
+class DatasetError(Exception):
+    """A dataset problem the user can fix; the message is one sentence: what, and how to fix it.
+
+    Newlines are folded into spaces so the message always prints as a single line, even when
+    it quotes an underlying error.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).splitlines()))
+
+
+class UnknownDatasetError(DatasetError, ValueError):
+    """The requested name is not registered."""
+
+
+class DatasetNotFoundError(DatasetError, FileNotFoundError):
+    """The dataset's files are not where we looked (and were not downloaded)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Split:
+    """One split: images ``float32 [N, C, H, W]`` (normalised) and labels ``int64 [N]``.
+
+    ``eq=False``: comparing tensors with ``==`` is elementwise, so the generated ``__eq__``
+    would raise; splits compare by identity and ``torch.equal`` is there for content.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dim() != 4 or self.images.dtype != torch.float32:
+            raise ValueError(
+                f"images must be float32 [N, C, H, W], got {self.images.dtype} "
+                f"{tuple(self.images.shape)}"
+            )
+        if self.labels.dim() != 1 or self.labels.dtype != torch.int64:
+            raise ValueError(
+                f"labels must be int64 [N], got {self.labels.dtype} {tuple(self.labels.shape)}"
+            )
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def __repr__(self) -> str:
+        # The default repr would print tensor contents; sizes are what one wants in a log.
+        return f"Split(n={len(self)}, shape={tuple(self.images.shape[1:])})"
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A dataset ready for training: three splits in memory and where they came from.
+
+    ``mean`` and ``std`` are the per-channel statistics of the train split (in [0, 1] pixel
+    units) that every split was normalised with; a deployed model needs the same
+    preprocessing.
+    """
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    class_names: tuple[str, ...]
+    source: str
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.num_classes != len(self.class_names):
+            raise ValueError(f"num_classes={self.num_classes} but {len(self.class_names)} names")
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        channels, height, width = self.train.images.shape[1:]
+        return int(channels), int(height), int(width)
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the data, used as the cache key for teacher logits.
+
+        It covers the name, the split sizes, the shape, the train labels in order and the
+        first 64 train images: cheap (no pass over the whole dataset) yet it changes whenever
+        the train split's content or order changes (another seed, another val_fraction, other
+        files). The normalised bytes are reproducible across processes because the statistics
+        are computed by numpy in a fixed order (see ``_channel_stats``).
+        """
+        digest = hashlib.sha256()
+        header = (
+            f"{self.name}|{len(self.train)}|{len(self.val)}|{len(self.test)}|"
+            f"{self.input_shape}|{self.num_classes}"
+        )
+        digest.update(header.encode())
+        digest.update(self.train.labels.numpy().tobytes())
+        digest.update(self.train.images[:64].contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+
+class DatasetLoader(Protocol):
+    """What ``register_dataset`` decorates; called by ``load_dataset`` with these arguments."""
+
+    def __call__(
+        self,
+        root: Path | None,
+        *,
+        download: bool,
+        val_fraction: float,
+        seed: int,
+        image_size: int | None,
+    ) -> Dataset: ...
+
+
+_REGISTRY: dict[str, DatasetLoader] = {}
+
+
+def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Register a loader under ``name`` (decorator), so configs can ask for it by name."""
+
+    def decorator(loader: DatasetLoader) -> DatasetLoader:
+        existing = _REGISTRY.get(name)
+        # Re-registering the same function (a module reloaded) is harmless; two different
+        # loaders fighting over one name is a bug worth stopping at import time.
+        if existing is not None and _qualified(existing) != _qualified(loader):
+            raise ValueError(f"dataset {name!r} is already registered by {_qualified(existing)}")
+        _REGISTRY[name] = loader
+        return loader
+
+    return decorator
+
+
+def _qualified(function: Callable[..., object]) -> str:
+    return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', '?')}"
+
+
+def dataset_names() -> list[str]:
+    """Registered dataset names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def load_dataset(
+    name: str,
+    root: str | Path | None = None,
+    *,
+    download: bool = False,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    image_size: int | None = None,
+) -> Dataset:
+    """Load a registered dataset into memory, split and normalised.
+
+    ``val_fraction`` of the training data becomes the validation split (stratified, seeded);
+    ``image_size`` resizes images to a square of that side (``imagefolder`` defaults to 32,
+    the other datasets keep their native size when it is None).
+    """
+    loader = _REGISTRY.get(name)
+    if loader is None:
+        raise UnknownDatasetError(
+            f"unknown dataset {name!r}; choose one of: {', '.join(dataset_names())}"
+        )
+    if not 0 < val_fraction < 1:
+        raise DatasetError(
+            f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}; "
+            "set dataset.val_fraction to a value such as 0.1."
+        )
+    if image_size is not None and image_size < 1:
+        raise DatasetError(
+            f"image_size must be a positive number of pixels, got {image_size}; "
+            "set dataset.image_size to a value such as 32, or leave it null."
+        )
+    path = Path(root).expanduser() if root is not None else None
+    return loader(
+        path, download=download, val_fraction=val_fraction, seed=seed, image_size=image_size
+    )
+
+
+# ---------------------------------------------------------------------------- building blocks
+
+
+def make_dataset(
+    name: str,
+    train_images: np.ndarray | torch.Tensor,
+    train_labels: np.ndarray | torch.Tensor,
+    test_images: np.ndarray | torch.Tensor,
+    test_labels: np.ndarray | torch.Tensor,
+    *,
+    class_names: tuple[str, ...] | list[str],
+    source: str,
+    val_fraction: float,
+    seed: int,
+    max_value: float = 1.0,
+    image_size: int | None = None,
+    val_images: np.ndarray | torch.Tensor | None = None,
+    val_labels: np.ndarray | torch.Tensor | None = None,
+) -> Dataset:
+    """Turn raw ``[N, C, H, W]`` arrays into a ``Dataset``: the one path every loader takes.
+
+    Unless a val split is given, ``val_fraction`` of the training images is held out
+    (stratified by label, seeded). Pixels are divided by ``max_value`` to land in [0, 1],
+    resized to ``image_size`` if given, and normalised per channel with the train split's
+    statistics only, so nothing about val or test leaks into training.
+    """
+    # Raw arrays stay in their own type (uint8 for the IDX files) until split, so the float
+    # copies are made once per split rather than for the whole set and again per split.
+    train_x, train_y = train_images, _as_labels(train_labels)
+    test_x, test_y = test_images, _as_labels(test_labels)
+    if val_images is None or val_labels is None:
+        keep, held = split_indices(train_y.numpy(), val_fraction, seed, what=f"{name} train")
+        val_x, val_y = train_x[held], train_y[torch.from_numpy(held)]
+        train_x, train_y = train_x[keep], train_y[torch.from_numpy(keep)]
+    else:
+        val_x, val_y = val_images, _as_labels(val_labels)
+
+    num_classes = len(class_names)
+    for split_name, labels in (("train", train_y), ("val", val_y), ("test", test_y)):
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise DatasetError(
+                f"{name} {split_name} labels must lie in 0..{num_classes - 1} but range over "
+                f"{int(labels.min())}..{int(labels.max())}; check that the label files match "
+                "the dataset."
+            )
+
+    splits = [_to_float(x, max_value, image_size) for x in (train_x, val_x, test_x)]
+    mean, std = _channel_stats(splits[0])
+    mean_t = torch.from_numpy(mean.astype(np.float32)).view(1, -1, 1, 1)
+    std_t = torch.from_numpy(std.astype(np.float32)).view(1, -1, 1, 1)
+    for images in splits:
+        images.sub_(mean_t).div_(std_t)  # elementwise, hence bitwise reproducible
+    train, val, test = (
+        Split(images, labels)
+        for images, labels in zip(splits, (train_y, val_y, test_y), strict=True)
+    )
+    return Dataset(
+        name=name,
+        train=train,
+        val=val,
+        test=test,
+        num_classes=num_classes,
+        class_names=tuple(class_names),
+        source=source,
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+    )
+
+
+def split_indices(
+    labels: np.ndarray, fraction: float, seed: int, *, what: str = "dataset"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of ``range(len(labels))`` into (kept, held out), stratified by label.
+
+    The kept indices come back shuffled but in an order fixed by the seed. Classes with a
+    single image cannot be stratified (tiny image folders); then the split is a seeded
+    plain shuffle, still deterministic.
+    """
+    from sklearn.model_selection import train_test_split
+
+    indices = np.arange(len(labels))
+    try:
+        keep, held = train_test_split(
+            indices, test_size=fraction, random_state=seed, stratify=labels
+        )
+    except ValueError:
+        try:
+            keep, held = train_test_split(indices, test_size=fraction, random_state=seed)
+        except ValueError as exc:
+            raise DatasetError(
+                f"cannot hold out {fraction:g} of {len(labels)} {what} images ({exc}); "
+                "add images or change dataset.val_fraction."
+            ) from exc
+    return np.asarray(keep, dtype=np.int64), np.asarray(held, dtype=np.int64)
+
+
+def _as_labels(labels: np.ndarray | torch.Tensor) -> torch.Tensor:
+    if isinstance(labels, torch.Tensor):
+        return labels.to(torch.int64).reshape(-1)
+    # np.array copies: torch refuses to share read-only buffers (np.frombuffer) safely.
+    return torch.from_numpy(np.array(labels, dtype=np.int64).reshape(-1))
+
+
+def _to_float(
+    images: np.ndarray | torch.Tensor, max_value: float, image_size: int | None
+) -> torch.Tensor:
+    """A fresh float32 copy in [0, 1], resized to a square if asked (callers modify it)."""
+    if isinstance(images, np.ndarray):
+        # np.array copies: the input may be a read-only buffer (np.frombuffer) or the caller's.
+        out = torch.from_numpy(np.array(images, dtype=np.float32))
+    else:
+        out = images.to(torch.float32, copy=True)
+    if out.dim() != 4:
+        raise ValueError(f"images must be [N, C, H, W], got shape {tuple(out.shape)}")
+    if max_value != 1.0:
+        out.div_(max_value)
+    if image_size is not None and tuple(out.shape[2:]) != (image_size, image_size):
+        # antialias matters only when shrinking, where it avoids aliasing artefacts.
+        out = F.interpolate(
+            out,
+            size=(image_size, image_size),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )
+    return out
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and (population) std in float64, two passes over bounded chunks.
+
+    numpy reduces on one thread in a fixed order, so the statistics, and with them the
+    normalised bytes that ``Dataset.fingerprint`` hashes, are the same in every process;
+    torch's multithreaded reductions can change in the last bit with the thread count.
+    """
+    array = images.numpy()
+    count = array.shape[0] * array.shape[2] * array.shape[3]
+    channels = array.shape[1]
+    if count == 0:
+        return np.zeros(channels), np.ones(channels)
+    total = np.zeros(channels)
+    for start in range(0, len(array), _STATS_CHUNK):
+        total += array[start : start + _STATS_CHUNK].sum(axis=(0, 2, 3), dtype=np.float64)
+    mean = total / count
+    squares = np.zeros(channels)
+    for start in range(0, len(array), _STATS_CHUNK):
+        block = array[start : start + _STATS_CHUNK].astype(np.float64) - mean[None, :, None, None]
+        squares += np.square(block).sum(axis=(0, 2, 3))
+    std = np.sqrt(squares / count)
+    # A constant channel has no spread to normalise; dividing by 1 leaves it centred.
+    std[std < 1e-12] = 1.0
+    return mean, std
+
+
+# ------------------------------------------------------------------------------------ digits
+
+
+@register_dataset("digits")
+def load_digits_dataset(
+    root: Path | None,
+    *,
+    download: bool,
+    val_fraction: float,
+    seed: int,
+    image_size: int | None,
+) -> Dataset:
+    """scikit-learn's 8x8 digits (1,797 images, bundled with scikit-learn: always offline).
+
+    There is no official test split, so a stratified 20% is held out as test first (seeded),
+    then ``val_fraction`` of the rest as val. ``root`` and ``download`` are ignored.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = bunch.images.astype(np.float32)[:, None]  # [N, 1, 8, 8], values 0..16
+    labels = bunch.target.astype(np.int64)
+    keep, test = split_indices(labels, TEST_FRACTION, seed, what="digits")
+    return make_dataset(
+        "digits",
+        images[keep],
+        labels[keep],
+        images[test],
+        labels[test],
+        class_names=tuple(str(digit) for digit in range(10)),
+        source="scikit-learn load_digits (UCI optical digits, bundled with scikit-learn)",
+        val_fraction=val_fraction,
+        seed=seed,
+        max_value=16.0,
+        image_size=image_size,
+    )
+
+
+# ------------------------------------------------------------------------------ Fashion-MNIST
+
+# IDX type codes (third magic byte) and the numpy dtypes they stand for; big-endian.
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def read_idx(path: str | Path, *, ndim: int | None = None) -> np.ndarray:
+    """Read an IDX file (plain or ``.gz``) into an array, checking its magic number and size.
+
+    The magic number is two zero bytes, a type code and the number of dimensions; then one
+    big-endian uint32 per dimension, then the data. ``ndim`` is the dimension count the
+    caller expects (3 for images, 1 for labels).
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as handle:
+                data = handle.read()
+        else:
+            data = path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DatasetError(
+            f"cannot read {path} ({exc}); delete it and install or download the files again."
+        ) from exc
+    fix = "replace it with an intact copy (reinstall or download the dataset again)"
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise DatasetError(f"{path} is not an IDX file (bad magic number {data[:4].hex()}); {fix}.")
+    dims_count = data[3]
+    if ndim is not None and dims_count != ndim:
+        raise DatasetError(
+            f"{path} has a bad magic number {data[:4].hex()} ({dims_count} dimensions where "
+            f"{ndim} were expected); {fix}."
+        )
+    offset = 4 + 4 * dims_count
+    if len(data) < offset:
+        raise DatasetError(f"{path} is truncated inside its header; {fix}.")
+    dims = struct.unpack(f">{dims_count}I", data[4:offset])
+    dtype = _IDX_DTYPES[data[2]]
+    expected = offset + math.prod(dims) * dtype.itemsize
+    if len(data) != expected:
+        raise DatasetError(
+            f"{path} has {len(data)} bytes but its header {dims} implies {expected}; {fix}."
+        )
+    return np.frombuffer(data, dtype=dtype, offset=offset).reshape(dims)
+
+
+def _find_idx_files(folder: Path) -> dict[str, Path] | None:
+    """The four Fashion-MNIST files in ``folder`` (plain preferred over .gz), or None."""
+    found: dict[str, Path] = {}
+    for stem in FASHION_FILES:
+        for candidate in (folder / stem, folder / f"{stem}.gz"):
+            if candidate.is_file():
+                found[stem] = candidate
+                break
+        else:
+            return None
+    return found
+
+
+def _download_fashion(root: Path | None) -> tuple[Path, dict[str, Path]]:
+    target = root if root is not None else DEFAULT_DOWNLOAD_ROOT
+    try:
+        from torchvision.datasets import FashionMNIST
+
+        folder = Path(FashionMNIST(str(target), train=True, download=True).raw_folder)
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise DatasetError(
+            f"could not download fashion-mnist into {target} ({exc}); check the network "
+            "connection, or install the Debian package dataset-fashion-mnist instead."
+        ) from exc
+    files = _find_idx_files(folder)
+    if files is None:
+        raise DatasetNotFoundError(
+            f"torchvision downloaded fashion-mnist but the IDX files are not in {folder}; "
+            "delete that folder and run again."
+        )
+    return folder, files
+
+
+@register_dataset("fashion-mnist")
+def load_fashion_mnist(
+    root: Path | None,
+    *,
+    download: bool,
+    val_fraction: float,
+    seed: int,
+    image_size: int | None,
+) -> Dataset:
+    """Fashion-MNIST from its four IDX files: 60k train (val held out from it), 10k test.
+
+    Looked for in ``root`` (or torchvision's ``root/FashionMNIST/raw``), then in Debian's
+    ``DEBIAN_FASHION_DIR``, then downloaded by torchvision if ``download`` is set. The files
+    are parsed here with numpy (about a second) rather than through torchvision, so the
+    Debian copy needs no torchvision layout.
+    """
+    places: list[tuple[Path, str]] = []
+    if root is not None:
+        places += [(root, ""), (root / "FashionMNIST" / "raw", "")]
+    places.append((DEBIAN_FASHION_DIR, " (Debian package dataset-fashion-mnist)"))
+    for folder, note in places:
+        files = _find_idx_files(folder)
+        if files is not None:
+            source = f"{folder}{note}"
+            break
+    else:
+        if not download:
+            searched = ", ".join(str(folder) for folder, _ in places)
+            raise DatasetNotFoundError(
+                f"fashion-mnist files not found in {searched}; install the Debian package "
+                "dataset-fashion-mnist (apt-get install dataset-fashion-mnist), pass "
+                "dataset.root pointing to a folder with the IDX files, or set "
+                "dataset.download: true to fetch them with torchvision."
+            )
+        folder, files = _download_fashion(root)
+        source = f"{folder} (downloaded by torchvision)"
+
+    arrays = {}
+    for stem, path in files.items():
+        arrays[stem] = read_idx(path, ndim=3 if "images" in stem else 1)
+    for split in ("train", "t10k"):
+        images_path = files[f"{split}-images-idx3-ubyte"]
+        images = arrays[f"{split}-images-idx3-ubyte"]
+        labels = arrays[f"{split}-labels-idx1-ubyte"]
+        if len(images) != len(labels):
+            raise DatasetError(
+                f"{images_path} holds {len(images)} images but its label file "
+                f"{files[f'{split}-labels-idx1-ubyte']} holds {len(labels)} labels; "
+                "replace both with matching copies."
+            )
+    return make_dataset(
+        "fashion-mnist",
+        arrays["train-images-idx3-ubyte"][:, None],
+        arrays["train-labels-idx1-ubyte"],
+        arrays["t10k-images-idx3-ubyte"][:, None],
+        arrays["t10k-labels-idx1-ubyte"],
+        class_names=FASHION_CLASSES,
+        source=source,
+        val_fraction=val_fraction,
+        seed=seed,
+        max_value=255.0,
+        image_size=image_size,
+    )
+
+
+# ----------------------------------------------------------------------------------- CIFAR-10
+
+
+@register_dataset("cifar10")
+def load_cifar10(
+    root: Path | None,
+    *,
+    download: bool,
+    val_fraction: float,
+    seed: int,
+    image_size: int | None,
+) -> Dataset:
+    """CIFAR-10 through torchvision (50k train, val held out from it; 10k test), 3x32x32."""
+    from torchvision.datasets import CIFAR10
+
+    target = root if root is not None else DEFAULT_DOWNLOAD_ROOT
+    try:
+        train = CIFAR10(str(target), train=True, download=download)
+        test = CIFAR10(str(target), train=False, download=download)
+    except RuntimeError as exc:
+        if not download:
+            raise DatasetNotFoundError(
+                f"cifar10 files not found in {target / CIFAR10.base_folder}; pass dataset.root "
+                f"pointing to the folder that contains {CIFAR10.base_folder}, or set "
+                "dataset.download: true to fetch them with torchvision."
+            ) from exc
+        raise DatasetError(
+            f"cifar10 in {target} is missing or corrupt after downloading ({exc}); delete "
+            f"{target / CIFAR10.base_folder} and run again."
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise DatasetError(
+            f"could not download cifar10 into {target} ({exc}); check the network connection "
+            "or pass dataset.root pointing to an existing copy."
+        ) from exc
+    return make_dataset(
+        "cifar10",
+        np.asarray(train.data).transpose(0, 3, 1, 2),  # NHWC uint8 -> NCHW
+        np.asarray(train.targets),
+        np.asarray(test.data).transpose(0, 3, 1, 2),
+        np.asarray(test.targets),
+        class_names=tuple(train.classes),
+        source=f"{target / CIFAR10.base_folder} (torchvision CIFAR10)",
+        val_fraction=val_fraction,
+        seed=seed,
+        max_value=255.0,
+        image_size=image_size,
+    )
+
+
+# -------------------------------------------------------------------------------- imagefolder
+
+
+def _read_image_folder(folder: Path, size: int) -> tuple[torch.Tensor, np.ndarray, list[str]]:
+    """All images under ``folder`` (one subfolder per class), as RGB ``[N, 3, size, size]``.
+
+    Images are decoded one by one into memory: meant for small datasets (thousands of
+    images), not ImageNet.
+    """
+    from torchvision import transforms
+    from torchvision.datasets import ImageFolder
+
+    try:
+        found = ImageFolder(str(folder))
+    except FileNotFoundError as exc:
+        raise DatasetNotFoundError(
+            f"no images found in {folder} ({exc}); put the images in one subfolder per class."
+        ) from exc
+    transform = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
+    images = []
+    for path, _ in found.samples:
+        try:
+            image = found.loader(path)  # PIL image converted to RGB
+        except OSError as exc:
+            raise DatasetError(f"cannot read image {path} ({exc}); remove or replace it.") from exc
+        images.append(transform(image))
+    return torch.stack(images), np.asarray(found.targets, dtype=np.int64), list(found.classes)
+
+
+@register_dataset("imagefolder")
+def load_image_folder(
+    root: Path | None,
+    *,
+    download: bool,
+    val_fraction: float,
+    seed: int,
+    image_size: int | None,
+) -> Dataset:
+    """Your own images: ``root/<class>/*.png`` or ``root/{train,test}/<class>/*.png``.
+
+    With ``train/`` and ``test/`` subfolders those are the splits (``val/`` too if present,
+    else val is held out from train); with ``train/`` and ``val/`` only, ``val/`` is the
+    held-out evaluation set and becomes test. Otherwise the single folder is split into
+    test (20%) and val, stratified. Images are resized to ``image_size`` (default 32) and
+    converted to RGB.
+    """
+    if root is None:
+        raise DatasetNotFoundError(
+            "the imagefolder dataset needs a folder: set dataset.root to a folder with one "
+            "subfolder of images per class (optionally inside train/ and test/)."
+        )
+    if not root.is_dir():
+        raise DatasetNotFoundError(
+            f"image folder {root} does not exist; set dataset.root to a folder with one "
+            "subfolder of images per class (optionally inside train/ and test/)."
+        )
+    size = image_size or DEFAULT_IMAGE_SIZE
+    train_dir = root / "train"
+    held_dirs = [root / name for name in ("test", "val") if (root / name).is_dir()]
+    val_x = val_y = None
+    if train_dir.is_dir() and held_dirs:
+        train_x, train_y, classes = _read_image_folder(train_dir, size)
+        test_x, test_y, test_classes = _read_image_folder(held_dirs[0], size)
+        _check_same_classes(classes, train_dir, test_classes, held_dirs[0])
+        if len(held_dirs) == 2:
+            val_x, val_y, val_classes = _read_image_folder(held_dirs[1], size)
+            _check_same_classes(classes, train_dir, val_classes, held_dirs[1])
+        used = ", ".join(f"{d.name}/" for d in (train_dir, *held_dirs))
+        source = f"{root} (image folders {used})"
+    else:
+        images, labels, classes = _read_image_folder(root, size)
+        keep, test = split_indices(labels, TEST_FRACTION, seed, what=f"images in {root}")
+        train_x, train_y = images[torch.from_numpy(keep)], labels[keep]
+        test_x, test_y = images[torch.from_numpy(test)], labels[test]
+        source = f"{root} (image folder, {TEST_FRACTION:.0%} held out as test by seed {seed})"
+    return make_dataset(
+        "imagefolder",
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        class_names=tuple(classes),
+        source=source,
+        val_fraction=val_fraction,
+        seed=seed,
+        val_images=val_x,
+        val_labels=val_y,
+    )
+
+
+def _check_same_classes(expected: list[str], where: Path, found: list[str], there: Path) -> None:
+    # Labels are indices into the sorted class folders, so differing folders would silently
+    # mean differing labels.
+    if expected != found:
+        raise DatasetError(
+            f"the class subfolders of {there} ({', '.join(found)}) differ from those of "
+            f"{where} ({', '.join(expected)}); give every split the same class subfolders."
+        )

@@ -1,0 +1,48 @@
+"""What the evaluation of one candidate yields: a value object the search stores per trial.
+
+Every figure says where it came from: ``latency_source`` names the runtime, threads and
+runs of a measurement; memory and flash are computed from the built module (exact for the
+candidate as built, at the policy's bit-widths).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+STATUSES = ("ok", "infeasible", "failed", "pruned")
+
+
+@dataclass(frozen=True)
+class Metrics:
+    status: str
+    reason: str | None = None
+    # Validation accuracy: what the search ranks on.
+    accuracy: float | None = None
+    # Test accuracy: what the report shows; never used to choose.
+    test_accuracy: float | None = None
+    latency_ms: float | None = None
+    latency_p90_ms: float | None = None
+    latency_source: str | None = None
+    peak_memory_kb: float | None = None
+    flash_kb: float | None = None
+    params: int | None = None
+    macs: int | None = None
+    train_subset: int | None = None
+    epochs: int | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    @property
+    def seconds_total(self) -> float:
+        return float(sum(self.seconds.values()))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Metrics:
+        return cls(**data)

@@ -1,0 +1,234 @@
+"""The teacher: trained (or loaded) once per dataset, its training-set logits cached on disk.
+
+Cache layout, one folder per teacher under ``results/teachers/<key>/``, where the key hashes
+the teacher's config and the dataset's fingerprint:
+
+    teacher.pt         state dict (loaded with weights_only=True)
+    logits_train.pt    teacher logits for every training image, in training-split order
+    meta.json          test accuracy, params, where it came from, seconds spent
+
+Files are written to a temporary name and renamed, so a crash never leaves a half-written
+file that a later run would take as complete. A user's own teacher is either a state dict
+for the built-in architecture (``.pt``) or any network exported to ONNX (``.onnx``); its
+logits are computed once and cached the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from evaluators.distill import TrainConfig, accuracy, predict_logits, train
+from evaluators.files import save_torch_atomic, write_text_atomic
+
+if TYPE_CHECKING:
+    from evaluators.data import Dataset
+
+log = logging.getLogger(__name__)
+
+
+class TeacherError(Exception):
+    """A teacher checkpoint that cannot be used; the message says how to fix it."""
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """A CIFAR-style ResNet (3x3 stem, no max-pool) for small inputs.
+
+    widths=(64, 128, 256, 512) with blocks=(2, 2, 2, 2) is ResNet-18; the defaults are a
+    narrower, shallower ResNet that trains in minutes on two CPU cores.
+    """
+
+    widths: tuple[int, ...] = (32, 64, 128)
+    blocks: tuple[int, ...] = (1, 1, 1)
+    epochs: int = 3
+    batch_size: int = 128
+    lr: float = 3e-3
+    seed: int = 0
+    checkpoint: str | None = None
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class ResNetTeacher(nn.Module):
+    def __init__(
+        self, in_channels: int, num_classes: int, widths: tuple[int, ...], blocks: tuple[int, ...]
+    ):
+        super().__init__()
+        if len(widths) != len(blocks):
+            raise ValueError(f"teacher widths {widths} and blocks {blocks} differ in length")
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+        )
+        layers = []
+        width = widths[0]
+        for index, (out_width, count) in enumerate(zip(widths, blocks, strict=True)):
+            for block in range(count):
+                stride = 2 if index > 0 and block == 0 else 1
+                layers.append(BasicBlock(width, out_width, stride))
+                width = out_width
+        self.layers = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
+
+
+@dataclass(frozen=True)
+class Teacher:
+    train_logits: torch.Tensor
+    test_accuracy: float
+    params: int | None
+    source: str
+    cache_dir: Path
+
+    def summary(self) -> dict[str, Any]:
+        return {"test_accuracy": self.test_accuracy, "params": self.params, "source": self.source}
+
+
+def teacher_key(config: TeacherConfig, dataset: Dataset) -> str:
+    payload: dict[str, Any] = asdict(config)
+    if config.checkpoint:
+        payload["checkpoint"] = _file_digest(Path(config.checkpoint))
+    payload["dataset"] = dataset.fingerprint()
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare_teacher(
+    dataset: Dataset, config: TeacherConfig, cache_root: str | Path, *, progress: bool = True
+) -> Teacher:
+    """Load the cached teacher for ``dataset``, or train/load it once and cache it."""
+    cache_dir = Path(cache_root) / teacher_key(config, dataset)
+    meta_path = cache_dir / "meta.json"
+    logits_path = cache_dir / "logits_train.pt"
+    if meta_path.exists() and logits_path.exists():
+        meta = json.loads(meta_path.read_text())
+        logits = torch.load(logits_path, weights_only=True)
+        if len(logits) == len(dataset.train):
+            log.info("teacher: cached in %s (test accuracy %.4f)", cache_dir, meta["test_accuracy"])
+            return Teacher(logits, meta["test_accuracy"], meta["params"], meta["source"], cache_dir)
+        log.warning("teacher: cached logits in %s do not match the dataset; recomputing", cache_dir)
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    if config.checkpoint and Path(config.checkpoint).suffix == ".onnx":
+        train_logits, test_logits, params, source = _onnx_teacher_logits(
+            dataset, Path(config.checkpoint)
+        )
+    else:
+        model, source = _torch_teacher(dataset, config, progress)
+        save_torch_atomic(model.state_dict(), cache_dir / "teacher.pt")
+        train_logits = predict_logits(model, dataset.train.images)
+        test_logits = predict_logits(model, dataset.test.images)
+        params = sum(p.numel() for p in model.parameters())
+    test_accuracy = accuracy(test_logits, dataset.test.labels)
+    save_torch_atomic(train_logits, logits_path)
+    meta = {
+        "test_accuracy": test_accuracy,
+        "params": params,
+        "source": source,
+        "dataset": dataset.name,
+        "config": asdict(config),
+        "seconds": time.perf_counter() - start,
+    }
+    write_text_atomic(meta_path, json.dumps(meta, indent=2))
+    log.info("teacher: %s, test accuracy %.4f, cached in %s", source, test_accuracy, cache_dir)
+    return Teacher(train_logits, test_accuracy, params, source, cache_dir)
+
+
+def _torch_teacher(
+    dataset: Dataset, config: TeacherConfig, progress: bool
+) -> tuple[nn.Module, str]:
+    channels, _, _ = dataset.input_shape
+    torch.manual_seed(config.seed)
+    model = ResNetTeacher(channels, dataset.num_classes, config.widths, config.blocks)
+    name = f"ResNet widths={list(config.widths)} blocks={list(config.blocks)}"
+    if config.checkpoint:
+        path = Path(config.checkpoint)
+        if not path.is_file():
+            raise TeacherError(f"teacher checkpoint {path} does not exist; fix teacher.checkpoint")
+        try:
+            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        except Exception as error:
+            raise TeacherError(
+                f"teacher checkpoint {path} is not a state dict of the configured teacher "
+                f"({name}): {str(error).splitlines()[0]}; set teacher.widths/blocks to match "
+                "it, or export your teacher to ONNX and pass the .onnx file"
+            ) from None
+        return model, f"{name}, loaded from {path}"
+    train_config = TrainConfig(
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        alpha=0.0,
+        seed=config.seed,
+    )
+    result = train(
+        model,
+        dataset.train.images,
+        dataset.train.labels,
+        None,
+        train_config,
+        progress=progress,
+        description="teacher",
+    )
+    return model, f"{name}, trained here for {config.epochs} epochs ({result.seconds:.0f} s)"
+
+
+def _onnx_teacher_logits(
+    dataset: Dataset, path: Path
+) -> tuple[torch.Tensor, torch.Tensor, None, str]:
+    from evaluators.hardware import onnx_session
+
+    if not path.is_file():
+        raise TeacherError(f"teacher checkpoint {path} does not exist; fix teacher.checkpoint")
+    session = onnx_session(path, threads=os.cpu_count() or 1)
+    input_name = session.get_inputs()[0].name
+    batch_dim = session.get_inputs()[0].shape[0]
+    batch = batch_dim if isinstance(batch_dim, int) else 256
+
+    def run(images: torch.Tensor) -> torch.Tensor:
+        outputs = [
+            session.run(None, {input_name: images[i : i + batch].numpy().astype(np.float32)})[0]
+            for i in range(0, len(images), batch)
+        ]
+        return torch.from_numpy(np.concatenate(outputs))
+
+    return run(dataset.train.images), run(dataset.test.images), None, f"ONNX model {path}"
+
+
+def _file_digest(path: Path) -> str:
+    if not path.is_file():
+        raise TeacherError(f"teacher checkpoint {path} does not exist; fix teacher.checkpoint")
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -1,0 +1,88 @@
+"""``paretonas``: the command line.
+
+A user mistake (config, dataset, storage, teacher checkpoint) is one line on stderr and
+exit code 2, never a traceback; what was already computed stays in results/<run>/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from evaluators.data import DatasetError
+
+from evaluators.teacher import TeacherError
+from search.config import ConfigError, load_config
+from search.study import StorageError
+
+USER_ERRORS = (ConfigError, DatasetError, StorageError, TeacherError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="paretonas",
+        description="Search small CNNs that fit a device budget; report the Pareto front.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    search = commands.add_parser("search", help="run (or resume) a search")
+    search.add_argument("--config", required=True, help="run config (YAML)")
+    search.add_argument(
+        "--name", help="run name: results go to <results_dir>/<name>/ (default: the config's name)"
+    )
+    search.add_argument(
+        "--trials", type=int, help="how many trials to run now (default: the config's trials)"
+    )
+    search.add_argument("--results", help="results folder (default: the config's results_dir)")
+    search.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    report = commands.add_parser("report", help="render report.html of a run")
+    report.add_argument("run_dir", help="a run folder, e.g. results/demo")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("optuna").setLevel(logging.WARNING)
+    try:
+        if args.command == "search":
+            return _search(args)
+        return _report(args)
+    except USER_ERRORS as error:
+        print(f"paretonas: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "paretonas: interrupted; completed trials are kept: run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def _search(args: argparse.Namespace) -> int:
+    from search.runner import run_search
+
+    if args.trials is not None and args.trials < 1:
+        raise ConfigError(f"--trials: must be at least 1 (got {args.trials})")
+    config = load_config(args.config, name=args.name, results_dir=args.results)
+    result = run_search(config, trials=args.trials, progress=not args.no_progress)
+    print(result.run_dir / "report.html")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from search.report import write_report
+
+    run_dir = Path(args.run_dir)
+    missing = [n for n in ("run.json", "trials.csv", "pareto.csv") if not (run_dir / n).is_file()]
+    if missing:
+        raise ConfigError(
+            f"{run_dir} is not a run folder (missing {', '.join(missing)}); "
+            "pass a folder written by 'paretonas search'"
+        )
+    print(write_report(run_dir))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

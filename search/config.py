@@ -1,0 +1,329 @@
+"""The run config: one validated object read from YAML; its resolved copy is saved per run.
+
+Every mistake becomes a ``ConfigError`` whose message is one line naming the field, e.g.
+``budget.latency_ms: must be greater than 0 (got -1)``; the CLI prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evaluators.budget import Budget
+from evaluators.distill import TrainConfig
+from evaluators.hardware import Host
+from evaluators.teacher import TeacherConfig
+from spaces.candidate import ACTIVATION_BITS, BLOCK_KINDS, KERNELS, WEIGHT_BITS
+from spaces.params import Choice, Int
+from spaces.space import SearchSpace
+
+OBJECTIVE_DIRECTIONS = {
+    "accuracy": "maximize",
+    "latency_ms": "minimize",
+    "peak_memory_kb": "minimize",
+    "flash_kb": "minimize",
+    "params": "minimize",
+    "macs": "minimize",
+}
+
+
+class ConfigError(Exception):
+    """A config mistake, in one sentence that names the field and how to fix it."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSection(_Section):
+    name: str = "digits"
+    root: str | None = None
+    download: bool = False
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    image_size: int | None = Field(None, ge=8, le=512)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from evaluators.data import dataset_names
+
+        if name not in dataset_names():
+            raise ValueError(
+                f"unknown dataset {name!r}; choose one of: {', '.join(dataset_names())}"
+            )
+        return name
+
+
+class TeacherSection(_Section):
+    widths: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
+    blocks: list[int] = Field(default_factory=lambda: [1, 1, 1], min_length=1)
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    checkpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _same_length(self) -> TeacherSection:
+        if len(self.widths) != len(self.blocks):
+            raise ValueError("teacher.widths and teacher.blocks must have the same length")
+        return self
+
+
+class TrainingSection(_Section):
+    """How every candidate is trained: the search fidelity and the distillation recipe."""
+
+    train_subset: int | None = Field(
+        5000, ge=1, description="training images per candidate; null = all"
+    )
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.9, ge=0, le=1)
+
+
+class SpaceSection(_Section):
+    """Options per dimension; see ``spaces.SearchSpace``."""
+
+    num_stages: list[int] = Field(default_factory=lambda: [1, 3], min_length=2, max_length=2)
+    stem_width: list[int] = Field(default_factory=lambda: [8, 16], min_length=1)
+    stem_stride: list[Literal[1, 2]] = Field(default_factory=lambda: [1], min_length=1)
+    kind: list[str] = Field(default_factory=lambda: list(BLOCK_KINDS), min_length=1)
+    depth: list[int] = Field(default_factory=lambda: [1, 2], min_length=2, max_length=2)
+    width: list[int] = Field(default_factory=lambda: [16, 24, 32, 48], min_length=1)
+    kernel: list[int] = Field(default_factory=lambda: [3, 5], min_length=1)
+    expansion: list[int] = Field(default_factory=lambda: [2, 4], min_length=1)
+    groups: list[int] = Field(default_factory=lambda: [2, 4], min_length=1)
+    stride: list[Literal[1, 2]] = Field(default_factory=lambda: [1, 2], min_length=1)
+    prune_ratio: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
+    weight_bits: list[int] = Field(default_factory=lambda: [32], min_length=1)
+    activation_bits: list[int] = Field(default_factory=lambda: [32], min_length=1)
+
+    @field_validator("kind")
+    @classmethod
+    def _kinds(cls, kinds: list[str]) -> list[str]:
+        from spaces.blocks import registered_blocks
+
+        known = set(BLOCK_KINDS) | set(registered_blocks())
+        bad = [k for k in kinds if k not in known]
+        if bad:
+            raise ValueError(f"unknown block kind {bad[0]!r}; choose from {sorted(known)}")
+        return kinds
+
+    @field_validator("kernel")
+    @classmethod
+    def _kernels(cls, kernels: list[int]) -> list[int]:
+        return _subset_of(kernels, KERNELS, "kernel size")
+
+    @field_validator("weight_bits")
+    @classmethod
+    def _weight_bits(cls, bits: list[int]) -> list[int]:
+        return _subset_of(bits, WEIGHT_BITS, "weight bit-width")
+
+    @field_validator("activation_bits")
+    @classmethod
+    def _activation_bits(cls, bits: list[int]) -> list[int]:
+        return _subset_of(bits, ACTIVATION_BITS, "activation bit-width")
+
+    @field_validator("num_stages", "depth")
+    @classmethod
+    def _range(cls, bounds: list[int]) -> list[int]:
+        low, high = bounds
+        if low < 1 or high < low:
+            raise ValueError(f"must be [low, high] with 1 <= low <= high, got {bounds}")
+        return bounds
+
+    @field_validator("stem_width", "width", "expansion", "groups")
+    @classmethod
+    def _positive(cls, values: list[int]) -> list[int]:
+        if any(v < 1 for v in values):
+            raise ValueError(f"values must be >= 1, got {values}")
+        return values
+
+    @model_validator(mode="after")
+    def _compression_implemented(self) -> SpaceSection:
+        # The policy is part of every candidate already; applying it for real comes with the
+        # compression evaluators. Until then, refuse rather than report uncompressed models
+        # as compressed.
+        if any(r != 0.0 for r in self.prune_ratio):
+            raise ValueError(
+                "prune_ratio other than 0.0 needs structured pruning, not available yet"
+            )
+        if any(b != 32 for b in [*self.weight_bits, *self.activation_bits]):
+            raise ValueError(
+                "bit-widths other than 32 need quantization, not available yet; use [32]"
+            )
+        return self
+
+    def to_space(self) -> SearchSpace:
+        return SearchSpace(
+            num_stages=Int(*self.num_stages),
+            stem_width=Choice(tuple(self.stem_width)),
+            stem_stride=Choice(tuple(self.stem_stride)),
+            kind=Choice(tuple(self.kind)),
+            depth=Int(*self.depth),
+            width=Choice(tuple(self.width)),
+            kernel=Choice(tuple(self.kernel)),
+            expansion=Choice(tuple(self.expansion)),
+            groups=Choice(tuple(self.groups)),
+            stride=Choice(tuple(self.stride)),
+            prune_ratio=Choice(tuple(self.prune_ratio)),
+            weight_bits=Choice(tuple(self.weight_bits)),
+            activation_bits=Choice(tuple(self.activation_bits)),
+        )
+
+
+class DeviceSection(_Section):
+    name: Literal["host"] = "host"
+    threads: int = Field(1, ge=1)
+    warmup: int = Field(10, ge=0)
+    runs: int = Field(30, ge=5)
+
+
+class BudgetSection(_Section):
+    latency_ms: float | None = Field(None, gt=0)
+    peak_memory_kb: float | None = Field(None, gt=0)
+    flash_kb: float | None = Field(None, gt=0)
+
+
+class RunConfig(_Section):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = 0
+    trials: int = Field(12, ge=1)
+    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    objectives: list[str] = Field(
+        default_factory=lambda: ["accuracy", "latency_ms", "peak_memory_kb"], min_length=1
+    )
+    storage: str | None = Field(
+        None, description="Optuna storage URL; default results/<run>/study.db"
+    )
+    results_dir: str = "results"
+    dataset: DatasetSection = Field(default_factory=DatasetSection)
+    teacher: TeacherSection = Field(default_factory=TeacherSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    space: SpaceSection = Field(default_factory=SpaceSection)
+    device: DeviceSection = Field(default_factory=DeviceSection)
+    budget: BudgetSection = Field(default_factory=BudgetSection)
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives(cls, names: list[str]) -> list[str]:
+        bad = [n for n in names if n not in OBJECTIVE_DIRECTIONS]
+        if bad:
+            raise ValueError(
+                f"unknown objective {bad[0]!r}; choose from {list(OBJECTIVE_DIRECTIONS)}"
+            )
+        if len(set(names)) != len(names):
+            raise ValueError("objectives must not repeat")
+        return names
+
+    @model_validator(mode="after")
+    def _space_is_valid(self) -> RunConfig:
+        try:
+            self.space.to_space()
+        except ValueError as error:
+            raise ValueError(f"space: {error}") from None
+        return self
+
+    # Value objects for the other packages: dicts stop at this edge.
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVE_DIRECTIONS[name] for name in self.objectives]
+
+    def search_space(self) -> SearchSpace:
+        return self.space.to_space()
+
+    def budget_value(self) -> Budget:
+        return Budget(**self.budget.model_dump())
+
+    def host(self) -> Host:
+        return Host(threads=self.device.threads, warmup=self.device.warmup, runs=self.device.runs)
+
+    def teacher_config(self) -> TeacherConfig:
+        t = self.teacher
+        return TeacherConfig(
+            widths=tuple(t.widths),
+            blocks=tuple(t.blocks),
+            epochs=t.epochs,
+            batch_size=t.batch_size,
+            lr=t.lr,
+            seed=self.seed,
+            checkpoint=t.checkpoint,
+        )
+
+    def train_config(self) -> TrainConfig:
+        t = self.training
+        return TrainConfig(
+            epochs=t.epochs,
+            batch_size=t.batch_size,
+            lr=t.lr,
+            weight_decay=t.weight_decay,
+            temperature=t.temperature,
+            alpha=t.alpha,
+            seed=self.seed,
+        )
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _subset_of(values: list[int], allowed: tuple[int, ...], what: str) -> list[int]:
+    bad = [v for v in values if v not in allowed]
+    if bad:
+        raise ValueError(f"{what} {bad[0]} is not allowed; choose from {list(allowed)}")
+    return values
+
+
+def parse_config(data: Any, source: str = "config") -> RunConfig:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level")
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{source}: {_first_error(error)}") from None
+
+
+def load_config(path: str | Path, **overrides: Any) -> RunConfig:
+    """Read YAML (safe_load), apply top-level ``overrides`` that are not None, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist; pass --config with a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    if isinstance(data, dict):
+        data.update({key: value for key, value in overrides.items() if value is not None})
+    return parse_config(data, str(path))
+
+
+def _first_error(error: ValidationError) -> str:
+    """Pydantic's first complaint as one line: ``field.path: what is wrong``."""
+    detail = error.errors()[0]
+    where = ".".join(str(part) for part in detail["loc"])
+    message = detail["msg"].removeprefix("Value error, ")
+    if detail["type"] == "extra_forbidden":
+        parent = detail["loc"][:-1]
+        return f"unknown key {where!r}; allowed here: {', '.join(_allowed_keys(parent))}"
+    if "input" in detail and detail["type"] not in ("missing", "value_error"):
+        message += f" (got {detail['input']!r})"
+    return f"{where}: {message}" if where else message
+
+
+def _allowed_keys(location: tuple) -> list[str]:
+    model: type[BaseModel] = RunConfig
+    for part in location:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return list(model.model_fields)

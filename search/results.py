@@ -1,0 +1,127 @@
+"""What a run leaves in results/<run>/, rewritten from the study after every trial.
+
+trials.csv / trials.parquet   one row per trial: genome, parameters, metrics, status, seconds
+pareto.csv                    the Pareto members (ok, within budget, non-dominated)
+run.json                      what the report needs besides the tables (teacher, budget, device)
+report.html                   the report (search.report)
+models/<trial>/               the Pareto members' model.pt, candidate.json, model.onnx
+
+The study storage is the source of truth; every file here is derived from it and written
+atomically, so a crash at any point leaves either the old or the new file, never half.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+
+from evaluators.files import write_atomic
+from search.pareto import pareto_mask
+
+MODELS = "models"
+_METRIC_COLUMNS = [
+    "accuracy",
+    "test_accuracy",
+    "latency_ms",
+    "latency_p90_ms",
+    "latency_source",
+    "peak_memory_kb",
+    "flash_kb",
+    "params",
+    "macs",
+    "train_subset",
+    "epochs",
+]
+_PHASES = ["cost", "latency", "train", "eval"]
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        metrics: dict[str, Any] = trial.user_attrs.get("metrics") or {}
+        status = metrics.get("status")
+        if status is None:
+            status = "failed" if trial.state == optuna.trial.TrialState.FAIL else "running"
+        constraints = trial.constraints
+        row: dict[str, Any] = {
+            "number": trial.number,
+            "state": trial.state.name,
+            "status": status,
+            "reason": metrics.get("reason"),
+            "genome": trial.user_attrs.get("genome"),
+            # Within every bound: the same check that made the pipeline call it infeasible.
+            "feasible": status == "ok" and all(v <= 0 for v in constraints.values()),
+            "duplicate_of": trial.user_attrs.get("duplicate_of"),
+            "artifacts": trial.user_attrs.get("artifacts"),
+        }
+        for column in _METRIC_COLUMNS:
+            row[column] = metrics.get(column)
+        seconds = metrics.get("seconds") or {}
+        row["seconds_total"] = float(sum(seconds.values())) if seconds else None
+        for phase in _PHASES:
+            row[f"seconds_{phase}"] = seconds.get(phase)
+        for name, value in constraints.items():
+            row[f"constraint_{name}"] = value
+        for name, value in trial.params.items():
+            row[f"param_{name}"] = value
+        row["datetime_start"] = trial.datetime_start.isoformat() if trial.datetime_start else None
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def pareto_frame(
+    trials: pd.DataFrame, objectives: list[str], directions: list[str]
+) -> pd.DataFrame:
+    if trials.empty:
+        return trials
+    # Duplicate trials share one model: keep the first of each genome on the front.
+    candidates = trials[(trials["status"] == "ok") & trials["feasible"].astype(bool)]
+    candidates = candidates[candidates["duplicate_of"].isna()]
+    if candidates.empty:
+        return candidates
+    mask = pareto_mask(candidates[objectives].to_numpy(dtype=float), directions)
+    return candidates[mask].sort_values("latency_ms").reset_index(drop=True)
+
+
+def write_tables(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame) -> None:
+    write_atomic(run_dir / "trials.csv", lambda tmp: trials.to_csv(tmp, index=False))
+    write_atomic(run_dir / "trials.parquet", lambda tmp: _to_parquet(trials, tmp))
+    write_atomic(run_dir / "pareto.csv", lambda tmp: pareto.to_csv(tmp, index=False))
+
+
+def _to_parquet(frame: pd.DataFrame, path: Path) -> None:
+    # Parameter columns mix types across trials (absent for some): store mixed ones as text.
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            kinds = {type(v) for v in frame[column].dropna()}
+            if len(kinds) > 1:
+                frame[column] = frame[column].map(lambda v: None if pd.isna(v) else str(v))
+    frame.to_parquet(path, index=False)
+
+
+def export_pareto_models(run_dir: Path, pareto: pd.DataFrame) -> list[Path]:
+    """Keep models/ equal to the current front: copy members in, remove former members."""
+    models = run_dir / MODELS
+    models.mkdir(exist_ok=True)
+    wanted = {}
+    for _, row in pareto.iterrows():
+        if isinstance(row.get("artifacts"), str):
+            wanted[str(int(row["number"]))] = run_dir / row["artifacts"]
+    for existing in models.iterdir():
+        if existing.name not in wanted:
+            shutil.rmtree(existing, ignore_errors=True)
+    exported = []
+    for name, source in wanted.items():
+        target = models / name
+        if source.is_dir() and not target.exists():
+            tmp = models / f".{name}.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(source, tmp)
+            tmp.rename(target)
+        exported.append(target)
+    return exported

@@ -1,0 +1,166 @@
+"""One search run, end to end: config -> data -> teacher -> study -> results/<run>/."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import yaml
+from evaluators.data import Dataset, load_dataset
+
+from evaluators.files import write_text_atomic
+from evaluators.pipeline import EvaluationContext
+from evaluators.teacher import Teacher, prepare_teacher
+from search.config import ConfigError, RunConfig
+from search.objective import Objective
+from search.report import write_report
+from search.results import export_pareto_models, pareto_frame, trials_frame, write_tables
+from search.study import default_storage, open_study, safe_url
+
+log = logging.getLogger("paretonas")
+
+# Settings that may change between invocations of the same run without invalidating it.
+_RESUMABLE = {"trials", "name", "results_dir"}
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    trials: pd.DataFrame
+    pareto: pd.DataFrame
+
+
+def run_search(config: RunConfig, *, trials: int | None = None, progress: bool = True) -> RunResult:
+    run_dir = Path(config.results_dir) / config.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _save_config(config, run_dir)
+    dataset = load_dataset(
+        config.dataset.name,
+        config.dataset.root,
+        download=config.dataset.download,
+        val_fraction=config.dataset.val_fraction,
+        seed=config.seed,
+        image_size=config.dataset.image_size,
+    )
+    log.info(
+        "dataset %s: %d train / %d val / %d test, shape %s (%s)",
+        dataset.name,
+        len(dataset.train),
+        len(dataset.val),
+        len(dataset.test),
+        dataset.input_shape,
+        dataset.source,
+    )
+    teacher = prepare_teacher(
+        dataset, config.teacher_config(), Path(config.results_dir) / "teachers", progress=progress
+    )
+    host = config.host()
+    context = EvaluationContext.create(
+        dataset,
+        teacher.train_logits,
+        config.budget_value(),
+        host,
+        config.train_config(),
+        config.training.train_subset,
+        progress=progress,
+    )
+    storage = config.storage or default_storage(run_dir)
+    study = open_study(config.name, storage, config.directions, config.sampler, config.seed)
+    objective = Objective(config.search_space(), context, config.objectives, run_dir)
+    todo = trials if trials is not None else config.trials
+    before = len(study.trials)
+    log.info(
+        "run %s: %d trial(s) in the study, running %d more; storage %s",
+        config.name,
+        before,
+        todo,
+        safe_url(storage),
+    )
+
+    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        write_results(study, config, run_dir, dataset, teacher, host.description)
+
+    start = time.perf_counter()
+    study.optimize(
+        objective,
+        n_trials=todo,
+        catch=(Exception,),
+        callbacks=[after_trial],
+        gc_after_trial=False,
+        show_progress_bar=False,
+    )
+    result = write_results(study, config, run_dir, dataset, teacher, host.description)
+    log.info(
+        "run %s: %d trials, %d Pareto members, %.0f s; report: %s",
+        config.name,
+        len(result.trials),
+        len(result.pareto),
+        time.perf_counter() - start,
+        run_dir / "report.html",
+    )
+    return result
+
+
+def write_results(
+    study: optuna.Study,
+    config: RunConfig,
+    run_dir: Path,
+    dataset: Dataset,
+    teacher: Teacher,
+    device_description: str,
+) -> RunResult:
+    trials = trials_frame(study)
+    pareto = pareto_frame(trials, config.objectives, config.directions)
+    write_tables(run_dir, trials, pareto)
+    export_pareto_models(run_dir, pareto)
+    run_info = {
+        "name": config.name,
+        "dataset": dataset.name,
+        "dataset_source": dataset.source,
+        "input_shape": list(dataset.input_shape),
+        "num_classes": dataset.num_classes,
+        "teacher": teacher.summary(),
+        "budget": config.budget.model_dump(),
+        "objectives": [
+            {"name": name, "direction": direction}
+            for name, direction in zip(config.objectives, config.directions, strict=True)
+        ],
+        "device": {"name": config.device.name, "description": device_description},
+        "fidelity": {
+            "train_subset": min(
+                config.training.train_subset or len(dataset.train), len(dataset.train)
+            ),
+            "epochs": config.training.epochs,
+        },
+        "sampler": config.sampler,
+        "seed": config.seed,
+        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    write_text_atomic(run_dir / "run.json", json.dumps(run_info, indent=2))
+    write_report(run_dir)
+    return RunResult(run_dir, trials, pareto)
+
+
+def _save_config(config: RunConfig, run_dir: Path) -> None:
+    """Save the resolved config; refuse to mix a changed config into an existing run."""
+    path = run_dir / "config.yaml"
+    current = config.model_dump(mode="json")
+    if path.exists():
+        saved = yaml.safe_load(path.read_text()) or {}
+        changed = sorted(
+            key
+            for key in set(saved) | set(current)
+            if key not in _RESUMABLE and saved.get(key) != current.get(key)
+        )
+        if changed:
+            raise ConfigError(
+                f"{run_dir} already holds a run with a different config (changed: "
+                f"{', '.join(changed)}); use another --name, or the config it was started with"
+            )
+    write_text_atomic(path, config.to_yaml())

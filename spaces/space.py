@@ -1,0 +1,110 @@
+"""The search space, declared once as data and rendered to a define-by-run ``suggest``.
+
+Parameter names are stable (``num_stages``, ``s0_kind``, ``s0_width``, ``p0_weight_bits``,
+...) because they are the columns of trials.csv and the keys of stored Optuna trials:
+renaming one breaks resuming an existing study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from spaces.candidate import (
+    ACTIVATION_BITS,
+    BLOCK_KINDS,
+    WEIGHT_BITS,
+    ArchSpec,
+    Candidate,
+    CompressionPolicy,
+    StagePolicy,
+    StageSpec,
+)
+from spaces.params import Choice, Int, SuggestsValues
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Every dimension the search may vary. Stage dimensions are sampled per stage."""
+
+    num_stages: Int = field(default_factory=lambda: Int(1, 3))
+    stem_width: Choice = field(default_factory=lambda: Choice((8, 16)))
+    stem_stride: Choice = field(default_factory=lambda: Choice((1,)))
+    kind: Choice = field(default_factory=lambda: Choice(BLOCK_KINDS))
+    depth: Int = field(default_factory=lambda: Int(1, 2))
+    width: Choice = field(default_factory=lambda: Choice((16, 24, 32, 48)))
+    kernel: Choice = field(default_factory=lambda: Choice((3, 5)))
+    expansion: Choice = field(default_factory=lambda: Choice((2, 4)))
+    groups: Choice = field(default_factory=lambda: Choice((2, 4)))
+    stride: Choice = field(default_factory=lambda: Choice((1, 2)))
+    prune_ratio: Choice = field(default_factory=lambda: Choice((0.0,)))
+    weight_bits: Choice = field(default_factory=lambda: Choice((32,)))
+    activation_bits: Choice = field(default_factory=lambda: Choice((32,)))
+
+    def __post_init__(self) -> None:
+        bad_kinds = [k for k in self.kind.values if k not in _known_kinds()]
+        if bad_kinds:
+            raise ValueError(f"unknown block kinds {bad_kinds}; known: {sorted(_known_kinds())}")
+        bad_bits = [b for b in self.weight_bits.values if b not in WEIGHT_BITS]
+        if bad_bits:
+            raise ValueError(f"weight bits {bad_bits} are not among {list(WEIGHT_BITS)}")
+        bad_bits = [b for b in self.activation_bits.values if b not in ACTIVATION_BITS]
+        if bad_bits:
+            raise ValueError(f"activation bits {bad_bits} are not among {list(ACTIVATION_BITS)}")
+        if "gconv" in self.kind.values:
+            # Any stage may follow any other, so every width must split into every group count.
+            widths = set(self.width.values) | set(self.stem_width.values)
+            for groups in self.groups.values:
+                bad = sorted(w for w in widths if w % groups)
+                if bad:
+                    raise ValueError(
+                        f"widths {bad} are not divisible by gconv groups {groups}; "
+                        "use widths that are multiples of every group count"
+                    )
+
+    def suggest(self, trial: SuggestsValues) -> Candidate:
+        """Ask ``trial`` for one candidate (Optuna define-by-run)."""
+        num_stages = self.num_stages.suggest(trial, "num_stages")
+        stages = []
+        policies = []
+        for i in range(num_stages):
+            kind = self.kind.suggest(trial, f"s{i}_kind")
+            expansion = 1
+            groups = 1
+            if kind in ("mbconv", "gconv"):
+                expansion = self.expansion.suggest(trial, f"s{i}_expansion")
+            if kind == "gconv":
+                groups = self.groups.suggest(trial, f"s{i}_groups")
+            stages.append(
+                StageSpec(
+                    kind=kind,
+                    depth=self.depth.suggest(trial, f"s{i}_depth"),
+                    width=self.width.suggest(trial, f"s{i}_width"),
+                    kernel=self.kernel.suggest(trial, f"s{i}_kernel"),
+                    expansion=expansion,
+                    groups=groups,
+                    stride=self.stride.suggest(trial, f"s{i}_stride"),
+                )
+            )
+            policies.append(
+                StagePolicy(
+                    prune_ratio=self.prune_ratio.suggest(trial, f"p{i}_prune_ratio"),
+                    weight_bits=self.weight_bits.suggest(trial, f"p{i}_weight_bits"),
+                    activation_bits=self.activation_bits.suggest(trial, f"p{i}_activation_bits"),
+                )
+            )
+        arch = ArchSpec(
+            stem_width=self.stem_width.suggest(trial, "stem_width"),
+            stem_stride=self.stem_stride.suggest(trial, "stem_stride"),
+            stages=tuple(stages),
+        )
+        return Candidate(arch, CompressionPolicy(tuple(policies)))
+
+    def describe(self) -> dict[str, list]:
+        """The space as plain lists, for the saved config and the report."""
+        return {f.name: list(getattr(self, f.name).values) for f in fields(self)}
+
+
+def _known_kinds() -> set[str]:
+    from spaces.blocks import registered_blocks
+
+    return set(BLOCK_KINDS) | set(registered_blocks())

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture
+def sampled_candidates():
+    """Candidates drawn from the default space by a seeded random sampler."""
+    import optuna
+
+    from spaces import SearchSpace
+
+    def draw(count: int, space: SearchSpace | None = None, seed: int = 0):
+        space = space or SearchSpace()
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        out = []
+        for _ in range(count):
+            trial = study.ask()
+            out.append(space.suggest(trial))
+            study.tell(trial, 0.0)
+        return out
+
+    return draw

@@ -1,0 +1,74 @@
+"""The README's quickstart through the real CLI, as a user runs it: twice, so it resumes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _search(results: Path, trials: int) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "search",
+            "--config",
+            "configs/quickstart.yaml",
+            "--name",
+            "r",
+            "--trials",
+            str(trials),
+            "--results",
+            str(results),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
+
+
+@pytest.mark.slow
+def test_quickstart_twice_resumes_to_twelve_trials(tmp_path):
+    first = _search(tmp_path, 6)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "teacher: ResNet" in first.stderr and "trained here" in first.stderr
+    second = _search(tmp_path, 6)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "teacher: cached" in second.stderr, "the second run must reuse the cached teacher"
+    assert "6 trial(s) in the study" in second.stderr
+
+    run = tmp_path / "r"
+    trials = pd.read_csv(run / "trials.csv")
+    assert len(trials) == 12 and list(trials["number"]) == list(range(12))
+    assert len(pd.read_parquet(run / "trials.parquet")) == 12
+    assert set(trials["status"]) <= {"ok", "infeasible", "failed"}
+    pareto = pd.read_csv(run / "pareto.csv")
+    assert len(pareto) >= 1
+    budget = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())["budget"]
+    assert (pareto["latency_ms"] <= budget["latency_ms"]).all()
+    assert (pareto["peak_memory_kb"] <= budget["peak_memory_kb"]).all()
+    report = (run / "report.html").read_text()
+    assert "teacher" in report.lower()
+    for genome in pareto["genome"]:
+        assert genome in report
+    for number in pareto["number"]:
+        assert (run / "models" / str(number) / "model.onnx").is_file()
+
+    rerender = subprocess.run(
+        [sys.executable, "-m", "search.cli", "report", str(run)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert rerender.returncode == 0 and rerender.stdout.strip().endswith("report.html")

@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from evaluators.data import load_dataset
+
+from evaluators import pipeline
+from evaluators.budget import Budget
+from evaluators.distill import TrainConfig
+from evaluators.hardware import Host
+from evaluators.pipeline import EvaluationContext, evaluate_candidate
+from spaces import get_candidate
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", seed=0)
+
+
+def _context(digits, budget, subset=200):
+    # Random "teacher" logits: these tests check the pipeline's flow, not accuracy.
+    logits = torch.randn(len(digits.train), 10)
+    return EvaluationContext.create(
+        digits,
+        logits,
+        budget,
+        Host(runs=5, warmup=1),
+        TrainConfig(epochs=1, batch_size=64),
+        subset,
+        progress=False,
+    )
+
+
+def test_a_candidate_over_budget_is_never_trained(digits, monkeypatch):
+    monkeypatch.setattr(
+        pipeline, "train", lambda *a, **k: pytest.fail("over budget: must not train")
+    )
+    metrics = evaluate_candidate(
+        get_candidate("tiny_mixed"), _context(digits, Budget(latency_ms=0.001))
+    )
+    assert metrics.status == "infeasible"
+    assert "latency_ms" in metrics.reason
+    assert metrics.latency_ms > 0.001 and metrics.accuracy is None
+    assert "train" not in metrics.seconds
+
+
+def test_memory_budget_is_checked_from_the_computed_cost(digits, monkeypatch):
+    monkeypatch.setattr(pipeline, "train", lambda *a, **k: pytest.fail("must not train"))
+    metrics = evaluate_candidate(
+        get_candidate("tiny_mixed"), _context(digits, Budget(peak_memory_kb=0.5))
+    )
+    assert metrics.status == "infeasible" and "peak_memory_kb" in metrics.reason
+    assert metrics.peak_memory_kb > 0.5
+
+
+def test_a_feasible_candidate_is_trained_and_saved(digits, tmp_path):
+    metrics = evaluate_candidate(
+        get_candidate("tiny_dsconv"), _context(digits, Budget(latency_ms=1000)), tmp_path
+    )
+    assert metrics.status == "ok"
+    assert 0.0 <= metrics.accuracy <= 1.0 and 0.0 <= metrics.test_accuracy <= 1.0
+    assert metrics.train_subset == 200 and metrics.epochs == 1
+    assert set(metrics.seconds) == {"cost", "latency", "train", "eval"}
+    assert {p.name for p in tmp_path.iterdir()} == {"model.pt", "candidate.json", "model.onnx"}
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert (
+        sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k)
+        == metrics.params
+    )
+
+
+def test_every_candidate_trains_on_the_same_subset(digits):
+    a = _context(digits, Budget())
+    b = _context(digits, Budget())
+    assert torch.equal(a.subset, b.subset) and len(a.subset) == 200

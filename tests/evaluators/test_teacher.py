@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from evaluators.data import load_dataset
+
+from evaluators import teacher as teacher_module
+from evaluators.distill import predict_logits
+from evaluators.teacher import ResNetTeacher, TeacherConfig, TeacherError, prepare_teacher
+
+CONFIG = TeacherConfig(widths=(16, 32), blocks=(1, 1), epochs=2, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", seed=0)
+
+
+def test_teacher_is_trained_once_then_loaded_from_cache(tmp_path, digits, monkeypatch):
+    first = prepare_teacher(digits, CONFIG, tmp_path, progress=False)
+    assert first.train_logits.shape == (len(digits.train), 10)
+    assert 0.5 < first.test_accuracy <= 1.0
+    assert (first.cache_dir / "teacher.pt").is_file()
+    meta = json.loads((first.cache_dir / "meta.json").read_text())
+    assert meta["test_accuracy"] == first.test_accuracy
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the cached teacher must not be retrained or rerun")
+
+    monkeypatch.setattr(teacher_module, "train", forbidden)
+    monkeypatch.setattr(teacher_module, "predict_logits", forbidden)
+    second = prepare_teacher(digits, CONFIG, tmp_path, progress=False)
+    assert torch.equal(second.train_logits, first.train_logits)
+    assert second.test_accuracy == first.test_accuracy
+
+
+def test_another_config_or_dataset_split_is_another_teacher(tmp_path, digits):
+    a = teacher_module.teacher_key(CONFIG, digits)
+    b = teacher_module.teacher_key(TeacherConfig(widths=(16, 32), blocks=(1, 1), epochs=3), digits)
+    c = teacher_module.teacher_key(CONFIG, load_dataset("digits", seed=1))
+    assert len({a, b, c}) == 3
+
+
+def test_a_users_state_dict_checkpoint_is_used_without_training(tmp_path, digits, monkeypatch):
+    model = ResNetTeacher(1, 10, (16, 32), (1, 1))
+    path = tmp_path / "mine.pt"
+    torch.save(model.state_dict(), path)
+    monkeypatch.setattr(teacher_module, "train", lambda *a, **k: pytest.fail("must not train"))
+    teacher = prepare_teacher(
+        digits,
+        TeacherConfig(widths=(16, 32), blocks=(1, 1), checkpoint=str(path)),
+        tmp_path / "c",
+        progress=False,
+    )
+    assert torch.allclose(
+        teacher.train_logits, predict_logits(model, digits.train.images), atol=1e-5
+    )
+    assert "loaded from" in teacher.source
+
+
+def test_an_onnx_teacher_gives_the_same_logits(tmp_path, digits):
+    from evaluators.hardware import export_onnx
+
+    model = ResNetTeacher(1, 10, (8,), (1,)).eval()
+    path = export_onnx(model, (1, 8, 8), tmp_path / "teacher.onnx")
+    teacher = prepare_teacher(
+        digits, TeacherConfig(checkpoint=str(path)), tmp_path / "c", progress=False
+    )
+    assert torch.allclose(
+        teacher.train_logits, predict_logits(model, digits.train.images), atol=1e-4
+    )
+
+
+def test_a_mismatched_checkpoint_says_how_to_fix_it(tmp_path, digits):
+    path = tmp_path / "other.pt"
+    torch.save(ResNetTeacher(1, 10, (8,), (1,)).state_dict(), path)
+    with pytest.raises(TeacherError, match=r"teacher\.widths"):
+        prepare_teacher(digits, TeacherConfig(checkpoint=str(path)), tmp_path / "c", progress=False)

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search.config import ConfigError, RunConfig, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_shipped_configs_are_valid():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        config = load_config(path)
+        assert config.search_space().suggest  # renders to a space
+
+
+def test_resolved_config_round_trips_through_yaml():
+    config = load_config(ROOT / "configs" / "quickstart.yaml")
+    again = parse_config(yaml.safe_load(config.to_yaml()))
+    assert again == config
+
+
+def test_overrides_replace_top_level_settings():
+    config = load_config(ROOT / "configs" / "quickstart.yaml", name="other", trials=None)
+    assert config.name == "other"
+    assert config.trials == 8
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"budget": {"latncy_ms": 2}}, "budget.latncy_ms"),
+        ({"dataset": {"name": "mnist-1d"}}, "dataset.name"),
+        ({"space": {"weight_bits": [3]}}, "space.weight_bits"),
+        ({"budget": {"latency_ms": -1}}, "budget.latency_ms"),
+        ({"objectives": ["speed"]}, "objectives"),
+        ({"space": {"width": [18], "groups": [4]}}, "space"),
+        ({"teacher": {"widths": [8, 16], "blocks": [1]}}, "teacher"),
+        ({"sampler": "cmaes"}, "sampler"),
+    ],
+)
+def test_mistakes_name_the_field(data, field):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data)
+    message = str(caught.value)
+    assert field in message
+    assert "\n" not in message
+
+
+def test_an_unknown_key_lists_the_allowed_ones():
+    with pytest.raises(ConfigError, match="allowed here: latency_ms, peak_memory_kb, flash_kb"):
+        parse_config({"budget": {"latncy_ms": 2}})
+
+
+def test_defaults_make_a_valid_config():
+    assert isinstance(parse_config({}), RunConfig)
+
+
+BAD_CONFIGS = {
+    "unknown key": ("dataset:\n  name: digits\n  colour: red\n", "dataset.colour"),
+    "unknown dataset": ("dataset:\n  name: imagenet-22k\n", "dataset.name"),
+    "bit-width": ("space:\n  weight_bits: [8, 6]\n", "space.weight_bits"),
+    "negative budget": ("budget:\n  latency_ms: -0.5\n", "budget.latency_ms"),
+    "not yaml": ("budget: [\n", "not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_cli_reports_bad_input_in_one_line_with_exit_code_2(tmp_path, case):
+    text, expected = BAD_CONFIGS[case]
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "search",
+            "--config",
+            str(path),
+            "--results",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run").exists(), "nothing is started for a bad config"
+
+
+def test_cli_reports_a_missing_config_file(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "search.cli", "search", "--config", str(tmp_path / "none.yaml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "does not exist" in done.stderr and "Traceback" not in done.stderr

@@ -1,0 +1,98 @@
+"""A real search, in process: digits, a tiny teacher, tiny fidelity, a real SQLite study."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pandas as pd
+import pytest
+
+from evaluators import pipeline
+from search.config import ConfigError, parse_config
+from search.runner import run_search
+
+TINY = {
+    "seed": 0,
+    "dataset": {"name": "digits"},
+    "teacher": {"widths": [8], "blocks": [1], "epochs": 1},
+    "training": {"train_subset": 150, "epochs": 1, "batch_size": 64},
+    "space": {"num_stages": [1, 2], "width": [8, 16], "stem_width": [8], "depth": [1, 1]},
+    "device": {"runs": 5, "warmup": 1},
+}
+
+
+def _config(tmp_path, **changes):
+    data = json.loads(json.dumps(TINY))
+    data["results_dir"] = str(tmp_path)
+    for key, value in changes.items():
+        data[key] = value
+    return parse_config(data)
+
+
+def test_an_impossible_latency_budget_trains_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(
+        pipeline, "train", lambda *a, **k: pytest.fail("over budget: must not train")
+    )
+    config = _config(tmp_path, name="tight", budget={"latency_ms": 0.001})
+    result = run_search(config, trials=4, progress=False)
+    trials = pd.read_csv(result.run_dir / "trials.csv")
+    assert len(trials) == 4
+    assert set(trials["status"]) == {"infeasible"}
+    assert trials["accuracy"].isna().all()
+    assert (trials["latency_ms"] > 0.001).all()
+    assert (trials["constraint_latency_ms"] > 0).all()
+    assert pd.read_csv(result.run_dir / "pareto.csv").empty
+    assert not (result.run_dir / "checkpoints").exists()
+    assert "no feasible model" in (result.run_dir / "report.html").read_text().lower()
+
+
+def test_a_run_resumes_its_study_and_keeps_every_trial(tmp_path):
+    config = _config(tmp_path, name="again", budget={"latency_ms": 50})
+    run_search(config, trials=2, progress=False)
+    result = run_search(config, trials=2, progress=False)
+    trials = pd.read_csv(result.run_dir / "trials.csv")
+    assert list(trials["number"]) == [0, 1, 2, 3]
+    study = optuna.load_study(
+        study_name="again", storage=f"sqlite:///{result.run_dir / 'study.db'}"
+    )
+    assert len(study.trials) == 4
+    pareto = pd.read_csv(result.run_dir / "pareto.csv")
+    assert len(pareto) >= 1
+    assert (pareto["status"] == "ok").all() and (pareto["latency_ms"] <= 50).all()
+    for number in pareto["number"]:
+        folder = result.run_dir / "models" / str(number)
+        assert {p.name for p in folder.iterdir()} == {"model.pt", "candidate.json", "model.onnx"}
+    saved = (result.run_dir / "config.yaml").read_text()
+    assert "latency_ms: 50" in saved
+
+
+def test_a_changed_config_is_not_mixed_into_an_existing_run(tmp_path):
+    run_search(
+        _config(tmp_path, name="fixed", budget={"latency_ms": 0.001}), trials=1, progress=False
+    )
+    with pytest.raises(ConfigError, match="different config"):
+        run_search(
+            _config(tmp_path, name="fixed", budget={"latency_ms": 0.002}), trials=1, progress=False
+        )
+
+
+def test_a_candidate_that_raises_is_failed_and_the_search_goes_on(tmp_path, monkeypatch):
+    real = pipeline.evaluate_candidate
+    calls = {"n": 0}
+
+    def flaky(candidate, context, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("shape mismatch in stage 1")
+        return real(candidate, context, *args, **kwargs)
+
+    monkeypatch.setattr("search.objective.evaluate_candidate", flaky)
+    result = run_search(
+        _config(tmp_path, name="flaky", budget={"latency_ms": 0.001}), trials=3, progress=False
+    )
+    trials = pd.read_csv(result.run_dir / "trials.csv")
+    assert len(trials) == 3
+    failed = trials[trials["status"] == "failed"]
+    assert len(failed) == 1 and "shape mismatch" in failed["reason"].iloc[0]
+    assert failed["state"].iloc[0] == "FAIL"
