@@ -48,11 +48,20 @@ def kd_loss(
 class TrainConfig:
     epochs: int = 2
     batch_size: int = 128
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-4
     temperature: float = 4.0
     alpha: float = 0.9
     seed: int = 0
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` trains on CUDA when this machine has it, else on the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA is not available on this machine; use device auto or cpu")
+    return torch.device(name)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ then a policy must be uncompressed, which the run config enforces.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,6 +41,8 @@ class EvaluationContext:
     train_config: TrainConfig
     subset: torch.Tensor  # training-split indices every candidate trains on (same for all)
     progress: bool = True
+    # Where candidates train; latency is always the host's, measured with ONNX Runtime.
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @classmethod
     def create(
@@ -52,6 +54,7 @@ class EvaluationContext:
         train_config: TrainConfig,
         train_subset: int | None,
         progress: bool = True,
+        device: torch.device | str = "cpu",
     ) -> EvaluationContext:
         if len(teacher_logits) != len(dataset.train):
             raise ValueError(
@@ -60,7 +63,16 @@ class EvaluationContext:
         size = len(dataset.train) if train_subset is None else min(train_subset, len(dataset.train))
         generator = torch.Generator().manual_seed(train_config.seed)
         subset = torch.randperm(len(dataset.train), generator=generator)[:size]
-        return cls(dataset, teacher_logits, budget, host, train_config, subset, progress)
+        return cls(
+            dataset,
+            teacher_logits,
+            budget,
+            host,
+            train_config,
+            subset,
+            progress,
+            torch.device(device),
+        )
 
 
 def evaluate_candidate(
@@ -112,6 +124,7 @@ def evaluate_candidate(
 
     start = time.perf_counter()
     subset = context.subset
+    model.to(context.device)
     train(
         model,
         dataset.train.images[subset],
@@ -129,7 +142,7 @@ def evaluate_candidate(
     seconds["eval"] = time.perf_counter() - start
 
     if artifact_dir is not None:
-        save_artifacts(model, candidate, shape, Path(artifact_dir))
+        save_artifacts(model.cpu(), candidate, shape, Path(artifact_dir))
     return Metrics(
         status="ok",
         accuracy=val_accuracy,

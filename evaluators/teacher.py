@@ -126,7 +126,12 @@ def teacher_key(config: TeacherConfig, dataset: Dataset) -> str:
 
 
 def prepare_teacher(
-    dataset: Dataset, config: TeacherConfig, cache_root: str | Path, *, progress: bool = True
+    dataset: Dataset,
+    config: TeacherConfig,
+    cache_root: str | Path,
+    *,
+    progress: bool = True,
+    device: torch.device | str = "cpu",
 ) -> Teacher:
     """Load the cached teacher for ``dataset``, or train/load it once and cache it."""
     cache_dir = Path(cache_root) / teacher_key(config, dataset)
@@ -147,8 +152,10 @@ def prepare_teacher(
             dataset, Path(config.checkpoint)
         )
     else:
-        model, source = _torch_teacher(dataset, config, progress)
-        save_torch_atomic(model.state_dict(), cache_dir / "teacher.pt")
+        model, source = _torch_teacher(dataset, config, progress, torch.device(device))
+        save_torch_atomic(
+            {k: v.cpu() for k, v in model.state_dict().items()}, cache_dir / "teacher.pt"
+        )
         train_logits = predict_logits(model, dataset.train.images)
         test_logits = predict_logits(model, dataset.test.images)
         params = sum(p.numel() for p in model.parameters())
@@ -168,7 +175,7 @@ def prepare_teacher(
 
 
 def _torch_teacher(
-    dataset: Dataset, config: TeacherConfig, progress: bool
+    dataset: Dataset, config: TeacherConfig, progress: bool, device: torch.device
 ) -> tuple[nn.Module, str]:
     channels, _, _ = dataset.input_shape
     torch.manual_seed(config.seed)
@@ -186,7 +193,7 @@ def _torch_teacher(
                 f"({name}): {str(error).splitlines()[0]}; set teacher.widths/blocks to match "
                 "it, or export your teacher to ONNX and pass the .onnx file"
             ) from None
-        return model, f"{name}, loaded from {path}"
+        return model.to(device), f"{name}, loaded from {path}"
     train_config = TrainConfig(
         epochs=config.epochs,
         batch_size=config.batch_size,
@@ -194,6 +201,7 @@ def _torch_teacher(
         alpha=0.0,
         seed=config.seed,
     )
+    model.to(device)
     result = train(
         model,
         dataset.train.images,
@@ -203,7 +211,9 @@ def _torch_teacher(
         progress=progress,
         description="teacher",
     )
-    return model, f"{name}, trained here for {config.epochs} epochs ({result.seconds:.0f} s)"
+    return model, (
+        f"{name}, trained here for {config.epochs} epochs on {device.type} ({result.seconds:.0f} s)"
+    )
 
 
 def _onnx_teacher_logits(

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 from evaluators.data import DatasetError
-
 from evaluators.teacher import TeacherError
 from search.config import ConfigError, load_config
 from search.study import StorageError

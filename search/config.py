@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evaluators.budget import Budget
-from evaluators.distill import TrainConfig
+from evaluators.distill import TrainConfig, resolve_device
 from evaluators.hardware import Host
 from evaluators.teacher import TeacherConfig
 from spaces.candidate import ACTIVATION_BITS, BLOCK_KINDS, KERNELS, WEIGHT_BITS
@@ -80,10 +80,19 @@ class TrainingSection(_Section):
     )
     epochs: int = Field(2, ge=1)
     batch_size: int = Field(128, ge=1)
-    lr: float = Field(3e-3, gt=0)
+    lr: float = Field(1e-2, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     temperature: float = Field(4.0, gt=0)
     alpha: float = Field(0.9, ge=0, le=1)
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where candidates and the teacher train; auto = CUDA when present"
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _available(cls, name: str) -> str:
+        resolve_device(name)
+        return name
 
 
 class SpaceSection(_Section):

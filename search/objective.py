@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ class Objective:
         earlier = _same_candidate(trial, candidate)
         if earlier is not None:
             # TPE re-proposes the same point in small spaces; the result would be the same.
-            metrics = Metrics.from_dict(earlier.user_attrs["metrics"])
+            # Nothing was computed for this trial: it spends no seconds.
+            metrics = replace(Metrics.from_dict(earlier.user_attrs["metrics"]), seconds={})
             trial.set_user_attr("duplicate_of", earlier.number)
             if "artifacts" in earlier.user_attrs:
                 trial.set_user_attr("artifacts", earlier.user_attrs["artifacts"])

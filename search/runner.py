@@ -12,12 +12,13 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import yaml
-from evaluators.data import Dataset, load_dataset
 
+from evaluators.data import Dataset, load_dataset
+from evaluators.distill import resolve_device
 from evaluators.files import write_text_atomic
 from evaluators.pipeline import EvaluationContext
 from evaluators.teacher import Teacher, prepare_teacher
-from search.config import ConfigError, RunConfig
+from search.config import ConfigError, RunConfig, parse_config
 from search.objective import Objective
 from search.report import write_report
 from search.results import export_pareto_models, pareto_frame, trials_frame, write_tables
@@ -40,6 +41,9 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     run_dir = Path(config.results_dir) / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
     _save_config(config, run_dir)
+    # Cheap checks first: a broken storage URL or a missing dataset must not cost a teacher.
+    storage = config.storage or default_storage(run_dir)
+    study = open_study(config.name, storage, config.directions, config.sampler, config.seed)
     dataset = load_dataset(
         config.dataset.name,
         config.dataset.root,
@@ -57,8 +61,13 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
         dataset.input_shape,
         dataset.source,
     )
+    device = resolve_device(config.training.device)
     teacher = prepare_teacher(
-        dataset, config.teacher_config(), Path(config.results_dir) / "teachers", progress=progress
+        dataset,
+        config.teacher_config(),
+        Path(config.results_dir) / "teachers",
+        progress=progress,
+        device=device,
     )
     host = config.host()
     context = EvaluationContext.create(
@@ -69,9 +78,8 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
         config.train_config(),
         config.training.train_subset,
         progress=progress,
+        device=device,
     )
-    storage = config.storage or default_storage(run_dir)
-    study = open_study(config.name, storage, config.directions, config.sampler, config.seed)
     objective = Objective(config.search_space(), context, config.objectives, run_dir)
     todo = trials if trials is not None else config.trials
     before = len(study.trials)
@@ -150,17 +158,34 @@ def write_results(
 def _save_config(config: RunConfig, run_dir: Path) -> None:
     """Save the resolved config; refuse to mix a changed config into an existing run."""
     path = run_dir / "config.yaml"
-    current = config.model_dump(mode="json")
     if path.exists():
-        saved = yaml.safe_load(path.read_text()) or {}
-        changed = sorted(
+        try:
+            # Re-validated, so settings added to the schema since take their defaults.
+            saved = parse_config(yaml.safe_load(path.read_text()), str(path)).model_dump(
+                mode="json"
+            )
+        except ConfigError:
+            saved = {}
+        current = config.model_dump(mode="json")
+        changed = [
             key
-            for key in set(saved) | set(current)
-            if key not in _RESUMABLE and saved.get(key) != current.get(key)
-        )
+            for key in sorted(set(_flatten(saved)) | set(_flatten(current)))
+            if key.split(".")[0] not in _RESUMABLE
+            and _flatten(saved).get(key) != _flatten(current).get(key)
+        ]
         if changed:
             raise ConfigError(
                 f"{run_dir} already holds a run with a different config (changed: "
-                f"{', '.join(changed)}); use another --name, or the config it was started with"
+                f"{', '.join(changed[:5])}); use another --name, or the config it was started with"
             )
     write_text_atomic(path, config.to_yaml())
+
+
+def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

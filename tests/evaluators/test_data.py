@@ -204,7 +204,9 @@ def test_fashion_missing_without_download(tmp_path: Path, monkeypatch) -> None:
 
 def test_real_debian_fashion_mnist() -> None:
     # make test (and so CI) installs the Debian package; without it this test must fail.
-    assert data.DEBIAN_FASHION_DIR.is_dir(), "run 'make data' (apt-get install dataset-fashion-mnist)"
+    assert data.DEBIAN_FASHION_DIR.is_dir(), (
+        "run 'make data' (apt-get install dataset-fashion-mnist)"
+    )
     ds = load_dataset("fashion-mnist", val_fraction=0.1, seed=0)
     assert (len(ds.train), len(ds.val), len(ds.test)) == (54_000, 6_000, 10_000)
     assert ds.input_shape == (1, 28, 28)

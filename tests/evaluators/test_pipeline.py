@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from evaluators.data import load_dataset
 
 from evaluators import pipeline
 from evaluators.budget import Budget
+from evaluators.data import load_dataset
 from evaluators.distill import TrainConfig
 from evaluators.hardware import Host
 from evaluators.pipeline import EvaluationContext, evaluate_candidate

@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
-from evaluators.data import load_dataset
 
 from evaluators import teacher as teacher_module
+from evaluators.data import load_dataset
 from evaluators.distill import predict_logits
 from evaluators.teacher import ResNetTeacher, TeacherConfig, TeacherError, prepare_teacher
 

@@ -108,3 +108,44 @@ def test_cli_reports_a_missing_config_file(tmp_path):
     )
     assert done.returncode == 2
     assert "does not exist" in done.stderr and "Traceback" not in done.stderr
+
+
+def _cli_search(tmp_path, config_text):
+    path = tmp_path / "run.yaml"
+    path.write_text(config_text)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "search",
+            "--config",
+            str(path),
+            "--results",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+
+
+def test_a_missing_dataset_is_one_line_that_says_how_to_fix_it(tmp_path):
+    done = _cli_search(
+        tmp_path, f"dataset:\n  name: imagefolder\n  root: {tmp_path / 'no-such-folder'}\n"
+    )
+    assert done.returncode == 2, done.stderr
+    error = [line for line in done.stderr.splitlines() if line.startswith("paretonas: error:")]
+    assert len(error) == 1 and "no-such-folder" in error[0]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_broken_storage_url_is_reported_without_its_password(tmp_path):
+    url = "postgresql://paretonas:s3cret-pw@127.0.0.1:1/nas"
+    done = _cli_search(tmp_path, f"storage: {url}\n")
+    assert done.returncode == 2, done.stderr
+    assert "cannot open storage" in done.stderr
+    assert "s3cret-pw" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "teachers").exists(), "no teacher is trained before the storage opens"

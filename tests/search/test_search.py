@@ -71,7 +71,7 @@ def test_a_changed_config_is_not_mixed_into_an_existing_run(tmp_path):
     run_search(
         _config(tmp_path, name="fixed", budget={"latency_ms": 0.001}), trials=1, progress=False
     )
-    with pytest.raises(ConfigError, match="different config"):
+    with pytest.raises(ConfigError, match=r"different config \(changed: budget\.latency_ms\)"):
         run_search(
             _config(tmp_path, name="fixed", budget={"latency_ms": 0.002}), trials=1, progress=False
         )
