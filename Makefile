@@ -42,6 +42,10 @@ test: setup data
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
 
+# Performance goals: each benchmark writes JSON (machine, command, figures) under results/benchmarks/.
+bench: setup data
+	$(PY) benchmarks/compression.py
+
 lint: setup
 	$(VENV)/bin/ruff check spaces evaluators search tests benchmarks
 

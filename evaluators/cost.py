@@ -5,7 +5,8 @@ hooks, so every registered block kind is costed without a cost formula of its ow
 parameter count is exactly that of the module the trainer builds.
 
 What counts (and why):
-- params: every trainable parameter of the module as built (batch norm included).
+- params: every trainable parameter of the module as deployed, i.e. after structured
+  pruning (batch norm included). Pruned channel counts follow from the policy alone.
 - MACs: convolutions and linear layers; batch norm folds into the convolution at export.
 - flash (stored weights): conv/linear weights at their stage's weight bits; one 32-bit bias
   per output channel (batch norm folds into it), as int8 runtimes store int32 biases. With
@@ -17,7 +18,6 @@ What counts (and why):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +26,7 @@ from torch import nn
 from spaces.blocks import ChannelShuffle
 from spaces.build import build_model, stage_of_parameter
 from spaces.candidate import Candidate
+from spaces.channels import plan_channels
 
 _KERNEL_MODULES = (
     nn.Conv2d,
@@ -54,10 +55,12 @@ class Cost:
 
 
 def estimate_cost(
-    candidate: Candidate, input_shape: tuple[int, int, int], num_classes: int
+    candidate: Candidate, input_shape: tuple[int, int, int], num_classes: int, align: int = 4
 ) -> Cost:
-    """Cost of ``candidate`` for one image of ``input_shape`` (C, H, W)."""
-    model = build_model(candidate, input_shape[0], num_classes, device="meta").eval()
+    """Cost of ``candidate`` as deployed (pruned by its policy, channel counts rounded to
+    ``align``) for one image of ``input_shape`` (C, H, W)."""
+    plan = plan_channels(candidate, align)
+    model = build_model(candidate, input_shape[0], num_classes, device="meta", plan=plan).eval()
     return module_cost(model, candidate, input_shape)
 
 
@@ -101,7 +104,7 @@ def module_cost(model: nn.Module, candidate: Candidate, input_shape: tuple[int, 
         policy = stages[stage_of_parameter(name + ".", num_stages)]
         count = module.weight.numel()
         if policy.sparsity > 0:
-            kept = math.ceil(count * (1 - policy.sparsity))
+            kept = count - round(count * policy.sparsity)  # as torch's l1_unstructured counts
             weight_bits += kept * policy.weight_bits + count  # values + bitmap index
         else:
             weight_bits += count * policy.weight_bits

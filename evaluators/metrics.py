@@ -17,10 +17,12 @@ STATUSES = ("ok", "infeasible", "failed", "pruned")
 class Metrics:
     status: str
     reason: str | None = None
-    # Validation accuracy: what the search ranks on.
+    # Validation accuracy of the deployed artifact (the ONNX model): what the search ranks on.
     accuracy: float | None = None
-    # Test accuracy: what the report shows; never used to choose.
+    # Test accuracy of the deployed artifact: what the report shows; never used to choose.
     test_accuracy: float | None = None
+    # Test accuracy of the PyTorch model before export (fp32, or fake-quantized after QAT).
+    torch_test_accuracy: float | None = None
     latency_ms: float | None = None
     latency_p90_ms: float | None = None
     latency_source: str | None = None
@@ -28,6 +30,11 @@ class Metrics:
     flash_kb: float | None = None
     params: int | None = None
     macs: int | None = None
+    # The deployed ONNX file, and how each stage runs on the host (e.g. "w8a8 int8").
+    artifact_bytes: int | None = None
+    executed: str | None = None
+    int8: bool | None = None
+    channels: str | None = None  # channel counts as deployed, when pruned
     train_subset: int | None = None
     epochs: int | None = None
     seconds: dict[str, float] = field(default_factory=dict)

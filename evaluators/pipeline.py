@@ -1,33 +1,57 @@
-"""How one candidate is judged, cheapest check first.
+"""How one candidate is judged, cheapest check first, on the artifact a user would ship.
 
-cost (milliseconds, meta device) -> build -> host latency (ONNX Runtime, ~0.1 s) ->
-over budget? stop: infeasible, never trained -> KD training at the search fidelity ->
-validation and test accuracy -> artifacts (state dict, candidate.json, model.onnx).
+    plan channels (pruned counts follow from the policy alone, never from weights)
+ -> cost of the pruned network (meta device, milliseconds)
+ -> latency of the deployable ONNX (pruned, int8 where the policy says so), on random
+    weights: latency does not depend on weight values, so this is measured before training
+ -> over budget? stop: infeasible, never trained
+ -> KD training (full width) -> prune channels for real -> KD fine-tune
+ -> quantize (QAT with KD, or PTQ) -> unstructured sparsity -> export the deployable ONNX
+ -> measure that same file: latency, size, and accuracy by running it in ONNX Runtime
 
-Real pruning and quantization slot in between training and measurement (issue 3); until
-then a policy must be uncompressed, which the run config enforces.
+The file that was measured is the file that is saved and exported.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from evaluators.budget import Budget
-from evaluators.cost import estimate_cost
+from evaluators.cost import module_cost
 from evaluators.distill import TrainConfig, evaluate_accuracy, train
 from evaluators.files import save_torch_atomic, write_text_atomic
-from evaluators.hardware import Host, export_onnx
+from evaluators.hardware import Host, LatencyMeasurement, measure_onnx_latency
 from evaluators.metrics import Metrics
+from evaluators.prune import apply_sparsity, prune_model
+from evaluators.quantize import (
+    DeployedArtifact,
+    calibrate,
+    export_deployable,
+    onnx_accuracy,
+    prepare_qat,
+)
 from spaces.build import build_model
 from spaces.candidate import Candidate
+from spaces.channels import ChannelPlan, plan_channels
 
 if TYPE_CHECKING:
     from evaluators.data import Dataset
+
+
+@dataclass(frozen=True)
+class CompressionConfig:
+    align: int = 4
+    criterion: str = "l1"
+    finetune_epochs: int = 1
+    quantization: str = "qat"  # or "ptq"
+    qat_epochs: int = 1
+    calibration_images: int = 256
 
 
 @dataclass(frozen=True)
@@ -40,6 +64,7 @@ class EvaluationContext:
     host: Host
     train_config: TrainConfig
     subset: torch.Tensor  # training-split indices every candidate trains on (same for all)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
     progress: bool = True
     # Where candidates train; latency is always the host's, measured with ONNX Runtime.
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -53,6 +78,7 @@ class EvaluationContext:
         host: Host,
         train_config: TrainConfig,
         train_subset: int | None,
+        compression: CompressionConfig | None = None,
         progress: bool = True,
         device: torch.device | str = "cpu",
     ) -> EvaluationContext:
@@ -70,9 +96,14 @@ class EvaluationContext:
             host,
             train_config,
             subset,
+            compression or CompressionConfig(),
             progress,
             torch.device(device),
         )
+
+    @property
+    def calibration_images(self) -> torch.Tensor:
+        return self.dataset.train.images[self.subset[: self.compression.calibration_images]]
 
 
 def evaluate_candidate(
@@ -82,33 +113,33 @@ def evaluate_candidate(
     description: str = "candidate",
 ) -> Metrics:
     """Judge ``candidate``; exceptions propagate (the caller records them as failed)."""
-    if not candidate.policy.is_uncompressed:
-        raise ValueError(
-            f"policy {candidate.policy.genome} asks for pruning or quantization, which this "
-            "version does not apply yet"
-        )
     dataset = context.dataset
     shape = dataset.input_shape
+    channels, classes = shape[0], dataset.num_classes
+    settings = context.compression
     seconds: dict[str, float] = {}
 
     start = time.perf_counter()
-    cost = estimate_cost(candidate, shape, dataset.num_classes)
+    plan = plan_channels(candidate, settings.align)
+    pruned = plan != ChannelPlan.full(candidate.arch)
+    meta_model = build_model(candidate, channels, classes, device="meta", plan=plan).eval()
+    cost = module_cost(meta_model, candidate, shape)
     seconds["cost"] = time.perf_counter() - start
 
     start = time.perf_counter()
     torch.manual_seed(context.train_config.seed)
-    model = build_model(candidate, shape[0], dataset.num_classes)
-    latency = context.host.measure(model, shape)
+    untrained = build_model(candidate, channels, classes, plan=plan)
+    with tempfile.TemporaryDirectory(prefix="paretonas-") as tmp:
+        artifact = _export(untrained, candidate, Path(tmp) / "model.onnx", context)
+        latency = _measure(artifact, context)
     seconds["latency"] = time.perf_counter() - start
 
     common = dict(
-        latency_ms=latency.median_ms,
-        latency_p90_ms=latency.p90_ms,
-        latency_source=latency.source,
         peak_memory_kb=cost.peak_memory_kb,
         flash_kb=cost.flash_kb,
         params=cost.params,
         macs=cost.macs,
+        channels=_describe_plan(plan) if pruned else None,
     )
     constraints = context.budget.constraints(
         latency_ms=latency.median_ms, peak_memory_kb=cost.peak_memory_kb, flash_kb=cost.flash_kb
@@ -120,33 +151,88 @@ def evaluate_candidate(
             f"{getattr(context.budget, name):.4g}"
             for name in over
         )
-        return Metrics(status="infeasible", reason=reason, seconds=seconds, **common)
+        return Metrics(
+            status="infeasible",
+            reason=reason,
+            seconds=seconds,
+            latency_ms=latency.median_ms,
+            latency_p90_ms=latency.p90_ms,
+            latency_source=latency.source + " (before training)",
+            executed=", ".join(artifact.executed_bits),
+            int8=artifact.is_int8,
+            **common,
+        )
 
-    start = time.perf_counter()
     subset = context.subset
-    model.to(context.device)
-    train(
-        model,
-        dataset.train.images[subset],
-        dataset.train.labels[subset],
-        context.teacher_logits[subset],
-        context.train_config,
-        progress=context.progress,
-        description=description,
-    )
-    seconds["train"] = time.perf_counter() - start
+    images, labels = dataset.train.images[subset], dataset.train.labels[subset]
+    logits = context.teacher_logits[subset]
 
-    start = time.perf_counter()
-    val_accuracy = evaluate_accuracy(model, dataset.val.images, dataset.val.labels)
-    test_accuracy = evaluate_accuracy(model, dataset.test.images, dataset.test.labels)
-    seconds["eval"] = time.perf_counter() - start
+    def fit(model: torch.nn.Module, epochs: int, phase: str) -> None:
+        if epochs < 1:
+            return
+        begin = time.perf_counter()
+        config = replace(context.train_config, epochs=epochs)
+        train(
+            model,
+            images,
+            labels,
+            logits,
+            config,
+            progress=context.progress,
+            description=f"{description} {phase}",
+        )
+        seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - begin
 
-    if artifact_dir is not None:
-        save_artifacts(model.cpu(), candidate, shape, Path(artifact_dir))
+    torch.manual_seed(context.train_config.seed)
+    model = build_model(candidate, channels, classes).to(context.device)
+    fit(model, context.train_config.epochs, "train")
+
+    if pruned:
+        begin = time.perf_counter()
+        batch = (images[:256], labels[:256], logits[:256])
+        model = prune_model(model.cpu(), candidate, plan, settings.criterion, batch)
+        seconds["prune"] = time.perf_counter() - begin
+        fit(model.to(context.device), settings.finetune_epochs, "finetune")
+    model = model.cpu()
+    deployable_weights = model  # the (pruned) fp32 module: what model.pt holds
+
+    quantized = any(s.weight_bits < 32 or s.activation_bits < 32 for s in candidate.policy.stages)
+    if quantized and settings.quantization == "qat":
+        begin = time.perf_counter()
+        model = prepare_qat(model, candidate)
+        calibrate(model, context.calibration_images)
+        seconds["quantize"] = time.perf_counter() - begin
+        fit(model.to(context.device), settings.qat_epochs, "qat")
+        model = model.cpu().eval()
+    if any(s.sparsity > 0 for s in candidate.policy.stages):
+        apply_sparsity(model, candidate)
+
+    begin = time.perf_counter()
+    torch_test_accuracy = evaluate_accuracy(model, dataset.test.images, dataset.test.labels)
+    with tempfile.TemporaryDirectory(prefix="paretonas-") as tmp:
+        folder = Path(artifact_dir) if artifact_dir is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        artifact = _export(model, candidate, folder / "model.onnx", context)
+        latency = _measure(artifact, context)
+        val_accuracy = onnx_accuracy(artifact.path, dataset.val.images, dataset.val.labels)
+        test_accuracy = onnx_accuracy(artifact.path, dataset.test.images, dataset.test.labels)
+        if artifact_dir is not None:
+            save_torch_atomic(deployable_weights.state_dict(), folder / "model.pt")
+            write_text_atomic(folder / "candidate.json", candidate.to_json())
+            write_text_atomic(folder / "channels.json", plan.to_json())
+    seconds["export"] = time.perf_counter() - begin
+
     return Metrics(
         status="ok",
         accuracy=val_accuracy,
         test_accuracy=test_accuracy,
+        torch_test_accuracy=torch_test_accuracy,
+        latency_ms=latency.median_ms,
+        latency_p90_ms=latency.p90_ms,
+        latency_source=latency.source,
+        artifact_bytes=artifact.file_bytes,
+        executed=", ".join(artifact.executed_bits),
+        int8=artifact.is_int8,
         train_subset=len(subset),
         epochs=context.train_config.epochs,
         seconds=seconds,
@@ -154,11 +240,28 @@ def evaluate_candidate(
     )
 
 
-def save_artifacts(
-    model: torch.nn.Module, candidate: Candidate, input_shape: tuple[int, int, int], folder: Path
-) -> None:
-    """What a user ships: weights (load with weights_only=True), the genome, and ONNX."""
-    folder.mkdir(parents=True, exist_ok=True)
-    save_torch_atomic(model.state_dict(), folder / "model.pt")
-    write_text_atomic(folder / "candidate.json", candidate.to_json())
-    export_onnx(model, input_shape, folder / "model.onnx")
+def _export(
+    model: torch.nn.Module, candidate: Candidate, path: Path, context: EvaluationContext
+) -> DeployedArtifact:
+    # QAT models export their trained fake-quant grids; anything else is quantized by PTQ.
+    return export_deployable(
+        model.cpu().eval(),
+        candidate,
+        context.dataset.input_shape,
+        path,
+        context.calibration_images,
+    )
+
+
+def _measure(artifact: DeployedArtifact, context: EvaluationContext) -> LatencyMeasurement:
+    host = context.host
+    return measure_onnx_latency(
+        artifact.path, context.dataset.input_shape, host.threads, host.warmup, host.runs
+    )
+
+
+def _describe_plan(plan: ChannelPlan) -> str:
+    stages = ",".join(str(stage.width) for stage in plan.stages)
+    return f"stem {plan.stem}, stage widths {stages}" + (
+        f" ({'; '.join(plan.notes)})" if plan.notes else ""
+    )

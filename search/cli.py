@@ -40,12 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     report = commands.add_parser("report", help="render report.html of a run")
     report.add_argument("run_dir", help="a run folder, e.g. results/demo")
 
+    export = commands.add_parser("export", help="write a trial's deployable model and manifest")
+    export.add_argument("run_dir", help="a run folder, e.g. results/demo")
+    export.add_argument("--trial", type=int, required=True, help="trial number (see pareto.csv)")
+    export.add_argument("--out", help="output folder (default: RUN_DIR/export/TRIAL)")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     try:
         if args.command == "search":
             return _search(args)
+        if args.command == "export":
+            return _export(args)
         return _report(args)
     except USER_ERRORS as error:
         print(f"paretonas: error: {error}", file=sys.stderr)
@@ -66,6 +73,13 @@ def _search(args: argparse.Namespace) -> int:
     config = load_config(args.config, name=args.name, results_dir=args.results)
     result = run_search(config, trials=args.trials, progress=not args.no_progress)
     print(result.run_dir / "report.html")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from search.export import export_trial
+
+    print(export_trial(args.run_dir, args.trial, args.out))
     return 0
 
 

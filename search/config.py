@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from evaluators.budget import Budget
 from evaluators.distill import TrainConfig, resolve_device
 from evaluators.hardware import Host
+from evaluators.pipeline import CompressionConfig
 from evaluators.teacher import TeacherConfig
 from spaces.candidate import ACTIVATION_BITS, BLOCK_KINDS, KERNELS, WEIGHT_BITS
 from spaces.params import Choice, Int
@@ -111,6 +112,7 @@ class SpaceSection(_Section):
     prune_ratio: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
     weight_bits: list[int] = Field(default_factory=lambda: [32], min_length=1)
     activation_bits: list[int] = Field(default_factory=lambda: [32], min_length=1)
+    sparsity: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
 
     @field_validator("kind")
     @classmethod
@@ -153,20 +155,19 @@ class SpaceSection(_Section):
             raise ValueError(f"values must be >= 1, got {values}")
         return values
 
-    @model_validator(mode="after")
-    def _compression_implemented(self) -> SpaceSection:
-        # The policy is part of every candidate already; applying it for real comes with the
-        # compression evaluators. Until then, refuse rather than report uncompressed models
-        # as compressed.
-        if any(r != 0.0 for r in self.prune_ratio):
-            raise ValueError(
-                "prune_ratio other than 0.0 needs structured pruning, not available yet"
-            )
-        if any(b != 32 for b in [*self.weight_bits, *self.activation_bits]):
-            raise ValueError(
-                "bit-widths other than 32 need quantization, not available yet; use [32]"
-            )
-        return self
+    @field_validator("prune_ratio")
+    @classmethod
+    def _ratios(cls, ratios: list[float]) -> list[float]:
+        if any(not 0.0 <= r <= 0.9 for r in ratios):
+            raise ValueError(f"prune ratios must be in [0, 0.9], got {ratios}")
+        return ratios
+
+    @field_validator("sparsity")
+    @classmethod
+    def _sparsities(cls, values: list[float]) -> list[float]:
+        if any(not 0.0 <= v <= 0.95 for v in values):
+            raise ValueError(f"sparsity must be in [0, 0.95], got {values}")
+        return values
 
     def to_space(self) -> SearchSpace:
         return SearchSpace(
@@ -183,7 +184,19 @@ class SpaceSection(_Section):
             prune_ratio=Choice(tuple(self.prune_ratio)),
             weight_bits=Choice(tuple(self.weight_bits)),
             activation_bits=Choice(tuple(self.activation_bits)),
+            sparsity=Choice(tuple(self.sparsity)),
         )
+
+
+class CompressionSection(_Section):
+    """How a candidate's policy is applied: prune -> KD fine-tune -> quantize -> export."""
+
+    align: int = Field(4, ge=1, le=64, description="pruned channel counts are multiples of this")
+    criterion: Literal["l1", "l2", "taylor"] = "l1"
+    finetune_epochs: int = Field(1, ge=0, description="KD fine-tuning after pruning")
+    quantization: Literal["qat", "ptq"] = "qat"
+    qat_epochs: int = Field(1, ge=0, description="KD fine-tuning with fake quantization")
+    calibration_images: int = Field(256, ge=8, le=10000)
 
 
 class DeviceSection(_Section):
@@ -215,6 +228,7 @@ class RunConfig(_Section):
     teacher: TeacherSection = Field(default_factory=TeacherSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
     space: SpaceSection = Field(default_factory=SpaceSection)
+    compression: CompressionSection = Field(default_factory=CompressionSection)
     device: DeviceSection = Field(default_factory=DeviceSection)
     budget: BudgetSection = Field(default_factory=BudgetSection)
 
@@ -275,6 +289,9 @@ class RunConfig(_Section):
             alpha=t.alpha,
             seed=self.seed,
         )
+
+    def compression_config(self) -> CompressionConfig:
+        return CompressionConfig(**self.compression.model_dump())
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

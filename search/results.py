@@ -23,9 +23,10 @@ from evaluators.files import write_atomic
 from search.pareto import pareto_mask
 
 MODELS = "models"
-_METRIC_COLUMNS = [
+METRIC_COLUMNS = [
     "accuracy",
     "test_accuracy",
+    "torch_test_accuracy",
     "latency_ms",
     "latency_p90_ms",
     "latency_source",
@@ -33,10 +34,14 @@ _METRIC_COLUMNS = [
     "flash_kb",
     "params",
     "macs",
+    "artifact_bytes",
+    "executed",
+    "int8",
+    "channels",
     "train_subset",
     "epochs",
 ]
-_PHASES = ["cost", "latency", "train", "eval"]
+_PHASES = ["cost", "latency", "train", "prune", "finetune", "quantize", "qat", "export"]
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -58,7 +63,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "duplicate_of": trial.user_attrs.get("duplicate_of"),
             "artifacts": trial.user_attrs.get("artifacts"),
         }
-        for column in _METRIC_COLUMNS:
+        for column in METRIC_COLUMNS:
             row[column] = metrics.get(column)
         seconds = metrics.get("seconds") or {}
         row["seconds_total"] = float(sum(seconds.values())) if seconds else None

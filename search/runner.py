@@ -77,6 +77,7 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
         host,
         config.train_config(),
         config.training.train_subset,
+        compression=config.compression_config(),
         progress=progress,
         device=device,
     )

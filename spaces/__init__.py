@@ -26,6 +26,7 @@ from spaces.candidate import (
     StagePolicy,
     StageSpec,
 )
+from spaces.channels import ChannelPlan, StageChannels, plan_channels
 from spaces.params import Choice, Float, Int
 from spaces.space import SearchSpace
 
@@ -37,11 +38,13 @@ __all__ = [
     "ArchSpec",
     "Candidate",
     "CandidateNet",
+    "ChannelPlan",
     "Choice",
     "CompressionPolicy",
     "Float",
     "Int",
     "SearchSpace",
+    "StageChannels",
     "StagePolicy",
     "StageSpec",
     "build_model",
@@ -49,6 +52,7 @@ __all__ = [
     "create_model",
     "get_candidate",
     "list_models",
+    "plan_channels",
     "register_block",
     "register_model",
     "registered_blocks",

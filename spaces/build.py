@@ -3,6 +3,11 @@
 The module layout is fixed so that later stages (cost, pruning, quantization) can map
 parameters to the stage whose policy governs them: ``stem`` belongs to stage 0,
 ``stages[i]`` to stage i, ``classifier`` to the last stage.
+
+Given a ``ChannelPlan`` (``spaces.channels``) the same layout is built at the plan's channel
+counts, with every skip connection decided by the ORIGINAL widths, so a pruned network has
+exactly the unpruned topology (pruning may make a block's widths equal by chance; that must
+not add a residual the trained network never had).
 """
 
 from __future__ import annotations
@@ -13,23 +18,41 @@ import torch
 from torch import nn
 
 from spaces.blocks import conv_bn, create_block
-from spaces.candidate import ArchSpec, Candidate, StageSpec
+from spaces.candidate import BLOCK_KINDS, ArchSpec, Candidate, StageSpec
+from spaces.channels import ChannelPlan
 
 
 class CandidateNet(nn.Module):
     """stem -> stages -> global average pool -> linear. Works for any input size >= 1x1."""
 
-    def __init__(self, arch: ArchSpec, in_channels: int, num_classes: int):
+    def __init__(
+        self,
+        arch: ArchSpec,
+        in_channels: int,
+        num_classes: int,
+        plan: ChannelPlan | None = None,
+    ):
         super().__init__()
-        self.stem = conv_bn(in_channels, arch.stem_width, 3, arch.stem_stride)
+        if plan is not None:
+            plan.check(arch)
+        counts = plan or ChannelPlan.full(arch)
+        self.stem = conv_bn(in_channels, counts.stem, 3, arch.stem_stride)
         stages = []
-        width = arch.stem_width
-        for spec in arch.stages:
+        width, full_width = counts.stem, arch.stem_width
+        for spec, channels in zip(arch.stages, counts.stages, strict=True):
             blocks = []
             for index in range(spec.depth):
                 stride = spec.stride if index == 0 else 1
-                blocks.append(create_block(width, spec.width, stride, spec))
-                width = spec.width
+                kwargs: dict[str, int | bool] = {}
+                # Only built-in kinds take these keywords (see spaces.blocks), and only a plan
+                # needs them: an unpruned build calls every kind with four arguments.
+                if plan is not None and spec.kind in BLOCK_KINDS:
+                    kwargs = {
+                        "hidden": channels.hidden[index],
+                        "residual": stride == 1 and full_width == spec.width,
+                    }
+                blocks.append(create_block(width, channels.width, stride, spec, **kwargs))
+                width, full_width = channels.width, spec.width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -58,10 +81,12 @@ def build_model(
     in_channels: int,
     num_classes: int,
     device: torch.device | str | None = None,
+    plan: ChannelPlan | None = None,
 ) -> CandidateNet:
+    """Build ``candidate``; at ``plan``'s channel counts when given (None: unpruned)."""
     arch = candidate.arch if isinstance(candidate, Candidate) else candidate
     with torch.device(device or "cpu"):
-        return CandidateNet(arch, in_channels, num_classes)
+        return CandidateNet(arch, in_channels, num_classes, plan)
 
 
 _MODELS: dict[str, Callable[[], Candidate]] = {}

@@ -39,6 +39,7 @@ class SearchSpace:
     prune_ratio: Choice = field(default_factory=lambda: Choice((0.0,)))
     weight_bits: Choice = field(default_factory=lambda: Choice((32,)))
     activation_bits: Choice = field(default_factory=lambda: Choice((32,)))
+    sparsity: Choice = field(default_factory=lambda: Choice((0.0,)))
 
     def __post_init__(self) -> None:
         bad_kinds = [k for k in self.kind.values if k not in _known_kinds()]
@@ -90,6 +91,7 @@ class SearchSpace:
                     prune_ratio=self.prune_ratio.suggest(trial, f"p{i}_prune_ratio"),
                     weight_bits=self.weight_bits.suggest(trial, f"p{i}_weight_bits"),
                     activation_bits=self.activation_bits.suggest(trial, f"p{i}_activation_bits"),
+                    sparsity=self.sparsity.suggest(trial, f"p{i}_sparsity"),
                 )
             )
         arch = ArchSpec(

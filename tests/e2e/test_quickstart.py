@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
+from evaluators.data import load_dataset
+from evaluators.quantize import onnx_accuracy
+from search.export import load_exported
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,3 +78,45 @@ def test_quickstart_twice_resumes_to_twelve_trials(tmp_path):
         timeout=300,
     )
     assert rerender.returncode == 0 and rerender.stdout.strip().endswith("report.html")
+
+    # Ship the most accurate Pareto member: the exported ONNX is the file that was measured.
+    best = pareto.sort_values("accuracy").iloc[-1]
+    exported = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "export",
+            str(run),
+            "--trial",
+            str(best["number"]),
+            "--out",
+            str(tmp_path / "ship"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    ship = tmp_path / "ship"
+    manifest = json.loads((ship / "manifest.json").read_text())
+    assert manifest["trial"] == best["number"] and manifest["genome"] == best["genome"]
+    assert manifest["metrics"]["test_accuracy"] == pytest.approx(best["test_accuracy"])
+    measured = run / "models" / str(best["number"]) / "model.onnx"
+    assert (ship / "model.onnx").read_bytes() == measured.read_bytes()
+    assert manifest["files"]["model.onnx"] == hashlib.sha256(measured.read_bytes()).hexdigest()
+    # The ONNX file alone reproduces the test accuracy; the state dict rebuilds the module.
+    dataset = load_dataset("digits", val_fraction=0.15, seed=0)
+    onnx_acc = onnx_accuracy(ship / "model.onnx", dataset.test.images, dataset.test.labels)
+    assert onnx_acc == pytest.approx(best["test_accuracy"], abs=1e-6)
+    model = load_exported(ship)
+    assert model(dataset.test.images[:4]).shape == (4, 10)
+    missing = subprocess.run(
+        [sys.executable, "-m", "search.cli", "export", str(run), "--trial", "999"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr

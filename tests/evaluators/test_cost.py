@@ -47,6 +47,14 @@ def test_bit_widths_scale_stored_weights_and_activations():
     assert int8.macs == full.macs and int8.params == full.params
 
 
+def test_four_bit_weights_store_in_about_half_the_eight_bit_size():
+    int8 = estimate_cost(_one_conv_stage(8, 8), (1, 8, 8), 10)
+    int4 = estimate_cost(_one_conv_stage(4, 8), (1, 8, 8), 10)
+    biases = (4 + 8 + 10) * 4  # 32-bit biases do not shrink
+    assert int4.weight_bytes - biases == (int8.weight_bytes - biases) / 2
+    assert 0.5 < int4.weight_bytes / int8.weight_bytes < 0.7
+
+
 def test_sparsity_counts_only_non_zeros_plus_a_bitmap_index():
     sparse = estimate_cost(_one_conv_stage(8, 8, sparsity=0.5), (1, 8, 8), 10)
     weights = 36 + 288 + 80

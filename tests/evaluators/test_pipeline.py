@@ -60,8 +60,14 @@ def test_a_feasible_candidate_is_trained_and_saved(digits, tmp_path):
     assert metrics.status == "ok"
     assert 0.0 <= metrics.accuracy <= 1.0 and 0.0 <= metrics.test_accuracy <= 1.0
     assert metrics.train_subset == 200 and metrics.epochs == 1
-    assert set(metrics.seconds) == {"cost", "latency", "train", "eval"}
-    assert {p.name for p in tmp_path.iterdir()} == {"model.pt", "candidate.json", "model.onnx"}
+    assert set(metrics.seconds) == {"cost", "latency", "train", "export"}
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "model.pt",
+        "candidate.json",
+        "model.onnx",
+        "channels.json",
+    }
+    assert metrics.int8 is False and metrics.executed
     state = torch.load(tmp_path / "model.pt", weights_only=True)
     assert (
         sum(v.numel() for k, v in state.items() if "running" not in k and "num_batches" not in k)

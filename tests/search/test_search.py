@@ -62,7 +62,12 @@ def test_a_run_resumes_its_study_and_keeps_every_trial(tmp_path):
     assert (pareto["status"] == "ok").all() and (pareto["latency_ms"] <= 50).all()
     for number in pareto["number"]:
         folder = result.run_dir / "models" / str(number)
-        assert {p.name for p in folder.iterdir()} == {"model.pt", "candidate.json", "model.onnx"}
+        assert {p.name for p in folder.iterdir()} == {
+            "model.pt",
+            "candidate.json",
+            "model.onnx",
+            "channels.json",
+        }
     saved = (result.run_dir / "config.yaml").read_text()
     assert "latency_ms: 50" in saved
 

@@ -48,7 +48,7 @@ def test_stride_and_residual_follow_the_spec():
 
 def test_channel_shuffle_interleaves_groups():
     x = torch.arange(6.0).reshape(1, 6, 1, 1)
-    assert ChannelShuffle(2)(x).flatten().tolist() == [0, 3, 1, 4, 2, 5]
+    assert ChannelShuffle(2, 6)(x).flatten().tolist() == [0, 3, 1, 4, 2, 5]
 
 
 def test_registered_models_build():
