@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,11 +26,12 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from benchmarks.common import markdown_table, update_readme, write_result  # noqa: E402
 from evaluators.data import load_dataset  # noqa: E402
 from evaluators.distill import TrainConfig, train  # noqa: E402
 from evaluators.hardware import measure_onnx_latency  # noqa: E402
 from evaluators.prune import prune_model  # noqa: E402
-from evaluators.quantize import export_deployable, onnx_accuracy  # noqa: E402
+from evaluators.quantize import export_deployable, onnx_accuracy, weights_unsigned  # noqa: E402
 from evaluators.teacher import TeacherConfig, prepare_teacher  # noqa: E402
 from spaces import ArchSpec, Candidate, CompressionPolicy, StagePolicy, StageSpec, build_model  # noqa: E402
 from spaces.channels import plan_channels  # noqa: E402
@@ -53,33 +51,12 @@ def policy(ratio: float, bits: int) -> CompressionPolicy:
     return CompressionPolicy((stage,) * len(ARCH.stages))
 
 
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import onnxruntime
-
-    return {
-        "cpu": cpu,
-        "cpus": os.cpu_count(),
-        "system": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--subset", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "compression.json"))
+    parser.add_argument("--out", default=None, help="default results/benchmarks/compression.json")
     args = parser.parse_args()
     torch.manual_seed(0)
     started = time.perf_counter()
@@ -163,27 +140,49 @@ def main() -> int:
         <= 0.01,
     }
     result = {
-        "benchmark": "compression",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "candidate": Candidate(ARCH).genome,
-        "measurement": f"onnxruntime CPUExecutionProvider, 1 thread, batch 1, median of {args.runs} runs after 20 warm-up",
+        "measurement": (
+            "measured: onnxruntime CPUExecutionProvider, 1 thread, batch 1, "
+            f"median of {args.runs} runs after 20 warm-up; accuracy of the ONNX file on the "
+            f"{len(dataset.test)}-image test split"
+        ),
         "training": {
             "train_subset": args.subset,
             "epochs": args.epochs,
             "finetune_epochs": 1,
             "kd": "T=4, alpha=0.9",
+            "teacher_test_accuracy": teacher.test_accuracy,
         },
+        "int8_weights": "uint8, zero point 128" if weights_unsigned() else "int8",
         "rows": rows,
         "goals": goals,
         "seconds": time.perf_counter() - started,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    path = write_result("compression", result, args.out)
+    table = markdown_table(
+        ["prune ratio", "format", "params", "latency ms (median)", "file KB", "test acc"],
+        [
+            [
+                r["prune_ratio"],
+                r["format"],
+                f"{r['params']:,}",
+                f"{r['latency_ms_median']:.3f}",
+                f"{r['file_bytes'] / 1024:.1f}",
+                f"{r['test_accuracy']:.4f}",
+            ]
+            for r in rows
+        ],
+    )
+    goal_lines = "\n".join(f"- {name}: {'yes' if held else 'NO'}" for name, held in goals.items())
+    if args.out is None:
+        update_readme(
+            "compression",
+            f"Candidate `{Candidate(ARCH).genome}` on Fashion-MNIST; {result['measurement']}; "
+            f"{result['machine']['cpu']}. From `{path.relative_to(ROOT)}` "
+            f"(`{result['command']}`).\n\n{table}\n\nGoals on this machine:\n{goal_lines}",
+        )
     print(json.dumps(goals, indent=2))
-    print(out)
+    print(path)
     return 0
 
 

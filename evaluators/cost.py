@@ -1,19 +1,23 @@
-"""The cost of a candidate, computed before any training, in milliseconds.
+"""The cost of a candidate, computed before any training, in a fraction of a second.
 
-The module is built on PyTorch's meta device (shapes, no storage) and traced with forward
-hooks, so every registered block kind is costed without a cost formula of its own, and the
-parameter count is exactly that of the module the trainer builds.
+The module is built on PyTorch's meta device (shapes, no storage) and its graph traced
+(``evaluators.memory``), so every registered block kind is costed without a cost formula
+of its own, and the parameter count is exactly that of the module the trainer builds.
 
 What counts (and why):
 - params: every trainable parameter of the module as deployed, i.e. after structured
   pruning (batch norm included). Pruned channel counts follow from the policy alone.
 - MACs: convolutions and linear layers; batch norm folds into the convolution at export.
-- flash (stored weights): conv/linear weights at their stage's weight bits; one 32-bit bias
-  per output channel (batch norm folds into it), as int8 runtimes store int32 biases. With
-  unstructured sparsity only non-zeros are stored, plus a 1-bit-per-weight bitmap index.
-- peak activation memory: the largest input + output of any kernel that runs on its own
-  after export (convolutions, linear, pooling, channel shuffle), at the stage's activation
-  bits. Tensors kept alive across a residual connection are not yet counted.
+- flash (stored bytes, ``evaluators.memory.flash_bytes``): conv/linear weights packed at
+  their stage's weight bits (with unstructured sparsity only non-zeros, plus a 1-bit-per-
+  weight bitmap index); one 32-bit bias per output channel (batch norm folds into it, and
+  int8 runtimes store int32 biases); one fp32 scale per output channel of a quantized
+  layer; a fixed allowance per layer for its shapes and quantization parameters.
+- peak activation memory (``evaluators.memory.activation_schedule``): the largest sum of
+  live tensors at any step of the execution schedule, at the producing stage's activation
+  bits, where a tensor lives from its producer to its last consumer, so the input of a
+  residual block counts across the block body. Batch norm and activations fold or fuse
+  in place; every other kernel, residual adds included, writes a buffer of its own.
 """
 
 from __future__ import annotations
@@ -23,19 +27,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from spaces.blocks import ChannelShuffle
-from spaces.build import build_model, stage_of_parameter
+from evaluators.memory import activation_schedule, candidate_activation_bits, flash_bytes
+from spaces.build import build_model
 from spaces.candidate import Candidate
 from spaces.channels import plan_channels
-
-_KERNEL_MODULES = (
-    nn.Conv2d,
-    nn.Linear,
-    nn.AdaptiveAvgPool2d,
-    nn.AvgPool2d,
-    nn.MaxPool2d,
-    ChannelShuffle,
-)
 
 
 @dataclass(frozen=True)
@@ -65,55 +60,35 @@ def estimate_cost(
 
 
 def module_cost(model: nn.Module, candidate: Candidate, input_shape: tuple[int, int, int]) -> Cost:
-    """Cost of an already-built ``CandidateNet`` (on any device, meta included)."""
-    stages = candidate.policy.stages
-    num_stages = len(stages)
-    macs = 0
-    peak_bits = 0
+    """Cost of an already-built ``CandidateNet`` (on any device, meta included).
 
-    def on_forward(module: nn.Module, inputs: tuple, output: torch.Tensor, name: str) -> None:
-        nonlocal macs, peak_bits
+    One pass through the traced graph gives both the memory schedule and, through forward
+    hooks on the conv / linear modules it calls, the MACs.
+    """
+    macs = 0
+
+    def count_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal macs
         if isinstance(module, nn.Conv2d):
             kh, kw = module.kernel_size
             macs += output[0].numel() * (module.in_channels // module.groups) * kh * kw
-        elif isinstance(module, nn.Linear):
+        else:
             macs += module.in_features * module.out_features
-        bits = stages[stage_of_parameter(name + ".", num_stages)].activation_bits
-        live = (inputs[0][0].numel() + output[0].numel()) * bits
-        peak_bits = max(peak_bits, live)
 
     handles = [
-        module.register_forward_hook(
-            lambda mod, inp, out, name=name: on_forward(mod, inp, out, name)
-        )
-        for name, module in model.named_modules()
-        if isinstance(module, _KERNEL_MODULES)
+        module.register_forward_hook(count_macs)
+        for module in model.modules()
+        if isinstance(module, nn.Conv2d | nn.Linear)
     ]
-    device = next(model.parameters()).device
     try:
-        with torch.no_grad():
-            model(torch.empty(1, *input_shape, device=device))
+        schedule = activation_schedule(model, input_shape, candidate_activation_bits(candidate))
     finally:
         for handle in handles:
             handle.remove()
 
-    weight_bits = 0.0
-    for name, module in model.named_modules():
-        if not isinstance(module, nn.Conv2d | nn.Linear):
-            continue
-        policy = stages[stage_of_parameter(name + ".", num_stages)]
-        count = module.weight.numel()
-        if policy.sparsity > 0:
-            kept = count - round(count * policy.sparsity)  # as torch's l1_unstructured counts
-            weight_bits += kept * policy.weight_bits + count  # values + bitmap index
-        else:
-            weight_bits += count * policy.weight_bits
-        weight_bits += module.weight.shape[0] * 32  # bias (folded batch norm)
-
-    params = sum(p.numel() for p in model.parameters())
     return Cost(
-        params=params,
+        params=sum(p.numel() for p in model.parameters()),
         macs=int(macs),
-        weight_bytes=weight_bits / 8,
-        peak_activation_bytes=peak_bits / 8,
+        weight_bytes=flash_bytes(model, candidate),
+        peak_activation_bytes=schedule.peak_bytes,
     )

@@ -26,6 +26,10 @@ class Metrics:
     latency_ms: float | None = None
     latency_p90_ms: float | None = None
     latency_source: str | None = None
+    # A prediction beside the figure above (a device's only latency figure when it cannot
+    # be measured here; for the host, the calibrated predictor's, to compare).
+    predicted_latency_ms: float | None = None
+    predicted_latency_source: str | None = None
     peak_memory_kb: float | None = None
     flash_kb: float | None = None
     params: int | None = None

@@ -27,6 +27,7 @@ from evaluators.cost import module_cost
 from evaluators.distill import TrainConfig, evaluate_accuracy, train
 from evaluators.files import save_torch_atomic, write_text_atomic
 from evaluators.hardware import Host, LatencyMeasurement, measure_onnx_latency
+from evaluators.latency import LatencyOracle
 from evaluators.metrics import Metrics
 from evaluators.prune import apply_sparsity, prune_model
 from evaluators.quantize import (
@@ -65,8 +66,10 @@ class EvaluationContext:
     train_config: TrainConfig
     subset: torch.Tensor  # training-split indices every candidate trains on (same for all)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
+    # How latency is known on the target; None: measured on this host, nothing predicted.
+    latency: LatencyOracle | None = None
     progress: bool = True
-    # Where candidates train; latency is always the host's, measured with ONNX Runtime.
+    # Where candidates train (cpu or cuda); latency and accuracy are always of the ONNX file.
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @classmethod
@@ -79,6 +82,7 @@ class EvaluationContext:
         train_config: TrainConfig,
         train_subset: int | None,
         compression: CompressionConfig | None = None,
+        latency: LatencyOracle | None = None,
         progress: bool = True,
         device: torch.device | str = "cpu",
     ) -> EvaluationContext:
@@ -97,6 +101,7 @@ class EvaluationContext:
             train_config,
             subset,
             compression or CompressionConfig(),
+            latency,
             progress,
             torch.device(device),
         )
@@ -127,11 +132,20 @@ def evaluate_candidate(
     seconds["cost"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    torch.manual_seed(context.train_config.seed)
-    untrained = build_model(candidate, channels, classes, plan=plan)
-    with tempfile.TemporaryDirectory(prefix="paretonas-") as tmp:
-        artifact = _export(untrained, candidate, Path(tmp) / "model.onnx", context)
-        latency = _measure(artifact, context)
+    oracle = context.latency
+    predicted = oracle.predict(candidate, shape, classes, settings.align) if oracle else None
+    measures = oracle is None or oracle.measures
+    artifact = None
+    if measures:
+        torch.manual_seed(context.train_config.seed)
+        untrained = build_model(candidate, channels, classes, plan=plan)
+        with tempfile.TemporaryDirectory(prefix="paretonas-") as tmp:
+            artifact = _export(untrained, candidate, Path(tmp) / "model.onnx", context)
+            measured = _measure(artifact, context)
+        latency = _Latency(measured.median_ms, measured.p90_ms, measured.source)
+    else:
+        assert predicted is not None  # a device that is not measured always predicts
+        latency = _Latency(predicted.latency_ms, None, predicted.source)
     seconds["latency"] = time.perf_counter() - start
 
     common = dict(
@@ -140,6 +154,8 @@ def evaluate_candidate(
         params=cost.params,
         macs=cost.macs,
         channels=_describe_plan(plan) if pruned else None,
+        predicted_latency_ms=predicted.latency_ms if predicted else None,
+        predicted_latency_source=predicted.source if predicted else None,
     )
     constraints = context.budget.constraints(
         latency_ms=latency.median_ms, peak_memory_kb=cost.peak_memory_kb, flash_kb=cost.flash_kb
@@ -157,9 +173,9 @@ def evaluate_candidate(
             seconds=seconds,
             latency_ms=latency.median_ms,
             latency_p90_ms=latency.p90_ms,
-            latency_source=latency.source + " (before training)",
-            executed=", ".join(artifact.executed_bits),
-            int8=artifact.is_int8,
+            latency_source=latency.source + (" (before training)" if measures else ""),
+            executed=", ".join(artifact.executed_bits) if artifact else None,
+            int8=artifact.is_int8 if artifact else None,
             **common,
         )
 
@@ -213,7 +229,9 @@ def evaluate_candidate(
         folder = Path(artifact_dir) if artifact_dir is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         artifact = _export(model, candidate, folder / "model.onnx", context)
-        latency = _measure(artifact, context)
+        if measures:
+            measured = _measure(artifact, context)
+            latency = _Latency(measured.median_ms, measured.p90_ms, measured.source)
         val_accuracy = onnx_accuracy(artifact.path, dataset.val.images, dataset.val.labels)
         test_accuracy = onnx_accuracy(artifact.path, dataset.test.images, dataset.test.labels)
         if artifact_dir is not None:
@@ -238,6 +256,13 @@ def evaluate_candidate(
         seconds=seconds,
         **common,
     )
+
+
+@dataclass(frozen=True)
+class _Latency:
+    median_ms: float
+    p90_ms: float | None
+    source: str
 
 
 def _export(

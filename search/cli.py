@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 from evaluators.data import DatasetError
+from evaluators.devices import DeviceError
 from evaluators.teacher import TeacherError
 from search.config import ConfigError, load_config
 from search.study import StorageError
 
-USER_ERRORS = (ConfigError, DatasetError, StorageError, TeacherError)
+USER_ERRORS = (ConfigError, DatasetError, DeviceError, StorageError, TeacherError)
 
 
 def main(argv: list[str] | None = None) -> int:

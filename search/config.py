@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evaluators.budget import Budget
+from evaluators.devices import Device, DeviceError, get_device, restrict_space
 from evaluators.distill import TrainConfig, resolve_device
 from evaluators.hardware import Host
 from evaluators.pipeline import CompressionConfig
@@ -200,10 +201,24 @@ class CompressionSection(_Section):
 
 
 class DeviceSection(_Section):
-    name: Literal["host"] = "host"
+    """The target: a registered device name (``evaluators.devices.list_devices()``) or the
+    path of a device YAML file. ``threads`` / ``warmup`` / ``runs`` set how this host
+    measures latency with ONNX Runtime (the host is measured for every device: the
+    deployable file runs here, and its accuracy is measured here)."""
+
+    name: str = "host"
     threads: int = Field(1, ge=1)
     warmup: int = Field(10, ge=0)
     runs: int = Field(30, ge=5)
+
+    @field_validator("name")
+    @classmethod
+    def _known_device(cls, name: str) -> str:
+        try:
+            get_device(name)
+        except DeviceError as error:
+            raise ValueError(str(error)) from None
+        return name
 
 
 class BudgetSection(_Section):
@@ -247,7 +262,9 @@ class RunConfig(_Section):
     @model_validator(mode="after")
     def _space_is_valid(self) -> RunConfig:
         try:
-            self.space.to_space()
+            self.search_space()
+        except DeviceError as error:
+            raise ValueError(f"device: {error}") from None
         except ValueError as error:
             raise ValueError(f"space: {error}") from None
         return self
@@ -257,11 +274,22 @@ class RunConfig(_Section):
     def directions(self) -> list[str]:
         return [OBJECTIVE_DIRECTIONS[name] for name in self.objectives]
 
+    def target(self) -> Device:
+        return get_device(self.device.name)
+
     def search_space(self) -> SearchSpace:
-        return self.space.to_space()
+        """The configured space, less what the device cannot run (bit-widths, block kinds)."""
+        return restrict_space(self.space.to_space(), self.target())
 
     def budget_value(self) -> Budget:
-        return Budget(**self.budget.model_dump())
+        """The configured budget, tightened to the device's SRAM (peak activation memory)
+        and flash (stored weights) where the device has them."""
+        budget = self.budget.model_dump()
+        memory = self.target().memory
+        for key, limit in (("peak_memory_kb", memory.sram_kb), ("flash_kb", memory.flash_kb)):
+            if limit is not None:
+                budget[key] = limit if budget[key] is None else min(budget[key], limit)
+        return Budget(**budget)
 
     def host(self) -> Host:
         return Host(threads=self.device.threads, warmup=self.device.warmup, runs=self.device.runs)

@@ -73,8 +73,10 @@ def manifest(run_dir: Path, row: pd.Series, out: Path) -> dict[str, Any]:
             "accuracy": "top-1 of model.onnx run by ONNX Runtime on the validation split "
             "(ranked on) and the test split (test_accuracy)",
             "latency_ms": metrics["latency_source"],
-            "peak_memory_kb": "computed: largest input + output of any kernel at the policy's activation bits",
-            "flash_kb": "computed: weights at the policy's bit-widths (+ sparse index), 32-bit biases",
+            "peak_memory_kb": "computed: peak of live activation bytes over the execution "
+            "schedule (evaluators.memory), at the policy's activation bits",
+            "flash_kb": "computed: weights packed at the policy's bit-widths (+ sparse index), "
+            "32-bit biases and scales, 64 bytes of metadata per layer",
             "artifact_bytes": "measured: size of model.onnx",
         },
         "teacher": run.get("teacher"),

@@ -420,9 +420,10 @@ def _recommendation(
     # The description usually starts with "measured: "; the sentence already says so.
     how = device.removeprefix("measured:").strip()
     provenance = (
-        f"Latency is measured ({how}); peak memory and flash are computed from the model at "
-        "its bit-widths; accuracy is on the held-out test split; the search ranked candidates "
-        "on the validation split."
+        f"Latency is measured ({how}) on the file a user would ship (pruned, int8 where "
+        "the policy says so); peak memory and flash are computed from the model at its "
+        "bit-widths; accuracy is that same file run by ONNX Runtime on the held-out test "
+        "split; the search ranked candidates on the validation split."
     )
     lines = ["<h2>Recommendation</h2>"]
     teacher = run.get("teacher") or {}

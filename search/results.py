@@ -30,6 +30,8 @@ METRIC_COLUMNS = [
     "latency_ms",
     "latency_p90_ms",
     "latency_source",
+    "predicted_latency_ms",
+    "predicted_latency_source",
     "peak_memory_kb",
     "flash_kb",
     "params",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +16,8 @@ import yaml
 from evaluators.data import Dataset, load_dataset
 from evaluators.distill import resolve_device
 from evaluators.files import write_text_atomic
+from evaluators.hardware import Host
+from evaluators.latency import LatencyOracle
 from evaluators.pipeline import EvaluationContext
 from evaluators.teacher import Teacher, prepare_teacher
 from search.config import ConfigError, RunConfig, parse_config
@@ -43,6 +45,7 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     _save_config(config, run_dir)
     # Cheap checks first: a broken storage URL or a missing dataset must not cost a teacher.
     storage = config.storage or default_storage(run_dir)
+    latency = LatencyOracle.for_device(config.target(), config.results_dir)
     study = open_study(config.name, storage, config.directions, config.sampler, config.seed)
     dataset = load_dataset(
         config.dataset.name,
@@ -78,6 +81,7 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
         config.train_config(),
         config.training.train_subset,
         compression=config.compression_config(),
+        latency=latency,
         progress=progress,
         device=device,
     )
@@ -92,8 +96,10 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
         safe_url(storage),
     )
 
+    description = _describe_latency(latency, host)
+
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        write_results(study, config, run_dir, dataset, teacher, host.description)
+        write_results(study, config, run_dir, dataset, teacher, description)
 
     start = time.perf_counter()
     study.optimize(
@@ -116,6 +122,18 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     return result
 
 
+def _describe_latency(latency: LatencyOracle, host: Host) -> str:
+    device = latency.device
+    if latency.measures:
+        return host.description
+    how = (
+        latency.predictor.source
+        if latency.predictor is not None
+        else "predicted (roofline of its public numbers)"
+    )
+    return f"{device.name} ({device.description}): latency {how}, not measured"
+
+
 def write_results(
     study: optuna.Study,
     config: RunConfig,
@@ -135,7 +153,7 @@ def write_results(
         "input_shape": list(dataset.input_shape),
         "num_classes": dataset.num_classes,
         "teacher": teacher.summary(),
-        "budget": config.budget.model_dump(),
+        "budget": asdict(config.budget_value()),  # with the device's SRAM and flash
         "objectives": [
             {"name": name, "direction": direction}
             for name, direction in zip(config.objectives, config.directions, strict=True)

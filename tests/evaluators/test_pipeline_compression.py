@@ -83,7 +83,9 @@ def test_a_pruned_int8_candidate_ships_a_smaller_int8_model(context, tmp_path):
 def test_sparsity_shrinks_stored_size_not_the_latency_source(context, tmp_path):
     dense = evaluate_candidate(_candidate(0.0, 8), context, tmp_path / "dense")
     sparse = evaluate_candidate(_candidate(0.0, 8, sparsity=0.75), context, tmp_path / "sparse")
-    assert sparse.flash_kb < 0.5 * dense.flash_kb
+    # Weights: a quarter of the values plus a 1-bit index; biases, scales and per-layer
+    # metadata are fixed (about 3.5 KB of the 12 KB here), so the total drops to ~55 %.
+    assert sparse.flash_kb < 0.6 * dense.flash_kb
     # Latency is measured on the same dense graph: same operators, same shapes.
     graphs = [onnx.load(str(tmp_path / name / "model.onnx")).graph for name in ("dense", "sparse")]
     assert [n.op_type for n in graphs[0].node] == [n.op_type for n in graphs[1].node]

@@ -1,0 +1,82 @@
+"""What every benchmark shares: the machine description, the JSON record, the README table.
+
+Each benchmark writes results/benchmarks/NAME.json (machine, command, figures) and
+rewrites its table in the README between ``<!-- bench:NAME -->`` and
+``<!-- /bench:NAME -->``, so that every number in the README comes from a JSON file
+that code in this repository measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "benchmarks"
+README = ROOT / "README.md"
+
+
+def machine() -> dict:
+    import onnxruntime
+    import torch
+
+    cpu = platform.processor()
+    flags: list[str] = []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and cpu in ("", platform.processor()):
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
+    return {
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "simd": simd,
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def command() -> str:
+    return " ".join([Path(sys.executable).name, *sys.argv])
+
+
+def write_result(name: str, result: dict, out: str | Path | None = None) -> Path:
+    path = Path(out) if out is not None else RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "benchmark": name,
+        "command": command(),
+        "machine": machine(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        **result,
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def update_readme(name: str, markdown: str, readme: Path = README) -> bool:
+    """Replace the README block of benchmark ``name``; False when its markers are absent."""
+    begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    text = readme.read_text()
+    if begin not in text or end not in text:
+        return False
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{begin}\n{markdown.strip()}\n{end}{tail}")
+    return True
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

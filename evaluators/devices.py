@@ -1,0 +1,498 @@
+"""Devices: the targets a search costs candidates against, as data (one YAML file each).
+
+Why data and not code: a device is a handful of numbers (which ops and bit-widths it runs,
+its SRAM and flash, how fast it multiplies and moves bytes) plus where those numbers come
+from. In YAML a user adds a target by writing one file, a report can quote the sources,
+and a saved run config that names a device still means the same thing later.
+
+Bit-widths follow one model on every device:
+
+- ``executes.weight_bits`` / ``executes.activation_bits``: what a candidate's policy may
+  propose for this device; ``restrict_space`` intersects a search space with them.
+- ``executes.native_bits``: the widths the device has kernels for. A proposable width that
+  is not native is stored at its own width (packed: flash counts it at its own width) and
+  executed at the next wider native width. The host proposes 2/4/8/16/32-bit weights, but
+  ONNX Runtime's CPU provider runs int8 and fp32 only (``evaluators.quantize``): a 4-bit
+  stage runs as int8, a 16-bit stage as fp32.
+
+Latency is known one of three ways (``latency.source``):
+
+- ``measured``: ONNX Runtime on this machine (``evaluators.hardware``); ``kind: host`` only.
+- ``predicted``: a kernel-level predictor fitted on measurements made on the device, kept
+  under ``results/devices/<name>/`` (``Device.predictor_dir``).
+- ``roofline``: modeled from ``macs_per_second`` (per native width), ``bytes_per_second``
+  and ``overhead_ms``; such a device says ``modeled: true`` and lists its ``sources``.
+
+Built-in profiles live in ``evaluators/device_profiles/``. Users add theirs by path
+(``get_device("boards/mine.yaml")``), with ``register_device``, or as files in a folder
+named by ``PARETONAS_DEVICES`` (folders separated by ``os.pathsep``: ``:`` on Linux/macOS).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from spaces.params import Choice
+from spaces.space import SearchSpace
+
+__all__ = [
+    "BITS",
+    "BLOCK_OPS",
+    "DEVICE_KINDS",
+    "ENV_VAR",
+    "NETWORK_OPS",
+    "OP_KINDS",
+    "PROFILE_DIR",
+    "Device",
+    "DeviceError",
+    "Executes",
+    "Latency",
+    "Memory",
+    "get_device",
+    "list_devices",
+    "load_device_file",
+    "register_device",
+    "restrict_space",
+]
+
+BITS: tuple[int, ...] = (2, 4, 8, 16, 32)
+DEVICE_KINDS: tuple[str, ...] = ("host", "mcu", "mobile", "accelerator")
+OP_KINDS: tuple[str, ...] = (
+    "conv",
+    "depthwise",
+    "group_conv",
+    "linear",
+    "avgpool",
+    "add",
+    "shuffle",
+)
+# Every network has a conv stem, a global average pool and a linear classifier
+# (``spaces.build.CandidateNet``); the blocks add their own ops (``spaces.blocks``).
+NETWORK_OPS: tuple[str, ...] = ("conv", "avgpool", "linear")
+BLOCK_OPS: dict[str, tuple[str, ...]] = {
+    "mbconv": ("conv", "depthwise", "add"),
+    "dsconv": ("depthwise", "conv"),
+    "gconv": ("group_conv", "shuffle", "depthwise", "add"),
+    "conv": ("conv",),
+}
+ENV_VAR = "PARETONAS_DEVICES"
+PROFILE_DIR = Path(__file__).with_name("device_profiles")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# A validator that knows the exact field starts its message with "<dotted.field>: ".
+_FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_.]*): (.*)$", re.DOTALL)
+
+
+class DeviceError(Exception):
+    """A device cannot be found, read or used; the message is one line saying what to change."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _bit_widths(values: tuple[int, ...]) -> tuple[int, ...]:
+    bad = sorted({v for v in values if v not in BITS})
+    if bad:
+        raise ValueError(f"bit-widths must be among {list(BITS)}")
+    if len(set(values)) != len(values):
+        raise ValueError("lists a bit-width twice")
+    return tuple(sorted(values))
+
+
+class Executes(_Frozen):
+    """What the device runs: op kinds, proposable and native bit-widths, channel alignment."""
+
+    ops: tuple[str, ...] = Field(min_length=1)
+    weight_bits: tuple[int, ...] = Field(min_length=1)
+    activation_bits: tuple[int, ...] = Field(min_length=1)
+    native_bits: tuple[int, ...] = Field(min_length=1)
+    channel_align: int = Field(ge=1)
+
+    @field_validator("ops")
+    @classmethod
+    def _ops(cls, ops: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [op for op in ops if op not in OP_KINDS]
+        if bad:
+            raise ValueError(f"unknown op kinds {bad}; known: {', '.join(OP_KINDS)}")
+        return tuple(dict.fromkeys(ops))
+
+    @field_validator("weight_bits", "activation_bits", "native_bits")
+    @classmethod
+    def _bits(cls, bits: tuple[int, ...]) -> tuple[int, ...]:
+        return _bit_widths(bits)
+
+    @model_validator(mode="after")
+    def _natively_executable(self) -> Executes:
+        widest = max(self.native_bits)
+        for name in ("weight_bits", "activation_bits"):
+            over = [b for b in getattr(self, name) if b > widest]
+            if over:
+                raise ValueError(
+                    f"{name}: {over} are wider than every native width {list(self.native_bits)}, "
+                    "so nothing could execute them; add a native width or drop them"
+                )
+        return self
+
+
+class Memory(_Frozen):
+    """On-device memory in KB; ``null`` means unlimited (a host's DRAM and disk)."""
+
+    sram_kb: Annotated[float, Field(gt=0)] | None = Field(
+        description="activations: the peak of live tensors must fit"
+    )
+    flash_kb: Annotated[float, Field(gt=0)] | None = Field(
+        description="weights, stored packed at their bit-width"
+    )
+
+
+class Latency(_Frozen):
+    """How latency is known, and the roofline numbers where it is modeled."""
+
+    source: Literal["measured", "predicted", "roofline"]
+    # widest_operand: a kernel runs both operands at one native width (CPUs, MCUs).
+    # bit_serial: time per MAC grows with weight bits x activation bits (Stripes, Bit Fusion).
+    scaling: Literal["widest_operand", "bit_serial"] = "widest_operand"
+    macs_per_second: dict[int, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    bytes_per_second: Annotated[float, Field(gt=0)] | None = None
+    overhead_ms: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _roofline_numbers(self) -> Latency:
+        if self.source == "roofline" and not self.macs_per_second:
+            raise ValueError("macs_per_second: a roofline device needs MAC/s per native bit-width")
+        if self.source == "roofline" and self.bytes_per_second is None:
+            raise ValueError("bytes_per_second: a roofline device needs its memory bandwidth")
+        if self.scaling == "bit_serial" and self.macs_per_second and len(self.macs_per_second) != 1:
+            raise ValueError(
+                "macs_per_second: bit_serial scaling takes one reference width, e.g. {8: 2.56e+11}"
+            )
+        return self
+
+
+class Device(_Frozen):
+    """One target: what it executes, its memory, how its latency is known, and from where."""
+
+    name: str
+    description: str = Field(min_length=1)
+    kind: Literal["host", "mcu", "mobile", "accelerator"]
+    executes: Executes
+    memory: Memory
+    latency: Latency
+    modeled: bool
+    sources: tuple[Annotated[str, Field(min_length=1)], ...] = ()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not _NAME.match(name):
+            raise ValueError(
+                "must be lower-case letters, digits, '.', '_' or '-' (it names results/devices/<name>/)"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Device:
+        latency, native = self.latency, self.executes.native_bits
+        if latency.source == "measured" and self.kind != "host":
+            raise ValueError(
+                f"latency.source: measured means ONNX Runtime on this machine, so only kind host "
+                f"may use it (kind is {self.kind!r}); use predicted or roofline"
+            )
+        extra = sorted(set(latency.macs_per_second) - set(native))
+        if extra:
+            raise ValueError(
+                f"latency.macs_per_second: bit-widths {extra} are not among "
+                f"executes.native_bits {list(native)}"
+            )
+        missing = sorted(set(native) - set(latency.macs_per_second))
+        if latency.macs_per_second and latency.scaling == "widest_operand" and missing:
+            raise ValueError(
+                f"latency.macs_per_second: needs an entry for every native bit-width "
+                f"{list(native)} (missing {missing})"
+            )
+        if latency.source == "roofline" and not self.modeled:
+            raise ValueError("modeled: must be true for a roofline device (its latency is a model)")
+        if latency.source == "measured" and self.modeled:
+            raise ValueError("modeled: must be false when latency.source is measured")
+        if self.modeled and not self.sources:
+            raise ValueError(
+                "sources: a modeled device must list the public sources of its numbers"
+            )
+        return self
+
+    @property
+    def weight_bits(self) -> tuple[int, ...]:
+        """Weight bit-widths a policy may propose for this device."""
+        return self.executes.weight_bits
+
+    @property
+    def activation_bits(self) -> tuple[int, ...]:
+        """Activation bit-widths a policy may propose for this device."""
+        return self.executes.activation_bits
+
+    def executed_bits(self, bits: int) -> int:
+        """The native width that runs ``bits``-bit operands: the narrowest one at least as wide."""
+        for native in self.executes.native_bits:
+            if native >= bits:
+                return native
+        raise DeviceError(
+            f"device {self.name} cannot execute {bits}-bit operands; "
+            f"its native bit-widths are {list(self.executes.native_bits)}"
+        )
+
+    def mac_rate(self, weight_bits: int, activation_bits: int) -> float:
+        """Peak MAC/s for a layer with these operand widths, from the roofline numbers."""
+        rates = self.latency.macs_per_second
+        if not rates:
+            raise DeviceError(
+                f"device {self.name} has no roofline numbers (latency.source is "
+                f"{self.latency.source}); add latency.macs_per_second to its file"
+            )
+        if self.latency.scaling == "bit_serial":
+            ((reference, rate),) = rates.items()
+            w, a = self.executed_bits(weight_bits), self.executed_bits(activation_bits)
+            return rate * reference * reference / (w * a)
+        return rates[self.executed_bits(max(weight_bits, activation_bits))]
+
+    def predictor_dir(self, results: str | Path = "results") -> Path:
+        """Where a ``predicted`` device keeps its fitted predictor and the measurements behind it."""
+        return Path(results) / "devices" / self.name
+
+
+# --- reading files ------------------------------------------------------------------------
+
+_TYPE_MESSAGES = {
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be a string",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "too_short": "must not be empty",
+}
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out
+
+
+def _known_fields(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that holds ``loc``, to suggest in place of an unknown key."""
+    model: type[BaseModel] = Device
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (inspect.isclass(annotation) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _shown(value: Any) -> str:
+    scalars = (str, int, float, bool, type(None))
+    simple = isinstance(value, scalars) or (
+        isinstance(value, list | tuple) and all(isinstance(v, scalars) for v in value)
+    )
+    text = repr(value)
+    return f" (got {text})" if simple and len(text) <= 60 else ""
+
+
+def _describe(error: Any) -> str:
+    """One pydantic error as ``field.path: what is wrong (got value)``."""
+    loc = tuple(error["loc"])
+    kind = error["type"]
+    if kind == "missing":
+        return f"missing field {_loc(loc)}"
+    if kind == "extra_forbidden":
+        known = _known_fields(loc)
+        hint = f" (known: {', '.join(known)})" if known else ""
+        return f"unknown field {_loc(loc)}{hint}"
+    if kind == "value_error":
+        message = str(error["ctx"]["error"])
+        prefixed = _FIELD_PREFIX.match(message)
+        if prefixed:
+            loc, message = (*loc, prefixed.group(1)), prefixed.group(2)
+    else:
+        message = _TYPE_MESSAGES.get(kind) or re.sub(r"^Input should be", "must be", error["msg"])
+    where = _loc(loc) or "device"
+    return f"{where}: {message}{_shown(error.get('input'))}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def load_device_file(path: str | Path) -> Device:
+    """Read and validate one device file; the file's stem must equal its ``name``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise DeviceError(f"{path}: cannot read the device file ({err.strerror or err})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or err
+        raise DeviceError(_one_line(f"{path}: not valid YAML{where}: {problem}")) from None
+    if not isinstance(data, dict):
+        raise DeviceError(
+            f"{path}: a device file must be a YAML mapping with name, description, kind, "
+            f"executes, memory, latency, modeled and sources (got {type(data).__name__})"
+        )
+    try:
+        device = Device.model_validate(data)
+    except ValidationError as err:
+        errors = err.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise DeviceError(_one_line(f"{path}: {_describe(errors[0])}{more}")) from None
+    if device.name != path.stem:
+        raise DeviceError(
+            f"{path}: name: must match the file name {path.stem!r} (got {device.name!r})"
+        )
+    return device
+
+
+# --- the registry ---------------------------------------------------------------------------
+
+_REGISTERED: dict[str, Device] = {}
+
+
+def _load_folder(folder: Path) -> dict[str, tuple[Device, str]]:
+    found: dict[str, tuple[Device, str]] = {}
+    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+        _add(found, load_device_file(path), str(path))
+    return found
+
+
+def _add(catalog: dict[str, tuple[Device, str]], device: Device, origin: str) -> None:
+    if device.name in catalog:
+        raise DeviceError(
+            f"{origin}: device {device.name!r} is already defined by {catalog[device.name][1]}; "
+            "rename one of them"
+        )
+    catalog[device.name] = (device, origin)
+
+
+@functools.cache
+def _builtin() -> dict[str, tuple[Device, str]]:
+    return _load_folder(PROFILE_DIR)
+
+
+def _env_folders() -> list[Path]:
+    """Folders named by ``PARETONAS_DEVICES``, read on every lookup so a change takes effect."""
+    raw = os.environ.get(ENV_VAR, "").split(os.pathsep)
+    folders = [Path(p.strip()).expanduser() for p in raw if p.strip()]
+    for folder in folders:
+        if not folder.is_dir():
+            raise DeviceError(f"{ENV_VAR} names {folder}, which is not a folder")
+    return folders
+
+
+def _catalog() -> dict[str, tuple[Device, str]]:
+    catalog = dict(_builtin())
+    for folder in _env_folders():
+        for device, origin in _load_folder(folder).values():
+            _add(catalog, device, origin)
+    # Registered devices were checked against the files when registered; they win.
+    catalog.update({name: (device, "register_device") for name, device in _REGISTERED.items()})
+    return catalog
+
+
+def register_device(device: Device, *, overwrite: bool = False) -> Device:
+    """Make ``device`` known by name in this process (timm's ``register_model`` for targets)."""
+    if not overwrite and device.name in _catalog():
+        raise DeviceError(
+            f"device {device.name!r} is already known; pass overwrite=True to replace it"
+        )
+    _REGISTERED[device.name] = device
+    return device
+
+
+def list_devices() -> list[str]:
+    """Names of the built-in, user-folder and registered devices, sorted."""
+    return sorted(_catalog())
+
+
+def get_device(name: str | Path) -> Device:
+    """A device by name, or by the path of its YAML file (a Path, ``*.yaml`` or ``*.yml``)."""
+    if isinstance(name, Path) or name.endswith((".yaml", ".yml")) or os.sep in name:
+        return load_device_file(name)
+    catalog = _catalog()
+    if name not in catalog:
+        raise DeviceError(
+            f"unknown device {name!r}; known devices are {', '.join(sorted(catalog))} "
+            f"(to add one, pass its YAML file's path or put the file in a folder named by {ENV_VAR})"
+        )
+    return catalog[name][0]
+
+
+# --- restricting a search space -------------------------------------------------------------
+
+
+def _intersect(space_bits: tuple[int, ...], device: Device, field: str) -> tuple[int, ...]:
+    allowed: tuple[int, ...] = getattr(device, field)
+    kept = tuple(b for b in space_bits if b in allowed)
+    if not kept:
+        what = field.replace("_", " ")
+        raise DeviceError(
+            f"device {device.name} executes {what} {list(allowed)}; the space allows only "
+            f"{list(space_bits)}: add {' or '.join(map(str, allowed))} to space.{field}"
+        )
+    return kept
+
+
+def _executable_kinds(kinds: tuple[str, ...], device: Device) -> tuple[str, ...]:
+    ops = set(device.executes.ops)
+    missing = [op for op in NETWORK_OPS if op not in ops]
+    if missing:
+        raise DeviceError(
+            f"device {device.name} does not execute {missing}, which every network needs "
+            "(conv stem, global average pool, linear classifier)"
+        )
+    # A kind registered by a user has ops this module cannot know: it is kept.
+    kept = tuple(k for k in kinds if set(BLOCK_OPS.get(k, ())) <= ops)
+    if not kept:
+        needs = "; ".join(
+            f"{k} needs {sorted(set(BLOCK_OPS[k]) - ops)}" for k in kinds if k in BLOCK_OPS
+        )
+        raise DeviceError(
+            f"device {device.name} executes none of the space's block kinds {list(kinds)} "
+            f"({needs}): add a kind it executes to space.kind"
+        )
+    return kept
+
+
+def restrict_space(space: SearchSpace, device: Device) -> SearchSpace:
+    """The part of ``space`` that ``device`` executes: bit-widths and block kinds.
+
+    Restricting the space, rather than rejecting candidates after sampling, keeps the
+    sampler from spending trials on points that are infeasible by construction (a 4-bit
+    stage on an int8-only MCU) and from learning nothing from them.
+    """
+    return dataclasses.replace(
+        space,
+        weight_bits=Choice(_intersect(space.weight_bits.values, device, "weight_bits")),
+        activation_bits=Choice(_intersect(space.activation_bits.values, device, "activation_bits")),
+        kind=Choice(_executable_kinds(space.kind.values, device)),
+    )

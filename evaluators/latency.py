@@ -1,0 +1,90 @@
+"""How a run knows a candidate's latency on its device: measured here, or predicted.
+
+- ``host``: measured with ONNX Runtime on the deployable file (exact, ~0.1-0.3 s, before
+  training, since latency does not depend on weight values). When a host predictor has
+  been calibrated (``paretonas calibrate --device host``), its prediction is recorded
+  beside the measurement, so the report can show predicted vs measured.
+- any other device: predicted, by a kernel-level predictor fitted on measurements from
+  the device (``paretonas probe`` then ``paretonas calibrate --measurements``), cached
+  under ``results/devices/<name>/predictor/``; without one, by the roofline of the
+  device's public numbers (MACs at its rate per bit-width, bytes at its bandwidth).
+  Either way the figure is labelled as predicted, and by what.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evaluators.devices import Device, DeviceError
+from evaluators.layer_features import layer_features
+from evaluators.predictor import LatencyPrediction, load_predictor, predictor_dir
+
+if TYPE_CHECKING:
+    from evaluators.predictor import LatencyPredictor
+    from spaces.candidate import Candidate
+
+
+@dataclass(frozen=True)
+class _DeviceRoofline:
+    """A device profile's roofline, with its own rule for the MAC rate per bit-width."""
+
+    device: Device
+
+    def latency_ms(self, rows) -> float:
+        latency = self.device.latency
+        total = latency.overhead_ms
+        for row in rows:
+            # Data movement only (pool, add, shuffle, (de)quantize) has no MAC rate.
+            compute = (
+                row.macs / self.device.mac_rate(row.weight_bits, row.activation_bits)
+                if row.macs
+                else 0.0
+            )
+            memory = row.bytes / latency.bytes_per_second  # type: ignore[operator]
+            total += max(compute, memory) * 1000
+        return total
+
+
+@dataclass(frozen=True)
+class LatencyOracle:
+    device: Device
+    predictor: LatencyPredictor | None = None
+
+    @classmethod
+    def for_device(cls, device: Device, results: str | Path = "results") -> LatencyOracle:
+        folder = predictor_dir(device.name, results)
+        predictor = load_predictor(folder) if (folder / "meta.json").is_file() else None
+        if predictor is None and device.latency.source == "predicted":
+            raise DeviceError(
+                f"device {device.name} predicts latency from measurements, but "
+                f"{folder} holds no fitted predictor; run `paretonas probe --device "
+                f"{device.name} --out DIR` on the device, then `paretonas calibrate --device "
+                f"{device.name} --measurements DIR/measurements.csv`"
+            )
+        return cls(device, predictor)
+
+    @property
+    def measures(self) -> bool:
+        """Whether latency is measured here (the host) rather than predicted."""
+        return self.device.latency.source == "measured"
+
+    def predict(
+        self,
+        candidate: Candidate,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        align: int = 4,
+    ) -> LatencyPrediction | None:
+        """The predicted latency of ``candidate`` as deployed, or None where the device is
+        measured and has no calibrated predictor."""
+        if self.predictor is not None:
+            return self.predictor.predict_candidate(candidate, input_shape, num_classes, align)
+        if self.device.latency.source != "roofline":
+            return None
+        rows = layer_features(candidate, input_shape, num_classes, align=align)
+        return LatencyPrediction(
+            _DeviceRoofline(self.device).latency_ms(rows),
+            f"predicted (roofline of {self.device.name}'s public numbers)",
+        )

@@ -1,0 +1,555 @@
+"""Predicted latency: a kernel-level model calibrated on measurements (nn-Meter style).
+
+Measuring every candidate on the target is exact but needs the target at hand; this module
+predicts a network's latency as the sum of its kernels' latencies (``layer_features``),
+each from a model fitted on one-kernel probe measurements, plus a per-run overhead and
+per-family scales fitted on whole-model probe measurements (the part that one-kernel
+probes cannot see: ORT's per-run cost, layout changes between kernels, fusions).
+
+- Host: ``calibrate_host`` generates probes (``evaluators.probes``), times them here with
+  ONNX Runtime, fits, and caches ``results/devices/host/predictor/`` (probes.csv,
+  measurements.csv, meta.json). The cache holds measurements, not a fitted model: loading
+  refits (about a second), so no pickled estimator is ever loaded.
+- Another device: ``write_probe_kit`` writes the probes and a runner that needs only
+  onnxruntime and numpy; ``fit_from_measurements`` fits the predictor from what it wrote.
+- No measurements at all: ``roofline_latency_ms`` from a device's peak numbers.
+
+Every prediction is a ``LatencyPrediction`` whose ``source`` says which of these made it.
+
+Kernel model (per family, e.g. ``dwconv/int8``): a non-negative linear law
+``a * MACs + b * activation bytes + c * weight bytes + d`` fitted on relative error (a
+roofline with a fixed cost, extrapolates sanely), times a gradient-boosted correction of
+its log-ratio learned from the shapes (channel alignment to SIMD blocks, kernel size,
+resolution: what the law misses). A family without probes falls back to a model fitted
+on all families.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from evaluators.layer_features import OPS, LayerFeatures, layer_features
+from evaluators.probes import (
+    Probe,
+    layer_probes,
+    model_probes,
+    read_probe_csv,
+    write_probe_csv,
+    write_probe_kit,
+)
+from spaces.candidate import Candidate
+
+__all__ = [
+    "DeviceNumbers",
+    "LatencyPrediction",
+    "LatencyPredictor",
+    "LayerFeatures",
+    "calibrate_host",
+    "fit_from_measurements",
+    "layer_features",
+    "load_predictor",
+    "predictor_dir",
+    "roofline_latency_ms",
+    "write_probe_kit",
+]
+
+log = logging.getLogger(__name__)
+
+MIN_KERNEL_MS = 5e-4  # half a microsecond: below the timer's resolution for a probe
+
+
+@dataclass(frozen=True)
+class LatencyPrediction:
+    """A predicted latency and what predicted it (reports show ``source`` next to it)."""
+
+    latency_ms: float
+    source: str
+
+
+# --------------------------------------------------------------------------- roofline
+
+
+@dataclass(frozen=True)
+class DeviceNumbers:
+    """Peak figures of a device: MACs per second by weight bit-width, memory bytes per
+    second, and a fixed per-inference overhead."""
+
+    macs_per_second: Mapping[int, float]
+    bytes_per_second: float
+    overhead_ms: float = 0.0
+
+
+def _number(device: object, name: str) -> object:
+    if isinstance(device, Mapping):
+        return device[name]
+    return getattr(device, name)
+
+
+def _macs_rate(rates: Mapping, bits: int) -> float:
+    """The rate of the narrowest supported width >= ``bits`` (a 4-bit layer runs at 8 bits
+    on a device that has 8 and 32); the widest width when none is that wide."""
+    table = {int(k): float(v) for k, v in rates.items()}
+    if not table:
+        raise ValueError("macs_per_second is empty")
+    wider = [b for b in table if b >= bits]
+    return table[min(wider)] if wider else table[max(table)]
+
+
+def roofline_latency_ms(
+    features: Sequence[LayerFeatures], device: DeviceNumbers | Mapping | object
+) -> LatencyPrediction:
+    """Without measurements: sum over kernels of max(compute time, memory time) + overhead.
+
+    ``device`` is a ``DeviceNumbers``, a mapping, or any object with the attributes
+    ``macs_per_second`` (bits -> MAC/s), ``bytes_per_second`` and ``overhead_ms`` (a
+    device profile). Compute time is MACs at the layer's weight bit-width; memory time
+    moves the activations in and out and the weights once.
+    """
+    rates = _number(device, "macs_per_second")
+    bandwidth = float(_number(device, "bytes_per_second"))  # type: ignore[arg-type]
+    try:
+        overhead = float(_number(device, "overhead_ms"))  # type: ignore[arg-type]
+    except (KeyError, AttributeError):
+        overhead = 0.0
+    total = overhead
+    for row in features:
+        compute = row.macs / _macs_rate(rates, row.weight_bits) if row.macs else 0.0  # type: ignore[arg-type]
+        memory = row.bytes / bandwidth
+        total += max(compute, memory) * 1000
+    return LatencyPrediction(total, "predicted (roofline)")
+
+
+# --------------------------------------------------------------------------- kernel models
+
+
+def _alignment(channels: np.ndarray) -> np.ndarray:
+    """Largest power of two (up to 64) dividing each channel count: SIMD blocking."""
+    out = np.ones_like(channels, dtype=float)
+    for power in (2, 4, 8, 16, 32, 64):
+        out = np.where(channels % power == 0, power, out)
+    return out
+
+
+def _columns(rows: Sequence[LayerFeatures]) -> dict[str, np.ndarray]:
+    def col(name: str) -> np.ndarray:
+        return np.array([getattr(r, name) for r in rows], dtype=float)
+
+    return {
+        name: col(name) for name in LayerFeatures.__dataclass_fields__ if name not in ("op", "name")
+    }
+
+
+def _linear_design(rows: Sequence[LayerFeatures]) -> np.ndarray:
+    c = _columns(rows)
+    # MACs in millions and bytes in MB keep the least-squares columns comparable.
+    return np.column_stack(
+        [
+            c["macs"] / 1e6,
+            (c["input_bytes"] + c["output_bytes"]) / 1e6,
+            c["weight_bytes"] / 1e6,
+            np.ones(len(rows)),
+        ]
+    )
+
+
+def _shape_design(rows: Sequence[LayerFeatures]) -> np.ndarray:
+    c = _columns(rows)
+    op_code = np.array([OPS.index(r.op) for r in rows], dtype=float)
+    int8 = np.array([r.precision == "int8" for r in rows], dtype=float)
+    return np.column_stack(
+        [
+            np.log2(c["macs"] + 1),
+            np.log2(c["input_bytes"] + 1),
+            np.log2(c["output_bytes"] + 1),
+            np.log2(c["weight_bytes"] + 1),
+            c["in_channels"],
+            c["out_channels"],
+            c["in_channels"] / np.maximum(c["groups"], 1),
+            c["kernel"],
+            c["stride"],
+            c["in_h"] * c["in_w"],
+            c["out_h"] * c["out_w"],
+            _alignment(c["in_channels"]),
+            _alignment(c["out_channels"]),
+            op_code,
+            int8,
+        ]
+    )
+
+
+def _nnls(design: np.ndarray, target: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    from scipy.optimize import nnls
+
+    coef, _ = nnls(design * weights[:, None], target * weights)
+    return coef
+
+
+@dataclass
+class KernelModel:
+    """One family's kernel latency: a non-negative linear law times a learned correction."""
+
+    coef: np.ndarray
+    correction: object | None = None
+
+    @classmethod
+    def fit(
+        cls, rows: Sequence[LayerFeatures], latency_ms: np.ndarray, seed: int = 0
+    ) -> KernelModel:
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        y = np.maximum(np.asarray(latency_ms, dtype=float), MIN_KERNEL_MS)
+        coef = _nnls(_linear_design(rows), y, 1 / y)
+        model = cls(coef)
+        if len(rows) >= 20:
+            base = model._base(rows)
+            correction = GradientBoostingRegressor(
+                n_estimators=150,
+                max_depth=3,
+                learning_rate=0.05,
+                subsample=0.8,
+                min_samples_leaf=5,
+                random_state=seed,
+            )
+            correction.fit(_shape_design(rows), np.log(y / base))
+            model.correction = correction
+        return model
+
+    def _base(self, rows: Sequence[LayerFeatures]) -> np.ndarray:
+        return np.maximum(_linear_design(rows) @ self.coef, MIN_KERNEL_MS)
+
+    def predict(self, rows: Sequence[LayerFeatures]) -> np.ndarray:
+        base = self._base(rows)
+        if self.correction is None or not len(rows):
+            return base
+        return base * np.exp(self.correction.predict(_shape_design(rows)))  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- the predictor
+
+
+@dataclass(frozen=True)
+class ProbeMeasurements:
+    """What a predictor is fitted on: per probe, its role, kernel rows and measured latency."""
+
+    empty_ms: float
+    layers: tuple[tuple[LayerFeatures, float], ...]  # (kernel, probe ms - empty ms)
+    models: tuple[tuple[tuple[LayerFeatures, ...], float, str], ...]  # (kernels, ms, genome)
+
+    @classmethod
+    def read(cls, probes_csv: str | Path, measurements_csv: str | Path) -> ProbeMeasurements:
+        probes = read_probe_csv(probes_csv)
+        measured: dict[str, float] = {}
+        with Path(measurements_csv).open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                measured[row["probe"]] = float(row["median_ms"])
+        missing = [name for name in probes if name not in measured]
+        if len(missing) == len(probes):
+            raise ValueError(f"{measurements_csv} measures none of the probes of {probes_csv}")
+        empties = [
+            measured[n] for n, (role, _, _) in probes.items() if role == "empty" and n in measured
+        ]
+        empty = min(empties) if empties else 0.0
+        layers, models = [], []
+        for name, (role, genome, rows) in probes.items():
+            if name not in measured:
+                continue
+            if role == "layer":
+                layers.append((rows[0], max(measured[name] - empty, MIN_KERNEL_MS)))
+            elif role == "model":
+                models.append((tuple(rows), measured[name], genome))
+        return cls(empty, tuple(layers), tuple(models))
+
+
+@dataclass
+class Calibration:
+    """Whole-model correction: latency = overhead + sum over families of scale * kernels."""
+
+    overhead_ms: float
+    scales: dict[str, float] = field(default_factory=dict)
+
+    def apply(self, per_family: Mapping[str, float]) -> float:
+        return self.overhead_ms + sum(self.scales.get(f, 1.0) * v for f, v in per_family.items())
+
+
+class LatencyPredictor:
+    """Kernel-level latency predictor for one device, fitted on probe measurements.
+
+    Build it with ``fit_from_measurements``, ``calibrate_host`` or ``load_predictor``;
+    ``predict`` / ``predict_candidate`` return a ``LatencyPrediction``.
+    """
+
+    def __init__(
+        self,
+        kernels: dict[str, KernelModel],
+        fallback: KernelModel,
+        calibration: Calibration,
+        meta: dict,
+    ):
+        self.kernels = kernels
+        self.fallback = fallback
+        self.calibration = calibration
+        self.meta = meta
+
+    # ------------------------------------------------------------------ fitting
+
+    @classmethod
+    def fit(
+        cls,
+        data: ProbeMeasurements,
+        meta: Mapping | None = None,
+        *,
+        ridge: float = 0.02,
+        seed: int = 0,
+    ) -> LatencyPredictor:
+        """Fit kernel models on the layer probes, then the calibration on the model probes.
+
+        ``ridge`` pulls every family's scale towards 1 (relative-error units), so a family
+        that few model probes contain keeps what its layer probes say.
+        """
+        if not data.layers:
+            raise ValueError("no layer probe was measured: nothing to fit kernels on")
+        by_family: dict[str, list[tuple[LayerFeatures, float]]] = {}
+        for row, ms in data.layers:
+            by_family.setdefault(row.group, []).append((row, ms))
+        kernels = {
+            family: KernelModel.fit([r for r, _ in pairs], np.array([m for _, m in pairs]), seed)
+            for family, pairs in by_family.items()
+        }
+        all_rows = [r for r, _ in data.layers]
+        fallback = KernelModel.fit(all_rows, np.array([m for _, m in data.layers]), seed)
+        predictor = cls(kernels, fallback, Calibration(data.empty_ms), dict(meta or {}))
+        if data.models:
+            predictor.calibration = predictor._fit_calibration(data, ridge)
+        predictor.meta.update(
+            layer_measurements=len(data.layers),
+            model_measurements=len(data.models),
+            empty_ms=data.empty_ms,
+            overhead_ms=predictor.calibration.overhead_ms,
+            scales=predictor.calibration.scales,
+        )
+        return predictor
+
+    def _fit_calibration(self, data: ProbeMeasurements, ridge: float) -> Calibration:
+        sums = [self.family_sums(rows) for rows, _, _ in data.models]
+        families = sorted({f for s in sums for f in s})
+        y = np.array([ms for _, ms, _ in data.models])
+        design = np.column_stack(
+            [np.ones(len(y)), *[[s.get(f, 0.0) for s in sums] for f in families]]
+        )
+        weights = 1 / y
+        # Ridge rows: sqrt(ridge) * (scale_f - 1) = 0 for every family, none for the overhead.
+        penalty = math.sqrt(ridge * len(y))
+        extra = np.zeros((len(families), len(families) + 1))
+        extra[:, 1:] = np.eye(len(families)) * penalty
+        coef = _nnls(
+            np.vstack([design * weights[:, None], extra]),
+            np.concatenate([y * weights, np.full(len(families), penalty)]),
+            np.ones(len(y) + len(families)),
+        )
+        return Calibration(
+            float(coef[0]), {f: float(c) for f, c in zip(families, coef[1:], strict=True)}
+        )
+
+    # ------------------------------------------------------------------ predicting
+
+    def kernel_ms(self, rows: Sequence[LayerFeatures]) -> np.ndarray:
+        """Each kernel's latency alone (before the whole-model calibration)."""
+        out = np.zeros(len(rows))
+        by_family: dict[str, list[int]] = {}
+        for index, row in enumerate(rows):
+            by_family.setdefault(row.group, []).append(index)
+        for family, indices in by_family.items():
+            model = self.kernels.get(family, self.fallback)
+            out[indices] = model.predict([rows[i] for i in indices])
+        return out
+
+    def family_sums(self, rows: Sequence[LayerFeatures]) -> dict[str, float]:
+        sums: dict[str, float] = {}
+        for row, ms in zip(rows, self.kernel_ms(rows), strict=True):
+            sums[row.group] = sums.get(row.group, 0.0) + float(ms)
+        return sums
+
+    def predict(self, rows: Sequence[LayerFeatures]) -> LatencyPrediction:
+        """Latency of the network whose kernels are ``rows`` (at the bits ORT executes)."""
+        return LatencyPrediction(self.calibration.apply(self.family_sums(rows)), self.source)
+
+    def predict_candidate(
+        self,
+        candidate: Candidate,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        align: int = 4,
+    ) -> LatencyPrediction:
+        """Latency of ``candidate`` as deployed (pruned by its policy; int8 where ORT runs
+        int8), without building or exporting it."""
+        rows = layer_features(candidate, input_shape, num_classes, align=align, runtime_bits=True)
+        return self.predict(rows)
+
+    @property
+    def source(self) -> str:
+        meta = self.meta
+        where = meta.get("device", "?")
+        return (
+            f"predicted (kernel model fitted on {meta.get('layer_measurements', 0)} kernel + "
+            f"{meta.get('model_measurements', 0)} model measurements on {where}, "
+            f"ORT {meta.get('onnxruntime', '?')}, {meta.get('threads', '?')} thread(s))"
+        )
+
+    # ------------------------------------------------------------------ storage
+
+    def save(
+        self, directory: str | Path, probes_csv: str | Path, measurements_csv: str | Path
+    ) -> Path:
+        """Store what it was fitted on (probes.csv, measurements.csv) and meta.json."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for source, name in ((probes_csv, "probes.csv"), (measurements_csv, "measurements.csv")):
+            if Path(source).resolve() != (directory / name).resolve():
+                shutil.copyfile(source, directory / name)
+        meta = {k: v for k, v in self.meta.items()}
+        (directory / "meta.json").write_text(json.dumps(meta, indent=2, default=float) + "\n")
+        return directory
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def predictor_dir(device: str = "host", results: str | Path = "results") -> Path:
+    return Path(results) / "devices" / device / "predictor"
+
+
+def _runtime_meta(threads: int) -> dict:
+    import onnxruntime as ort
+
+    return {
+        "onnxruntime": ort.__version__,
+        "threads": threads,
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "cpus": os.cpu_count(),
+    }
+
+
+def fit_from_measurements(
+    probes: str | Path,
+    measurements_csv: str | Path,
+    *,
+    device: str = "device",
+    meta: Mapping | None = None,
+    save_to: str | Path | None = None,
+) -> LatencyPredictor:
+    """Fit a predictor from a probe kit (folder or its ``probes.csv``) and the
+    ``measurements.csv`` its runner wrote on the device; ``save_to`` caches it."""
+    probes_csv = Path(probes)
+    if probes_csv.is_dir():
+        probes_csv = probes_csv / "probes.csv"
+    data = ProbeMeasurements.read(probes_csv, measurements_csv)
+    info = {"device": device, **dict(meta or {})}
+    predictor = LatencyPredictor.fit(data, info)
+    if save_to is not None:
+        predictor.save(save_to, probes_csv, measurements_csv)
+    return predictor
+
+
+def load_predictor(directory: str | Path) -> LatencyPredictor:
+    """Refit from a cache folder written by ``LatencyPredictor.save`` (no pickles)."""
+    directory = Path(directory)
+    meta = json.loads((directory / "meta.json").read_text())
+    data = ProbeMeasurements.read(directory / "probes.csv", directory / "measurements.csv")
+    keep = {k: v for k, v in meta.items() if k not in ("overhead_ms", "scales")}
+    return LatencyPredictor.fit(data, keep)
+
+
+def calibrate_host(
+    out_dir: str | Path | None = None,
+    budget_seconds: float = 900,
+    *,
+    input_shape: tuple[int, int, int] = (1, 28, 28),
+    num_classes: int = 10,
+    threads: int = 1,
+    warmup: int = 10,
+    runs: int = 50,
+    seed: int = 0,
+    space=None,
+    layer_share: float = 0.3,
+    max_layer_probes: int = 3000,
+    max_model_probes: int = 1500,
+    progress: bool = True,
+) -> LatencyPredictor:
+    """Time probes on this machine within ``budget_seconds``, fit, and cache the result.
+
+    ``layer_share`` of the budget goes to one-kernel probes, the rest (less a few percent
+    for fitting) to whole-model probes; probes are measured in an order that covers every
+    kernel family and precision mix early (``evaluators.probes``), and generation stops at
+    the budget, so the probe count adapts to the machine. ``out_dir`` defaults to
+    ``results/devices/host/predictor``.
+    """
+    from tqdm.auto import tqdm
+
+    from evaluators.probe_runner import COLUMNS, measure
+
+    started = time.perf_counter()
+    out = Path(out_dir) if out_dir is not None else predictor_dir("host")
+    out.mkdir(parents=True, exist_ok=True)
+    fit_reserve = min(30.0, 0.05 * budget_seconds)
+    layer_deadline = started + layer_share * (budget_seconds - fit_reserve)
+    model_deadline = started + budget_seconds - fit_reserve
+    layers = layer_probes(max_layer_probes, input_shape, num_classes, seed, space)
+    models = itertools.islice(model_probes(input_shape, num_classes, seed, space), max_model_probes)
+    measured: list[tuple[Probe, float, float]] = []
+    stages = (
+        (layers, layer_deadline, "kernel", len(layers)),
+        (models, model_deadline, "model", max_model_probes),
+    )
+    with tempfile.TemporaryDirectory(prefix="paretonas-probes-") as tmp:
+        for probes, deadline, what, total in stages:
+            bar = tqdm(total=total, desc=f"{what} probes", disable=not progress, leave=False)
+            count = 0
+            for probe in probes:
+                if time.perf_counter() > deadline and probe.role != "empty":
+                    break
+                path = Path(tmp) / probe.name
+                probe.build(path)
+                median, p90 = measure(path, threads, warmup, runs)
+                path.unlink(missing_ok=True)
+                measured.append((probe, median, p90))
+                count += 1
+                bar.update()
+            bar.close()
+            log.info("%s probes: %d measured in %.0f s", what, count, time.perf_counter() - started)
+    probes_csv = write_probe_csv(out / "probes.csv", [p for p, _, _ in measured])
+    measurements_csv = out / "measurements.csv"
+    with measurements_csv.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for probe, median, p90 in measured:
+            writer.writerow((probe.name, f"{median:.6f}", f"{p90:.6f}", runs))
+    meta = {
+        "device": "host",
+        "calibrated": datetime.now(UTC).isoformat(timespec="seconds"),
+        "calibration_seconds": round(time.perf_counter() - started, 1),
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "warmup": warmup,
+        "runs": runs,
+        "seed": seed,
+        **_runtime_meta(threads),
+    }
+    predictor = fit_from_measurements(probes_csv, measurements_csv, device="host", meta=meta)
+    predictor.meta["calibration_seconds"] = round(time.perf_counter() - started, 1)
+    predictor.save(out, probes_csv, measurements_csv)
+    return predictor

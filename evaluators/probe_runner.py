@@ -1,0 +1,120 @@
+"""Time ONNX probe models with ONNX Runtime: needs only numpy and onnxruntime.
+
+This file is copied verbatim into every probe kit as ``run_probes.py`` (see
+``evaluators.probes.write_probe_kit``), so that a device we cannot reach from here
+measures the probes with nothing installed but ``pip install onnxruntime numpy``, and
+the host calibration measures its probes with the very same code. Hence: standard
+library, numpy and onnxruntime imports only, and nothing from this project.
+
+Session settings are those of ``evaluators.hardware.onnx_session`` (sequential execution,
+one inter-op thread, all graph optimizations, CPU execution provider), so a probe is
+timed the way a candidate is. Each probe's inputs are random tensors of the dtype and
+shape its graph declares (int8 probes take uint8 tensors).
+
+    python run_probes.py [--dir KIT] [--threads 1] [--warmup 10] [--runs 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+COLUMNS = ("probe", "median_ms", "p90_ms", "runs")
+_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int64)": np.int64,
+}
+
+
+def session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def random_feed(sess: ort.InferenceSession, seed: int = 0) -> dict[str, np.ndarray]:
+    """One random tensor per graph input, at its declared dtype; symbolic dims are 1."""
+    rng = np.random.default_rng(seed)
+    feed = {}
+    for spec in sess.get_inputs():
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec.shape]
+        dtype = _DTYPES.get(spec.type)
+        if dtype is None:
+            raise ValueError(f"input {spec.name!r} has unsupported type {spec.type}")
+        if dtype is np.float32:
+            feed[spec.name] = rng.standard_normal(shape).astype(np.float32)
+        else:
+            info = np.iinfo(dtype)
+            feed[spec.name] = rng.integers(info.min, min(info.max, 255), shape, dtype=dtype)
+    return feed
+
+
+def measure(
+    path: str | Path, threads: int = 1, warmup: int = 10, runs: int = 50
+) -> tuple[float, float]:
+    """(median ms, p90 ms) of ``runs`` timed runs after ``warmup`` untimed ones."""
+    sess = session(path, threads)
+    feed = random_feed(sess)
+    for _ in range(warmup):
+        sess.run(None, feed)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        sess.run(None, feed)
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return statistics.median(times), times[min(len(times) - 1, math.ceil(0.9 * runs) - 1)]
+
+
+def probe_files(kit: Path) -> list[str]:
+    """Probe file names in the order of ``probes.csv`` (else every ``probes/*.onnx``)."""
+    listing = kit / "probes.csv"
+    if listing.exists():
+        with listing.open(newline="") as handle:
+            names = [row["probe"] for row in csv.DictReader(handle)]
+        return list(dict.fromkeys(names))
+    return sorted(p.name for p in (kit / "probes").glob("*.onnx"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Time every probe of a kit with ONNX Runtime.")
+    parser.add_argument("--dir", default=os.path.dirname(os.path.abspath(__file__)))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--out", default=None, help="default: KIT/measurements.csv")
+    args = parser.parse_args(argv)
+    kit = Path(args.dir)
+    out = Path(args.out) if args.out else kit / "measurements.csv"
+    names = probe_files(kit)
+    tmp = out.with_name(out.name + ".tmp")
+    with tmp.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for index, name in enumerate(names, 1):
+            median, p90 = measure(kit / "probes" / name, args.threads, args.warmup, args.runs)
+            writer.writerow((name, f"{median:.6f}", f"{p90:.6f}", args.runs))
+            if index % 50 == 0 or index == len(names):
+                print(f"{index}/{len(names)} probes measured", file=sys.stderr, flush=True)
+    os.replace(tmp, out)
+    print(f"wrote {out} (onnxruntime {ort.__version__}, {args.threads} thread(s))")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

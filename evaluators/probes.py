@@ -1,0 +1,671 @@
+"""Probe models for a kernel-level latency predictor, and the kit that measures them anywhere.
+
+Two kinds of probes are timed (nn-Meter's recipe, adapted to ONNX Runtime):
+
+- layer probes: one kernel alone (a conv, depthwise or grouped conv, linear, pool, gather,
+  add, quantize or dequantize) with given shapes, fp32 or int8 (QDQ, which ORT fuses into
+  QLinearConv / QGemm / QLinearAdd ...; int8 probes take and return uint8 tensors, so
+  that no float conversion is timed with them). Their time minus an empty graph's
+  (``empty`` probe: one Identity) is the kernel's latency.
+- model probes: whole candidates of the search space with random compression policies,
+  exported exactly as the search exports them (``evaluators.quantize.export_deployable``),
+  so that the predictor learns what the layer probes cannot see (per-run overhead, layout
+  changes between kernels, fusions) from the real thing.
+
+Layer shapes are drawn half from the layers of random candidates (the shapes the search
+will ask about) and half from a grid (channels 8-256, kernels 1/3/5/7, strides 1/2,
+resolutions 4-32, groups 2/4/8) so the predictor also covers other spaces and inputs.
+Probes are ordered round-robin over kernel families, so a time budget that stops early
+still leaves every family measured.
+
+Layer probes are built with ``onnx.helper`` from the feature row alone, so building one
+takes about a millisecond and no torch export is involved.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import random
+import shutil
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from evaluators.layer_features import FULL_PRECISION, OPS, LayerFeatures, layer_features
+from spaces.candidate import Candidate, CompressionPolicy, StagePolicy
+from spaces.params import Choice
+from spaces.space import SearchSpace
+
+OPSET = 17  # per-channel DequantizeLinear needs 13; 17 keeps old runtimes on devices able
+ROLES = ("empty", "layer", "model")
+PROBE_COLUMNS = ("probe", "role", "genome", *LayerFeatures.__dataclass_fields__)
+RUNNER = Path(__file__).with_name("probe_runner.py")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One ONNX file to time: its kernels (one for a layer probe) and how to write it."""
+
+    name: str
+    role: str
+    rows: tuple[LayerFeatures, ...]
+    build: Callable[[Path], object] = field(compare=False, repr=False)
+    genome: str = ""
+
+    def csv_rows(self) -> list[dict[str, object]]:
+        if not self.rows:  # the empty probe: listed, so the runner times it, but no kernel
+            return [{"probe": self.name, "role": self.role, "genome": self.genome}]
+        return [
+            {"probe": self.name, "role": self.role, "genome": self.genome, **row.to_row()}
+            for row in self.rows
+        ]
+
+
+# --------------------------------------------------------------------------- layer probes
+
+
+def build_layer_probe(row: LayerFeatures, path: str | Path, unsigned_weights: bool = True) -> Path:
+    """Write a one-kernel ONNX model with ``row``'s shapes and precision to ``path``."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    graph = _int8_graph(row, unsigned_weights) if row.precision == "int8" else _fp32_graph(row)
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)])
+    model.ir_version = 8  # readable by onnxruntime >= 1.10
+    onnx.save(model, str(path))
+    return path
+
+
+def build_empty_probe(path: str | Path, channels: int = 8) -> Path:
+    """The per-run overhead of ONNX Runtime itself: one Identity on a small tensor."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    shape = [1, channels, 4, 4]
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["output"])],
+        "empty",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, shape)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def _shape(row: LayerFeatures, out: bool = False) -> list[int]:
+    if row.op == "linear":
+        return [1, row.out_channels if out else row.in_channels]
+    if out:
+        return [1, row.out_channels, row.out_h, row.out_w]
+    return [1, row.in_channels, row.in_h, row.in_w]
+
+
+def _conv_attrs(row: LayerFeatures) -> dict:
+    pad = row.kernel // 2
+    return {
+        "kernel_shape": [row.kernel, row.kernel],
+        "pads": [pad] * 4,
+        "strides": [row.stride, row.stride],
+        "group": row.groups,
+    }
+
+
+def _weights(row: LayerFeatures, rng: np.random.Generator) -> np.ndarray:
+    if row.op == "linear":
+        shape = (row.out_channels, row.in_channels)
+    else:
+        shape = (row.out_channels, row.in_channels // row.groups, row.kernel, row.kernel)
+    return (rng.standard_normal(shape) * 0.1).astype(np.float32)
+
+
+def _fp32_graph(row: LayerFeatures):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits = []
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, _shape(row))]
+    out_type = TensorProto.FLOAT
+    op = row.op
+    if op in ("conv", "dwconv", "gconv", "linear"):
+        inits.append(numpy_helper.from_array(_weights(row, rng), "W"))
+        inits.append(numpy_helper.from_array(np.zeros(row.out_channels, np.float32), "B"))
+        if op == "linear":
+            nodes = [helper.make_node("Gemm", ["input", "W", "B"], ["output"], transB=1)]
+        else:
+            nodes = [
+                helper.make_node("Conv", ["input", "W", "B"], ["conv"], **_conv_attrs(row)),
+                helper.make_node("Relu", ["conv"], ["output"]),
+            ]
+    elif op == "pool":
+        nodes = [_pool_node(row, "input", "output")]
+    elif op == "shuffle":
+        inits.append(numpy_helper.from_array(_shuffle_order(row), "order"))
+        nodes = [helper.make_node("Gather", ["input", "order"], ["output"], axis=1)]
+    elif op == "add":
+        inputs.append(helper.make_tensor_value_info("other", TensorProto.FLOAT, _shape(row)))
+        nodes = [helper.make_node("Add", ["input", "other"], ["output"])]
+    else:
+        raise ValueError(f"{op} has no fp32 probe")
+    outputs = [helper.make_tensor_value_info("output", out_type, _shape(row, out=True))]
+    return helper.make_graph(nodes, f"{op}_fp32", inputs, outputs, inits)
+
+
+def _int8_graph(row: LayerFeatures, unsigned_weights: bool):
+    """QDQ form, as ``onnxruntime.quantization.quantize_static`` writes it (uint8
+    activations, per-channel weights, int32 bias), with uint8 graph inputs and outputs."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    u8 = TensorProto.UINT8
+    x_scale, x_zero, y_scale = np.float32(0.02), np.uint8(128), np.float32(0.05)
+    inits = [
+        numpy_helper.from_array(np.array(x_scale), "x_scale"),
+        numpy_helper.from_array(np.array(x_zero), "x_zero"),
+        numpy_helper.from_array(np.array(y_scale), "y_scale"),
+        numpy_helper.from_array(np.array(np.uint8(0)), "y_zero"),
+    ]
+    inputs = [helper.make_tensor_value_info("input", u8, _shape(row))]
+    nodes = []
+    op = row.op
+
+    def dequantize_input(name: str) -> str:
+        nodes.append(
+            helper.make_node("DequantizeLinear", [name, "x_scale", "x_zero"], [name + "_f"])
+        )
+        return name + "_f"
+
+    def quantize_output(name: str) -> None:
+        nodes.append(helper.make_node("QuantizeLinear", [name, "y_scale", "y_zero"], ["output"]))
+
+    if op in ("conv", "dwconv", "gconv", "linear"):
+        weight = _weights(row, rng)
+        scales = (np.abs(weight).reshape(len(weight), -1).max(axis=1) / 127).astype(np.float32)
+        q = np.clip(np.round(weight / scales.reshape(-1, *[1] * (weight.ndim - 1))), -127, 127)
+        if unsigned_weights:
+            w_q, w_zero = (q + 128).astype(np.uint8), np.full(len(q), 128, np.uint8)
+        else:
+            w_q, w_zero = q.astype(np.int8), np.zeros(len(q), np.int8)
+        inits += [
+            numpy_helper.from_array(w_q, "W_q"),
+            numpy_helper.from_array(scales, "W_scale"),
+            numpy_helper.from_array(w_zero, "W_zero"),
+            numpy_helper.from_array(np.zeros(row.out_channels, np.int32), "B_q"),
+            numpy_helper.from_array((scales * x_scale).astype(np.float32), "B_scale"),
+            numpy_helper.from_array(np.zeros(row.out_channels, np.int32), "B_zero"),
+        ]
+        x = dequantize_input("input")
+        nodes += [
+            helper.make_node("DequantizeLinear", ["W_q", "W_scale", "W_zero"], ["W"], axis=0),
+            helper.make_node("DequantizeLinear", ["B_q", "B_scale", "B_zero"], ["B"], axis=0),
+        ]
+        if op == "linear":
+            nodes.append(helper.make_node("Gemm", [x, "W", "B"], ["y"], transB=1))
+        else:
+            nodes.append(helper.make_node("Conv", [x, "W", "B"], ["y"], **_conv_attrs(row)))
+        quantize_output("y")
+        out_type = u8
+    elif op == "pool":
+        nodes.append(_pool_node(row, dequantize_input("input"), "y"))
+        quantize_output("y")
+        out_type = u8
+    elif op == "add":
+        inputs.append(helper.make_tensor_value_info("other", u8, _shape(row)))
+        a, b = dequantize_input("input"), dequantize_input("other")
+        nodes.append(helper.make_node("Add", [a, b], ["y"]))
+        quantize_output("y")
+        out_type = u8
+    elif op == "shuffle":
+        # In an int8 network ORT runs QLinearConv channels-last and wraps the Gather in
+        # two Transposes (NHWC -> NCHW -> NHWC): the probe times the three together.
+        c, h, w = row.in_channels, row.in_h, row.in_w
+        inputs = [helper.make_tensor_value_info("input", u8, [1, h, w, c])]
+        inits.append(numpy_helper.from_array(_shuffle_order(row), "order"))
+        nodes += [
+            helper.make_node("Transpose", ["input"], ["nchw"], perm=[0, 3, 1, 2]),
+            helper.make_node("Gather", ["nchw", "order"], ["shuffled"], axis=1),
+            helper.make_node("Transpose", ["shuffled"], ["output"], perm=[0, 2, 3, 1]),
+        ]
+        outputs = [helper.make_tensor_value_info("output", u8, [1, h, w, c])]
+        return helper.make_graph(nodes, "shuffle_int8", inputs, outputs, inits)
+    elif op == "quantize":
+        inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, _shape(row))]
+        nodes.append(helper.make_node("QuantizeLinear", ["input", "x_scale", "x_zero"], ["output"]))
+        out_type = u8
+    elif op == "dequantize":
+        nodes.append(
+            helper.make_node("DequantizeLinear", ["input", "x_scale", "x_zero"], ["output"])
+        )
+        out_type = TensorProto.FLOAT
+    else:
+        raise ValueError(f"{op} has no int8 probe")
+    outputs = [helper.make_tensor_value_info("output", out_type, _shape(row, out=True))]
+    return helper.make_graph(nodes, f"{op}_int8", inputs, outputs, inits)
+
+
+def _pool_node(row: LayerFeatures, source: str, target: str):
+    from onnx import helper
+
+    if row.out_h == 1 and row.out_w == 1:
+        return helper.make_node("GlobalAveragePool", [source], [target])
+    return helper.make_node(
+        "AveragePool",
+        [source],
+        [target],
+        kernel_shape=[row.kernel, row.kernel],
+        strides=[row.stride, row.stride],
+    )
+
+
+def _shuffle_order(row: LayerFeatures) -> np.ndarray:
+    groups = row.groups if row.in_channels % max(row.groups, 1) == 0 else 1
+    order = np.arange(row.in_channels).reshape(groups, -1).T.reshape(-1)
+    return order.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+class RandomTrial:
+    """A seeded stand-in for an Optuna trial, so ``SearchSpace.suggest`` samples uniformly."""
+
+    def __init__(self, rng: random.Random):
+        self.rng = rng
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int = 1) -> int:
+        return self.rng.randrange(low, high + 1, step)
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False) -> float:
+        if log:
+            return math.exp(self.rng.uniform(math.log(low), math.log(high)))
+        return self.rng.uniform(low, high)
+
+    def suggest_categorical(self, name: str, choices: Sequence) -> object:
+        return self.rng.choice(list(choices))
+
+
+PRUNE_RATIOS: tuple[float, ...] = (0.0, 0.25, 0.5)
+
+
+def sample_candidates(
+    count: int,
+    seed: int = 0,
+    space: SearchSpace | None = None,
+    prune_ratios: Sequence[float] = PRUNE_RATIOS,
+) -> list[Candidate]:
+    """``count`` distinct candidates of ``space`` with policies the host executes.
+
+    Architectures come from ``space`` (default: ``SearchSpace()``, the project's default);
+    each candidate's policy is, in turn, all fp32, all int8 (w8a8) or a per-stage mix, with
+    a random prune ratio per stage from ``prune_ratios``: the policies ONNX Runtime runs.
+    """
+    out = []
+    for candidate in iter_candidates(seed, space, prune_ratios):
+        if len(out) == count:
+            break
+        out.append(candidate)
+    return out
+
+
+def iter_candidates(
+    seed: int = 0,
+    space: SearchSpace | None = None,
+    prune_ratios: Sequence[float] = PRUNE_RATIOS,
+) -> Iterator[Candidate]:
+    """The stream ``sample_candidates`` takes its first ``count`` from (ends only when
+    the space runs out of new genomes)."""
+    space = space or SearchSpace()
+    space = replace(space, prune_ratio=Choice(tuple(prune_ratios)))
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    misses = 0
+    while misses < 1000:
+        candidate = space.suggest(RandomTrial(rng))
+        mode = ("fp32", "int8", "mixed")[len(seen) % 3]
+        stages = []
+        for policy in candidate.policy.stages:
+            int8 = mode == "int8" or (mode == "mixed" and rng.random() < 0.5)
+            bits = 8 if int8 else FULL_PRECISION
+            stages.append(StagePolicy(policy.prune_ratio, bits, bits))
+        candidate = Candidate(candidate.arch, CompressionPolicy(tuple(stages)))
+        if candidate.genome in seen:
+            misses += 1
+            continue
+        misses = 0
+        seen.add(candidate.genome)
+        yield candidate
+
+
+def _grid_row(op: str, precision: str, rng: random.Random) -> LayerFeatures:
+    channels = [8, 12, 16, 20, 24, 32, 40, 48, 64, 72, 96, 128, 144, 192, 256]
+    resolution = rng.choice([4, 5, 7, 8, 10, 14, 16, 20, 24, 28, 32])
+    cin = rng.choice(channels)
+    cout = rng.choice(channels)
+    kernel, stride, groups = 1, 1, 1
+    if op == "conv":
+        kernel = rng.choice([1, 1, 3, 3, 5, 7])
+        stride = rng.choice([1, 1, 2])
+        cin = rng.choice([1, 3, *channels]) if rng.random() < 0.15 else cin
+    elif op == "dwconv":
+        kernel, stride = rng.choice([3, 3, 5, 7]), rng.choice([1, 1, 2])
+        cout = groups = cin
+    elif op == "gconv":
+        groups = rng.choice([2, 4, 8])
+        cin = groups * max(1, cin // groups)
+        cout = groups * max(1, cout // groups)
+    elif op == "linear":
+        resolution, cout = 1, rng.choice([10, 10, 100, cout])
+    elif op in ("pool", "shuffle", "add", "quantize", "dequantize"):
+        cout = cin
+        groups = rng.choice([2, 4, 8]) if op == "shuffle" else 1
+        if op == "shuffle":
+            cin = cout = groups * max(groups, cin // groups)
+    return _make_row(op, precision, cin, cout, kernel, stride, groups, resolution)
+
+
+def _make_row(
+    op: str,
+    precision: str,
+    cin: int,
+    cout: int,
+    kernel: int,
+    stride: int,
+    groups: int,
+    resolution: int,
+) -> LayerFeatures:
+    bits = 8 if precision == "int8" else FULL_PRECISION
+    h = resolution
+    if op in ("conv", "dwconv", "gconv"):
+        out_h = (h + 2 * (kernel // 2) - kernel) // stride + 1
+    elif op == "pool":
+        out_h = 1
+        kernel = stride = h
+    else:
+        out_h = h
+    macs = 0
+    weight_bytes = 0.0
+    if op in ("conv", "dwconv", "gconv"):
+        macs = out_h * out_h * cout * (cin // groups) * kernel * kernel
+        weight_bytes = cout * (cin // groups) * kernel * kernel * bits / 8 + cout * 4
+    elif op == "linear":
+        macs = cin * cout
+        weight_bytes = cin * cout * bits / 8 + cout * 4
+    act_in = act_out = bits / 8
+    wbits, abits = bits, bits
+    if op == "quantize":
+        act_in, act_out, wbits, abits = 4.0, 1.0, FULL_PRECISION, 8
+    elif op == "dequantize":
+        act_in, act_out, wbits, abits = 1.0, 4.0, FULL_PRECISION, 8
+    inputs = 2 if op == "add" else 1
+    return LayerFeatures(
+        op=op,
+        in_channels=cin,
+        out_channels=cout,
+        kernel=kernel,
+        stride=stride,
+        groups=groups,
+        in_h=h,
+        in_w=h,
+        out_h=out_h,
+        out_w=out_h,
+        macs=macs,
+        input_bytes=inputs * cin * h * h * act_in,
+        output_bytes=cout * out_h * out_h * act_out,
+        weight_bytes=weight_bytes,
+        weight_bits=wbits,
+        activation_bits=abits,
+        name="grid",
+    )
+
+
+def _key(row: LayerFeatures) -> tuple:
+    return (
+        row.group,
+        row.in_channels,
+        row.out_channels,
+        row.kernel,
+        row.stride,
+        row.groups,
+        row.in_h,
+        row.in_w,
+    )
+
+
+FAMILY_WEIGHTS: dict[str, int] = {"conv": 3, "dwconv": 3, "gconv": 2, "linear": 1}
+
+
+def layer_rows(
+    count: int,
+    input_shape: tuple[int, int, int] = (1, 28, 28),
+    num_classes: int = 10,
+    seed: int = 0,
+    space: SearchSpace | None = None,
+) -> list[LayerFeatures]:
+    """Up to ``count`` distinct kernel shapes, round-robin over kernel families.
+
+    Half come from the kernels of random candidates of ``space`` (the shapes a search
+    asks about), half from the grid; families are weighted by ``FAMILY_WEIGHTS`` (convs
+    dominate a network's latency, so they get more probes).
+    """
+    rng = random.Random(seed)
+    families = [f"{op}/{p}" for op in OPS for p in ("fp32", "int8")]
+    families = [f for f in families if not f.startswith(("quantize/fp32", "dequantize/fp32"))]
+    pools: dict[str, list[LayerFeatures]] = {f: [] for f in families}
+    seen: set[tuple] = set()
+    for candidate in sample_candidates(min(100, max(10, count // 8)), seed + 1, space):
+        for row in layer_features(candidate, input_shape, num_classes, runtime_bits=True):
+            if _key(row) not in seen and row.group in pools:
+                seen.add(_key(row))
+                pools[row.group].append(replace(row, name="candidate"))
+    for pool in pools.values():
+        rng.shuffle(pool)
+    mixed: dict[str, Iterator[LayerFeatures]] = {}
+    for family in families:
+        op, precision = family.split("/")
+        mixed[family] = _alternate(iter(pools[family]), _grid_rows(op, precision, rng, 10 * count))
+    out: list[LayerFeatures] = []
+    grew = True
+    while len(out) < count and grew:
+        grew = False
+        for family in families:
+            for _ in range(FAMILY_WEIGHTS.get(family.split("/")[0], 1)):
+                row = next(mixed[family], None)
+                while row is not None and _key(row) in seen and row.name == "grid":
+                    row = next(mixed[family], None)
+                if row is not None:
+                    seen.add(_key(row))
+                    out.append(row)
+                    grew = True
+    return out[:count]
+
+
+def _grid_rows(op: str, precision: str, rng: random.Random, count: int) -> Iterator[LayerFeatures]:
+    for _ in range(count):
+        yield _grid_row(op, precision, rng)
+
+
+def _alternate(first: Iterator, second: Iterator) -> Iterator:
+    """first, second, first, second, ...; the rest of either once the other runs dry."""
+    sentinel = object()
+    while True:
+        a = next(first, sentinel)
+        if a is not sentinel:
+            yield a
+        b = next(second, sentinel)
+        if b is not sentinel:
+            yield b
+        if a is sentinel and b is sentinel:
+            return
+
+
+# --------------------------------------------------------------------------- probe sets
+
+
+def layer_probes(
+    count: int,
+    input_shape: tuple[int, int, int] = (1, 28, 28),
+    num_classes: int = 10,
+    seed: int = 0,
+    space: SearchSpace | None = None,
+    unsigned_weights: bool | None = None,
+) -> list[Probe]:
+    """The empty probe, then ``count`` one-kernel probes in the order to measure them."""
+    if unsigned_weights is None:
+        from evaluators.quantize import weights_unsigned
+
+        unsigned_weights = weights_unsigned()
+    unsigned = unsigned_weights
+    probes = [Probe("empty.onnx", "empty", (), build_empty_probe)]
+    for index, row in enumerate(layer_rows(count, input_shape, num_classes, seed, space)):
+        probes.append(
+            Probe(
+                f"layer_{index:05d}_{row.op}_{row.precision}.onnx",
+                "layer",
+                (row,),
+                lambda path, row=row: build_layer_probe(row, path, unsigned),
+            )
+        )
+    return probes
+
+
+def model_probes(
+    input_shape: tuple[int, int, int] = (1, 28, 28),
+    num_classes: int = 10,
+    seed: int = 0,
+    space: SearchSpace | None = None,
+    align: int = 4,
+) -> Iterator[Probe]:
+    """Whole-candidate probes, generated lazily (featurising one takes ~50 ms), cycling
+    all-fp32, all-int8 and mixed policies (``iter_candidates``)."""
+    for index, candidate in enumerate(iter_candidates(seed + 2, space)):
+        rows = layer_features(candidate, input_shape, num_classes, align=align, runtime_bits=True)
+        yield Probe(
+            f"model_{index:05d}.onnx",
+            "model",
+            tuple(rows),
+            lambda path, c=candidate: export_candidate(c, input_shape, num_classes, path, align),
+            candidate.genome,
+        )
+
+
+def export_candidate(
+    candidate: Candidate,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    path: str | Path,
+    align: int = 4,
+    seed: int = 0,
+) -> Path:
+    """Export ``candidate`` (untrained, pruned by its policy) as the search exports it."""
+    import torch
+
+    from evaluators.quantize import export_deployable
+    from spaces.build import build_model
+    from spaces.channels import plan_channels
+
+    torch.manual_seed(seed)
+    plan = plan_channels(candidate, align)
+    model = build_model(candidate, input_shape[0], num_classes, plan=plan).eval()
+    images = torch.randn(8, *input_shape, generator=torch.Generator().manual_seed(seed))
+    return export_deployable(model, candidate, input_shape, path, images).path
+
+
+def write_probe_csv(path: str | Path, probes: Iterable[Probe]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=PROBE_COLUMNS)
+        writer.writeheader()
+        for probe in probes:
+            writer.writerows(probe.csv_rows())
+    return path
+
+
+def read_probe_csv(path: str | Path) -> dict[str, tuple[str, str, list[LayerFeatures]]]:
+    """probe name -> (role, genome, rows), from a ``probes.csv``."""
+    out: dict[str, tuple[str, str, list[LayerFeatures]]] = {}
+    with Path(path).open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            name = row["probe"]
+            if name not in out:
+                out[name] = (row["role"], row.get("genome") or "", [])
+            if row["role"] != "empty":
+                out[name][2].append(LayerFeatures.from_row(row))
+    return out
+
+
+def write_probe_kit(
+    out_dir: str | Path,
+    *,
+    layer_count: int = 600,
+    model_count: int = 120,
+    input_shape: tuple[int, int, int] = (1, 28, 28),
+    num_classes: int = 10,
+    seed: int = 0,
+    space: SearchSpace | None = None,
+    unsigned_weights: bool | None = None,
+    align: int = 4,
+    progress: bool = True,
+) -> Path:
+    """Write a kit to measure a device we cannot reach: probes, features, a runner.
+
+    ``out_dir`` gets ``probes/*.onnx``, ``probes.csv`` (every probe's kernel rows),
+    ``run_probes.py`` (needs only onnxruntime and numpy; writes ``measurements.csv``),
+    ``kit.json`` and ``README.txt``. Copy the folder to the device, run
+    ``python run_probes.py --threads N`` there, bring ``measurements.csv`` back and call
+    ``fit_from_measurements(out_dir, measurements.csv)``. ``unsigned_weights`` (None: as
+    on this host) should follow the device: uint8 weights for x86 without VNNI.
+    """
+    from tqdm.auto import tqdm
+
+    if unsigned_weights is None:
+        from evaluators.quantize import weights_unsigned
+
+        unsigned_weights = weights_unsigned()
+    out = Path(out_dir)
+    (out / "probes").mkdir(parents=True, exist_ok=True)
+    layers = layer_probes(layer_count, input_shape, num_classes, seed, space, unsigned_weights)
+    models = list(
+        itertools.islice(model_probes(input_shape, num_classes, seed, space, align), model_count)
+    )
+    probes = layers + models
+    for probe in tqdm(probes, desc="probe kit", disable=not progress):
+        probe.build(out / "probes" / probe.name)
+    write_probe_csv(out / "probes.csv", probes)
+    shutil.copyfile(RUNNER, out / "run_probes.py")
+    info = {
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "layer_probes": len(layers) - 1,
+        "model_probes": len(models),
+        "seed": seed,
+        "opset": OPSET,
+        "unsigned_weights": unsigned_weights,
+    }
+    (out / "kit.json").write_text(json.dumps(info, indent=2) + "\n")
+    (out / "README.txt").write_text(_KIT_README)
+    return out
+
+
+_KIT_README = """\
+Latency probes for paretonas's kernel-level latency predictor.
+
+On the device (Python 3 with: pip install onnxruntime numpy):
+
+    python run_probes.py --threads 1 --warmup 10 --runs 50
+
+It times every probes/*.onnx listed in probes.csv with ONNX Runtime (CPU execution
+provider, all graph optimizations, sequential) and writes measurements.csv
+(probe, median_ms, p90_ms, runs). Use the thread count the device will run with.
+Bring measurements.csv back and fit the predictor with
+evaluators.predictor.fit_from_measurements(KIT_DIR, "measurements.csv").
+"""

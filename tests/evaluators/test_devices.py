@@ -1,0 +1,264 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+from evaluators import devices
+from evaluators.devices import (
+    PROFILE_DIR,
+    Device,
+    DeviceError,
+    get_device,
+    list_devices,
+    load_device_file,
+    register_device,
+    restrict_space,
+)
+from spaces import Choice, SearchSpace
+
+BUILT_INS = {"host", "cortex-m7", "cortex-a72", "bitserial"}
+
+
+def mine(**changes) -> dict:
+    """A valid user device as plain YAML data; ``changes`` replace top-level fields."""
+    data = {
+        "name": "mine",
+        "description": "a board on my desk",
+        "kind": "mcu",
+        "executes": {
+            "ops": ["conv", "depthwise", "linear", "avgpool", "add"],
+            "weight_bits": [4, 8],
+            "activation_bits": [8],
+            "native_bits": [8],
+            "channel_align": 8,
+        },
+        "memory": {"sram_kb": 256, "flash_kb": 2048},
+        "latency": {
+            "source": "roofline",
+            "macs_per_second": {8: 1.0e8},
+            "bytes_per_second": 4.0e8,
+            "overhead_ms": 0.2,
+        },
+        "modeled": True,
+        "sources": ["my own datasheet reading"],
+    }
+    data.update(changes)
+    return data
+
+
+def write(folder, data, name: str = "mine"):
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def no_user_devices(monkeypatch):
+    monkeypatch.delenv(devices.ENV_VAR, raising=False)
+    monkeypatch.setattr(devices, "_REGISTERED", {})
+
+
+def assert_one_line(err: DeviceError, *parts: str) -> None:
+    message = str(err)
+    assert "\n" not in message
+    for part in parts:
+        assert part in message, message
+
+
+def test_built_ins_load_and_validate():
+    assert set(list_devices()) >= BUILT_INS
+    for name in BUILT_INS:
+        device = get_device(name)
+        assert isinstance(device, Device)
+        assert device.name == name
+        assert load_device_file(PROFILE_DIR / f"{name}.yaml") == device
+
+
+def test_modeled_devices_cite_their_sources():
+    for name in BUILT_INS - {"host"}:
+        device = get_device(name)
+        assert device.modeled
+        assert device.latency.source == "roofline"
+        assert device.sources and all(s.strip() for s in device.sources)
+        assert device.latency.macs_per_second and device.latency.bytes_per_second
+
+
+def test_host_latency_is_measured():
+    host = get_device("host")
+    assert host.kind == "host"
+    assert host.latency.source == "measured"
+    assert not host.modeled
+    assert host.weight_bits == (2, 4, 8, 16, 32)
+    assert host.activation_bits == (8, 16, 32)
+    # ORT CPU runs int8 and fp32: 4-bit weights run as int8, 16-bit ones as fp32.
+    assert host.executed_bits(4) == 8
+    assert host.executed_bits(16) == 32
+
+
+def test_cortex_m7_is_an_int8_mcu_with_mcunet_memory():
+    m7 = get_device("cortex-m7")
+    assert (m7.weight_bits, m7.activation_bits) == ((8,), (8,))
+    assert (m7.memory.sram_kb, m7.memory.flash_kb) == (320, 1024)
+    assert any("MCUNet" in s for s in m7.sources)
+
+
+def test_mac_rate_follows_the_scaling_rule():
+    bitserial = get_device("bitserial")
+    at_8x8 = bitserial.mac_rate(8, 8)
+    assert bitserial.mac_rate(2, 8) == pytest.approx(4 * at_8x8)
+    assert bitserial.mac_rate(4, 4) == pytest.approx(4 * at_8x8)
+    assert bitserial.mac_rate(2, 2) == pytest.approx(16 * at_8x8)
+    a72 = get_device("cortex-a72")
+    rates = a72.latency.macs_per_second
+    assert a72.mac_rate(8, 8) == rates[8]
+    assert a72.mac_rate(8, 32) == rates[32]
+    with pytest.raises(DeviceError, match="measured"):
+        get_device("host").mac_rate(8, 8)
+
+
+def test_user_file_loads_by_path(tmp_path):
+    path = write(tmp_path, mine())
+    assert get_device(path).name == "mine"
+    assert get_device(str(path)) == load_device_file(path)
+    assert "mine" not in list_devices()
+
+
+def test_user_folders_come_from_the_environment(tmp_path, monkeypatch):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    write(first, mine())
+    write(second, mine(name="other"), name="other")
+    monkeypatch.setenv(devices.ENV_VAR, os.pathsep.join([str(first), str(second)]))
+    assert {"mine", "other"} | BUILT_INS <= set(list_devices())
+    assert get_device("mine").memory.sram_kb == 256
+    assert get_device("other").name == "other"
+
+
+def test_a_user_file_may_not_shadow_a_built_in(tmp_path, monkeypatch):
+    write(tmp_path, mine(name="host"), name="host")
+    monkeypatch.setenv(devices.ENV_VAR, str(tmp_path))
+    with pytest.raises(DeviceError) as err:
+        get_device("host")
+    assert_one_line(err.value, "host.yaml", "already defined")
+
+
+def test_a_missing_user_folder_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(devices.ENV_VAR, str(tmp_path / "nowhere"))
+    with pytest.raises(DeviceError, match="not a folder"):
+        list_devices()
+
+
+def test_missing_field_names_the_file_and_the_field(tmp_path):
+    data = mine()
+    del data["latency"]["source"]
+    path = write(tmp_path, data)
+    with pytest.raises(DeviceError) as err:
+        load_device_file(path)
+    assert_one_line(err.value, str(path), "missing field latency.source")
+
+
+def test_wrong_type_names_the_file_the_field_and_the_value(tmp_path):
+    data = mine()
+    data["memory"]["sram_kb"] = "lots"
+    path = write(tmp_path, data)
+    with pytest.raises(DeviceError) as err:
+        load_device_file(path)
+    assert_one_line(err.value, f"{path}: memory.sram_kb: must be a number (got 'lots')")
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"memory": {"sram_kb": 256, "flash_kb": 2048, "sram": 1}}, "unknown field memory.sram"),
+        ({"kind": "phone"}, "kind: must be 'host', 'mcu', 'mobile' or 'accelerator'"),
+        ({"modeled": False}, "modeled: must be true for a roofline device"),
+        ({"sources": []}, "sources: a modeled device must list"),
+        ({"name": "Mine!"}, "name: must be lower-case"),
+        ({"name": "other"}, "name: must match the file name 'mine'"),
+    ],
+)
+def test_invalid_fields_are_named(tmp_path, change, expected):
+    path = write(tmp_path, mine(**change))
+    with pytest.raises(DeviceError) as err:
+        load_device_file(path)
+    assert_one_line(err.value, str(path), expected)
+
+
+def test_nested_rule_violations_name_the_nested_field(tmp_path):
+    data = mine()
+    data["executes"]["weight_bits"] = [3, 8]
+    with pytest.raises(DeviceError) as err:
+        load_device_file(write(tmp_path, data))
+    assert_one_line(err.value, "executes.weight_bits: bit-widths must be among", "(got [3, 8])")
+
+    data = mine()
+    data["latency"]["macs_per_second"] = {8: 1.0e8, 32: 1.0e7}
+    with pytest.raises(DeviceError) as err:
+        load_device_file(write(tmp_path, data))
+    assert_one_line(err.value, "latency.macs_per_second: bit-widths [32] are not among")
+
+    with pytest.raises(DeviceError) as err:
+        load_device_file(write(tmp_path, mine(latency={"source": "measured"}, modeled=False)))
+    assert_one_line(err.value, "latency.source: measured means ONNX Runtime on this machine")
+
+
+def test_unknown_name_lists_the_known_devices():
+    with pytest.raises(DeviceError) as err:
+        get_device("pdp-11")
+    assert_one_line(err.value, "unknown device 'pdp-11'", "bitserial, cortex-a72, cortex-m7, host")
+
+
+def test_register_device(tmp_path):
+    device = load_device_file(write(tmp_path, mine()))
+    register_device(device)
+    assert get_device("mine") is device
+    with pytest.raises(DeviceError, match="already known"):
+        register_device(device)
+    faster = device.model_copy(update={"description": "faster"})
+    register_device(faster, overwrite=True)
+    assert get_device("mine").description == "faster"
+
+
+def test_restricting_to_an_int8_mcu_never_samples_4_bits(sampled_candidates):
+    space = SearchSpace(weight_bits=Choice((4, 8, 32)), activation_bits=Choice((8, 32)))
+    restricted = restrict_space(space, get_device("cortex-m7"))
+    assert restricted.weight_bits.values == (8,)
+    assert restricted.activation_bits.values == (8,)
+    assert restricted.kind == space.kind
+    for candidate in sampled_candidates(50, space=restricted):
+        for stage in candidate.policy.stages:
+            assert stage.weight_bits == 8
+            assert stage.activation_bits == 8
+
+
+def test_restriction_keeps_the_space_order_of_what_survives():
+    space = SearchSpace(weight_bits=Choice((32, 2, 8, 16)), activation_bits=Choice((32, 8, 16)))
+    restricted = restrict_space(space, get_device("cortex-a72"))
+    assert restricted.weight_bits.values == (32, 8)
+    assert restricted.activation_bits.values == (32, 8)
+
+
+def test_empty_intersection_says_what_to_add():
+    space = SearchSpace(weight_bits=Choice((4,)), activation_bits=Choice((8,)))
+    with pytest.raises(DeviceError) as err:
+        restrict_space(space, get_device("cortex-m7"))
+    assert_one_line(
+        err.value,
+        "device cortex-m7 executes weight bits [8]; the space allows only [4]: "
+        "add 8 to space.weight_bits",
+    )
+
+
+def test_block_kinds_need_their_ops(tmp_path):
+    device = load_device_file(write(tmp_path, mine()))  # no group_conv, no shuffle
+    space = SearchSpace(weight_bits=Choice((8,)), activation_bits=Choice((8,)))
+    assert "gconv" not in restrict_space(space, device).kind.values
+    only_gconv = SearchSpace(
+        kind=Choice(("gconv",)), weight_bits=Choice((8,)), activation_bits=Choice((8,))
+    )
+    with pytest.raises(DeviceError) as err:
+        restrict_space(only_gconv, device)
+    assert_one_line(err.value, "gconv needs ['group_conv', 'shuffle']", "space.kind")
