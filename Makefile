@@ -45,6 +45,7 @@ test-fast: setup
 # Performance goals: each benchmark writes JSON (machine, command, figures) under results/benchmarks/.
 bench: setup data
 	$(PY) benchmarks/compression.py
+	$(PY) benchmarks/latency_predictor.py
 
 lint: setup
 	$(VENV)/bin/ruff check spaces evaluators search tests benchmarks

@@ -6,7 +6,10 @@ default search space that calibration did not measure, with random compression p
 the host executes (all fp32, all int8, or a per-stage mix; prune ratios 0 / 0.25 / 0.5),
 at Fashion-MNIST's input (1, 28, 28) and 10 classes. Each is exported as the search exports
 it (``export_deployable``, untrained weights: host latency does not depend on them),
-measured with ONNX Runtime (median of --runs runs after --warmup) and predicted.
+measured with ONNX Runtime (median of --runs runs after --warmup; the lowest of --passes
+such medians, taken in passes over all candidates, so that a burst of load from outside
+is not blamed on the predictor: the JSON keeps every pass and the figures against the
+first pass alone) and predicted.
 
 Figures: the fraction of candidates predicted within +-10 % of the measurement and the
 Spearman rank correlation, for the predictor and for a FLOPs-proportional baseline
@@ -72,6 +75,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--passes", type=int, default=5, help="timing passes; lowest median kept")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default=None, help="default results/benchmarks/...json")
     args = parser.parse_args()
@@ -105,8 +109,9 @@ def main() -> int:
                 break
             if candidate.genome in calibrated:
                 continue
-            path = export_candidate(candidate, INPUT_SHAPE, NUM_CLASSES, Path(tmp) / "m.onnx")
-            measured = measure_onnx_latency(path, INPUT_SHAPE, args.threads, args.warmup, args.runs)
+            path = Path(tmp) / f"{len(records):04d}.onnx"
+            export_candidate(candidate, INPUT_SHAPE, NUM_CLASSES, path)
+            first = measure_onnx_latency(path, INPUT_SHAPE, args.threads, args.warmup, args.runs)
             rows = layer_features(candidate, INPUT_SHAPE, NUM_CLASSES, runtime_bits=True)
             begin = time.perf_counter()
             predicted = predictor.predict(rows)
@@ -114,7 +119,7 @@ def main() -> int:
                 {
                     "genome": candidate.genome,
                     "mode": mode_of(candidate.genome),
-                    "measured_ms": measured.median_ms,
+                    "first_pass_ms": first.median_ms,
                     "predicted_ms": predicted.latency_ms,
                     "flops_ms": k * sum(r.macs for r in rows),
                     "macs": sum(r.macs for r in rows),
@@ -122,10 +127,29 @@ def main() -> int:
                 }
             )
             bar.update()
-    bar.close()
+        bar.close()
+        # More passes over the same files, seconds to minutes apart: the lowest median is
+        # the machine's latency, the others saw bursts of load from outside (all are kept).
+        for _ in range(args.passes - 1):
+            for index, record in enumerate(tqdm(records, desc="another pass")):
+                again = measure_onnx_latency(
+                    Path(tmp) / f"{index:04d}.onnx",
+                    INPUT_SHAPE,
+                    args.threads,
+                    args.warmup,
+                    args.runs,
+                )
+                record.setdefault("later_passes_ms", []).append(again.median_ms)
+        for record in records:
+            record["measured_ms"] = min(
+                [record["first_pass_ms"], *record.get("later_passes_ms", [])]
+            )
 
     measured = np.array([r["measured_ms"] for r in records])
+    first = np.array([r["first_pass_ms"] for r in records])
+    passes_disagree = float(np.mean(first / measured - 1 > 0.10))
     ours = figures(np.array([r["predicted_ms"] for r in records]), measured)
+    ours_first_pass = figures(np.array([r["predicted_ms"] for r in records]), first)
     flops = figures(np.array([r["flops_ms"] for r in records]), measured)
     by_mode = {}
     for mode in ("fp32", "int8", "mixed"):
@@ -152,7 +176,10 @@ def main() -> int:
             "median": float(np.median(measured)),
             "max": float(measured.max()),
         },
+        "measurement": f"lowest median of {args.passes} passes over the same files",
+        "first_pass_over_10pct_slower": passes_disagree,
         "kernel_model": ours,
+        "kernel_model_vs_first_pass_only": ours_first_pass,
         "flops_baseline": {"ms_per_mmac": k * 1e6, **flops},
         "by_policy": by_mode,
         "goals": {
@@ -179,7 +206,7 @@ def main() -> int:
     table = markdown_table(["predictor", "within +-10 %", "Spearman", "median abs. error"], rows)
     note = (
         f"\n\n{len(records)} unseen candidates (fp32 / int8 / mixed, pruned 0-0.5) at 1x28x28, "
-        f"ONNX Runtime, {args.threads} thread(s), median of {args.runs} runs; calibration "
+        f"ONNX Runtime, {args.threads} thread(s), lowest of {args.passes} medians of {args.runs} runs; calibration "
         f"{calibration_seconds:.0f} s ({predictor.meta.get('layer_measurements')} kernel + "
         f"{predictor.meta.get('model_measurements')} model probes). Goals: >= 90 % within "
         "+-10 %, Spearman >= 0.95."

@@ -14,7 +14,9 @@ featurising a candidate costs milliseconds, like ``evaluators.cost``.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import torch
 from torch import nn
@@ -102,7 +104,7 @@ class LayerFeatures:
     @classmethod
     def from_row(cls, row: dict[str, str]) -> LayerFeatures:
         """From a CSV row (strings) written by ``to_row``; extra columns are ignored."""
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
             text = row.get(f.name) or ""
             if f.type == "str":
@@ -111,7 +113,7 @@ class LayerFeatures:
                 values[f.name] = int(float(text))
             else:
                 values[f.name] = float(text)
-        return cls(**values)  # type: ignore[arg-type]
+        return cls(**values)
 
 
 def runtime_policy(policy: StagePolicy) -> StagePolicy:
@@ -146,7 +148,11 @@ def layer_features(
         plan = plan_channels(candidate, align)
         net = build_model(candidate, input_shape[0], num_classes, device="meta", plan=plan)
     else:
-        net = model
+        # A copy, so the caller's module keeps its mode and (QAT) observed ranges; fake
+        # quantization is stripped: it changes no shape and may not run before calibration.
+        from evaluators.quantize import is_qat_model, strip_qat
+
+        net = strip_qat(model) if is_qat_model(model) else copy.deepcopy(model)
     net.eval()
     policies: tuple[StagePolicy, ...] | None = None
     if candidate is not None:
@@ -191,7 +197,7 @@ def _row(
     in_c, in_h, in_w = _chw(x)
     out_c, out_h, out_w = _chw(y)
     act = abits / 8
-    common = dict(
+    common: dict[str, Any] = dict(
         in_channels=in_c,
         out_channels=out_c,
         in_h=in_h,
@@ -221,7 +227,7 @@ def _row(
             groups=groups,
             macs=y[0].numel() * (in_c // groups) * kh * kw,
             weight_bytes=weights * wbits / 8 + out_c * 4,  # + 32-bit bias (folded BN)
-            **common,  # type: ignore[arg-type]
+            **common,
         )
     if isinstance(module, nn.Linear):
         return LayerFeatures(
@@ -231,7 +237,7 @@ def _row(
             groups=1,
             macs=module.in_features * module.out_features,
             weight_bytes=module.weight.numel() * wbits / 8 + module.out_features * 4,
-            **common,  # type: ignore[arg-type]
+            **common,
         )
     if isinstance(module, _POOLS):
         return LayerFeatures(
@@ -241,7 +247,7 @@ def _row(
             groups=1,
             macs=0,
             weight_bytes=0.0,
-            **common,  # type: ignore[arg-type]
+            **common,
         )
     if isinstance(module, ChannelShuffle):
         return LayerFeatures(
@@ -251,13 +257,13 @@ def _row(
             groups=module.groups,
             macs=0,
             weight_bytes=0.0,
-            **common,  # type: ignore[arg-type]
+            **common,
         )
     if getattr(module, "residual", False):
         common["input_bytes"] = 2 * y[0].numel() * act  # both operands of x + out
         return LayerFeatures(
             op="add", kernel=1, stride=1, groups=1, macs=0, weight_bytes=0.0, **common
-        )  # type: ignore[arg-type]
+        )
     return None
 
 

@@ -46,6 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--trial", type=int, required=True, help="trial number (see pareto.csv)")
     export.add_argument("--out", help="output folder (default: RUN_DIR/export/TRIAL)")
 
+    probe = commands.add_parser(
+        "probe", help="write latency probes + a runner for a device this machine cannot reach"
+    )
+    probe.add_argument("--device", required=True, help="device name or device YAML path")
+    probe.add_argument("--out", required=True, help="folder to write the probe kit to")
+
+    calibrate = commands.add_parser("calibrate", help="fit a device's latency predictor")
+    calibrate.add_argument("--device", required=True, help="device name or device YAML path")
+    calibrate.add_argument(
+        "--measurements", help="measurements.csv from run_probes.py (devices other than host)"
+    )
+    calibrate.add_argument("--kit", help="the probe kit folder (default: the CSV's folder)")
+    calibrate.add_argument("--results", default="results", help="results folder")
+    calibrate.add_argument(
+        "--budget-seconds", type=float, default=900, help="host: time to spend measuring"
+    )
+    calibrate.add_argument("--threads", type=int, default=1, help="host: ONNX Runtime threads")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("optuna").setLevel(logging.WARNING)
@@ -54,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             return _search(args)
         if args.command == "export":
             return _export(args)
+        if args.command == "probe":
+            return _probe(args)
+        if args.command == "calibrate":
+            return _calibrate(args)
         return _report(args)
     except USER_ERRORS as error:
         print(f"paretonas: error: {error}", file=sys.stderr)
@@ -81,6 +103,31 @@ def _export(args: argparse.Namespace) -> int:
     from search.export import export_trial
 
     print(export_trial(args.run_dir, args.trial, args.out))
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from search.calibrate import probe
+
+    out = probe(args.device, args.out)
+    print(f"{out}: copy it to the device and run `python run_probes.py` there", file=sys.stderr)
+    print(out)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from search.calibrate import calibrate
+
+    predictor, out = calibrate(
+        args.device,
+        measurements=args.measurements,
+        kit=args.kit,
+        results=args.results,
+        budget_seconds=args.budget_seconds,
+        threads=args.threads,
+    )
+    print(f"{predictor.source}; cached in {out}", file=sys.stderr)
+    print(out)
     return 0
 
 

@@ -9,6 +9,7 @@ import sys
 from dataclasses import replace
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from evaluators.cost import estimate_cost
@@ -90,8 +91,10 @@ _ALLOWED_RUNNER_IMPORTS = {
     "__future__",
     "argparse",
     "csv",
+    "json",
     "math",
     "os",
+    "platform",
     "statistics",
     "sys",
     "time",
@@ -137,6 +140,7 @@ def test_probe_kit_runs_with_onnxruntime_alone_and_fits_a_predictor(tmp_path):
     candidate = get_candidate("tiny_mixed")
     predicted = predictor.predict_candidate(candidate, (1, 28, 28), 10)
     assert predicted.latency_ms > 0 and "kit-test" in predicted.source
+    assert f"ORT {ort.__version__}" in predicted.source  # from measurements.json
     reloaded = load_predictor(tmp_path / "cache")  # refits from the stored CSVs
     assert reloaded.predict_candidate(candidate, (1, 28, 28), 10) == predicted
 

@@ -1,0 +1,65 @@
+"""``paretonas probe`` and ``paretonas calibrate``: give a device a fitted latency predictor.
+
+- ``calibrate --device host``: time probe kernels and probe models on this machine with
+  ONNX Runtime (within ``--budget-seconds``), fit, cache under
+  ``results/devices/host/predictor/``.
+- ``probe --device NAME --out DIR``: write probe ONNX models and a runner that needs only
+  onnxruntime and numpy, to run on a device this machine cannot reach.
+- ``calibrate --device NAME --measurements FILE.csv``: fit from what the runner measured
+  there (the kit's ``probes.csv`` is found next to the measurements, or pass ``--kit``).
+
+Every later search for that device then uses the predictor instead of the roofline.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evaluators.devices import DeviceError, get_device
+from evaluators.predictor import LatencyPredictor, predictor_dir
+from search.config import ConfigError
+
+
+def probe(device_name: str, out: str | Path, *, progress: bool = True) -> Path:
+    from evaluators.probes import write_probe_kit
+
+    device = get_device(device_name)
+    # The kit's int8 probes store weights as the device's kernels want them: int8 unless
+    # it is an x86 CPU without VNNI (only the host is known to be one).
+    unsigned = None if device.kind == "host" else False
+    return write_probe_kit(out, unsigned_weights=unsigned, progress=progress)
+
+
+def calibrate(
+    device_name: str,
+    *,
+    measurements: str | Path | None = None,
+    kit: str | Path | None = None,
+    results: str | Path = "results",
+    budget_seconds: float = 900,
+    threads: int = 1,
+    progress: bool = True,
+) -> tuple[LatencyPredictor, Path]:
+    from evaluators.predictor import calibrate_host, fit_from_measurements
+
+    device = get_device(device_name)
+    out = predictor_dir(device.name, results)
+    if measurements is None:
+        if device.kind != "host":
+            raise DeviceError(
+                f"device {device.name} cannot be measured from here; run `paretonas probe "
+                f"--device {device.name} --out DIR` on it, then pass --measurements "
+                "DIR/measurements.csv"
+            )
+        predictor = calibrate_host(out, budget_seconds, threads=threads, progress=progress)
+        return predictor, out
+    measurements = Path(measurements)
+    if not measurements.is_file():
+        raise ConfigError(f"--measurements: {measurements} does not exist")
+    kit_dir = Path(kit) if kit is not None else measurements.parent
+    if not (kit_dir / "probes.csv").is_file():
+        raise ConfigError(
+            f"no probes.csv in {kit_dir}: pass --kit with the folder `paretonas probe` wrote"
+        )
+    predictor = fit_from_measurements(kit_dir, measurements, device=device.name, save_to=out)
+    return predictor, out

@@ -1,0 +1,33 @@
+"""`paretonas probe` / `paretonas calibrate`: mistakes are one line and exit code 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from search.cli import main
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["calibrate", "--device", "cortex-m7"], "paretonas probe --device cortex-m7"),
+        (["calibrate", "--device", "nope"], "unknown device 'nope'"),
+        (
+            ["calibrate", "--device", "cortex-a72", "--measurements", "missing.csv"],
+            "does not exist",
+        ),
+        (["probe", "--device", "nope", "--out", "kit"], "unknown device 'nope'"),
+    ],
+)
+def test_calibrate_mistakes_are_one_line(tmp_path, monkeypatch, capsys, argv, expected):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err and "Traceback" not in err
+
+
+def test_measurements_need_the_kit_beside_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "measurements.csv").write_text("probe,median_ms,p90_ms,runs\n")
+    assert main(["calibrate", "--device", "cortex-a72", "--measurements", "measurements.csv"]) == 2
+    assert "no probes.csv" in capsys.readouterr().err
