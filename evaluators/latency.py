@@ -13,38 +13,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from evaluators.devices import Device, DeviceError
 from evaluators.layer_features import layer_features
-from evaluators.predictor import LatencyPrediction, load_predictor, predictor_dir
+from evaluators.predictor import (
+    LatencyPrediction,
+    load_predictor,
+    predictor_dir,
+    roofline_latency_ms,
+)
 
 if TYPE_CHECKING:
     from evaluators.predictor import LatencyPredictor
     from spaces.candidate import Candidate
-
-
-@dataclass(frozen=True)
-class _DeviceRoofline:
-    """A device profile's roofline, with its own rule for the MAC rate per bit-width."""
-
-    device: Device
-
-    def latency_ms(self, rows) -> float:
-        latency = self.device.latency
-        total = latency.overhead_ms
-        for row in rows:
-            # Data movement only (pool, add, shuffle, (de)quantize) has no MAC rate.
-            compute = (
-                row.macs / self.device.mac_rate(row.weight_bits, row.activation_bits)
-                if row.macs
-                else 0.0
-            )
-            memory = row.bytes / latency.bytes_per_second  # type: ignore[operator]
-            total += max(compute, memory) * 1000
-        return total
 
 
 @dataclass(frozen=True)
@@ -84,7 +68,7 @@ class LatencyOracle:
         if self.device.latency.source != "roofline":
             return None
         rows = layer_features(candidate, input_shape, num_classes, align=align)
-        return LatencyPrediction(
-            _DeviceRoofline(self.device).latency_ms(rows),
-            f"predicted (roofline of {self.device.name}'s public numbers)",
+        roofline = roofline_latency_ms(rows, self.device.latency, self.device.mac_rate)
+        return replace(
+            roofline, source=f"predicted (roofline of {self.device.name}'s public numbers)"
         )

@@ -37,7 +37,7 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,14 +114,18 @@ def _macs_rate(rates: Mapping, bits: int) -> float:
 
 
 def roofline_latency_ms(
-    features: Sequence[LayerFeatures], device: DeviceNumbers | Mapping | object
+    features: Sequence[LayerFeatures],
+    device: DeviceNumbers | Mapping | object,
+    mac_rate: Callable[[int, int], float] | None = None,
 ) -> LatencyPrediction:
     """Without measurements: sum over kernels of max(compute time, memory time) + overhead.
 
     ``device`` is a ``DeviceNumbers``, a mapping, or any object with the attributes
     ``macs_per_second`` (bits -> MAC/s), ``bytes_per_second`` and ``overhead_ms`` (a
-    device profile). Compute time is MACs at the layer's weight bit-width; memory time
-    moves the activations in and out and the weights once.
+    device profile). Compute time is MACs at the layer's weight bit-width, or at
+    ``mac_rate(weight_bits, activation_bits)`` where given (a device profile's own rule,
+    e.g. bit-serial scaling); memory time moves the activations in and out and the
+    weights once.
     """
     rates: Mapping = _number(device, "macs_per_second")
     bandwidth = float(_number(device, "bytes_per_second"))
@@ -131,7 +135,13 @@ def roofline_latency_ms(
         overhead = 0.0
     total = overhead
     for row in features:
-        compute = row.macs / _macs_rate(rates, row.weight_bits) if row.macs else 0.0
+        # Data movement only (pool, add, shuffle, (de)quantize) has no MAC rate.
+        if not row.macs:
+            compute = 0.0
+        elif mac_rate is not None:
+            compute = row.macs / mac_rate(row.weight_bits, row.activation_bits)
+        else:
+            compute = row.macs / _macs_rate(rates, row.weight_bits)
         memory = row.bytes / bandwidth
         total += max(compute, memory) * 1000
     return LatencyPrediction(total, "predicted (roofline)")
