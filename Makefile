@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.paretonas-installed
 
-.PHONY: setup data demo quickstart test test-fast lint bench clean
+.PHONY: setup data postgres demo quickstart test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -30,16 +30,30 @@ data:
 		echo "Fashion-MNIST: not in $(FASHION_DIR); the demo downloads it with torchvision"; \
 	fi
 
+# PostgreSQL's binaries for the tests marked postgres (tests/postgres.py starts a throwaway
+# server on loopback; nothing is started here): Debian's package when running as root.
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "PostgreSQL: $$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		(apt-get install -y -q postgresql >/dev/null 2>&1 \
+			|| (apt-get update -q && apt-get install -y -q postgresql) >/dev/null) \
+		&& echo "PostgreSQL: installed Debian package postgresql"; \
+	else \
+		echo "PostgreSQL: no initdb under /usr/lib/postgresql/*/bin; tests marked postgres will fail (apt-get install postgresql)"; \
+	fi
+
 demo: setup data
 	$(VENV)/bin/paretonas search --config configs/fashion-mnist-cpu.yaml --name demo
 
 quickstart: setup
 	$(VENV)/bin/paretonas search --config configs/quickstart.yaml --name quickstart
 
-test: setup data
+test: setup data postgres
 	$(PY) -m pytest -q tests
 
-test-fast: setup
+test-fast: setup postgres
 	$(PY) -m pytest -q -m "not slow" tests
 
 # Performance goals: each benchmark writes JSON (machine, command, figures) under results/benchmarks/.

@@ -57,7 +57,13 @@ def main() -> int:
     parser.add_argument("--subset", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--out", default=None, help="default results/benchmarks/compression.json")
+    parser.add_argument(
+        "--reuse", action="store_true", help="only rewrite the README table from the JSON"
+    )
     args = parser.parse_args()
+    if args.reuse:
+        path = Path(args.out) if args.out else ROOT / "results" / "benchmarks" / "compression.json"
+        return publish(path, readme=args.out is None)
     torch.manual_seed(0)
     started = time.perf_counter()
 
@@ -161,6 +167,13 @@ def main() -> int:
         "seconds": time.perf_counter() - started,
     }
     path = write_result("compression", result, args.out)
+    return publish(path, readme=args.out is None)
+
+
+def publish(path: Path, readme: bool = True) -> int:
+    """Print the goals of a written record and put its table into the README."""
+    record = json.loads(path.read_text())
+    rows, goals = record["rows"], record["goals"]
     table = markdown_table(
         ["prune ratio", "format", "params", "latency ms (median)", "file KB", "test acc"],
         [
@@ -176,12 +189,15 @@ def main() -> int:
         ],
     )
     goal_lines = "\n".join(f"- {name}: {'yes' if held else 'NO'}" for name, held in goals.items())
-    if args.out is None:
+    if readme:
+        machine = record["machine"]
         update_readme(
             "compression",
-            f"Candidate `{Candidate(ARCH).genome}` on Fashion-MNIST; {result['measurement']}; "
-            f"{result['machine']['cpu']}. From `{path.relative_to(ROOT)}` "
-            f"(`{result['command']}`).\n\n{table}\n\nGoals on this machine:\n{goal_lines}",
+            f"Candidate `{record['candidate']}` on Fashion-MNIST; {record['measurement']}; "
+            f"{machine['cpu']} ({', '.join(machine['simd']) or 'no AVX'}), int8 weights stored "
+            f"{record['int8_weights']}. From `{path.relative_to(ROOT)}` "
+            f"(`{record['command']}`, {record['date']}).\n\n{table}\n\n"
+            f"Goals on this machine:\n{goal_lines}",
         )
     print(json.dumps(goals, indent=2))
     print(path)

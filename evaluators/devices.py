@@ -434,6 +434,41 @@ def list_devices() -> list[str]:
     return sorted(_catalog())
 
 
+def describe_devices(results: str | Path = "results") -> str:
+    """A table of every known device: what it executes, its memory, and how its latency is
+    known here (measured; a fitted predictor under ``results``; or its roofline)."""
+    from evaluators.predictor import predictor_dir
+
+    rows = [("device", "kind", "bits w/a", "align", "SRAM KB", "flash KB", "latency", "from")]
+    for name, (device, origin) in sorted(_catalog().items()):
+        fitted = (predictor_dir(name, results) / "meta.json").is_file()
+        how = {"measured": "measured (ONNX Runtime)", "roofline": "roofline (modeled)"}.get(
+            device.latency.source, "predicted"
+        )
+        if fitted:
+            how += " + calibrated predictor"
+        elif device.latency.source == "predicted":
+            how += ": not calibrated yet"
+        rows.append(
+            (
+                name,
+                device.kind,
+                f"{','.join(map(str, device.weight_bits))}/"
+                f"{','.join(map(str, device.activation_bits))}",
+                str(device.executes.channel_align),
+                "-" if device.memory.sram_kb is None else f"{device.memory.sram_kb:g}",
+                "-" if device.memory.flash_kb is None else f"{device.memory.flash_kb:g}",
+                how,
+                "built-in" if Path(origin).parent == PROFILE_DIR else origin,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
 def get_device(name: str | Path) -> Device:
     """A device by name, or by the path of its YAML file (a Path, ``*.yaml`` or ``*.yml``)."""
     if isinstance(name, Path) or name.endswith((".yaml", ".yml")) or os.sep in name:

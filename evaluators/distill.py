@@ -25,6 +25,16 @@ class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite: the candidate is failed, not trained further."""
 
 
+class TrialTimeout(TimeoutError):
+    """A candidate ran past its time limit (``execution.trial_timeout_s``)."""
+
+
+def check_deadline(deadline: float | None, where: str) -> None:
+    """Raise ``TrialTimeout`` once ``time.monotonic()`` has passed ``deadline``."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise TrialTimeout(f"ran past its time limit (execution.trial_timeout_s) during {where}")
+
+
 def kd_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor | None,
@@ -81,11 +91,13 @@ def train(
     *,
     progress: bool = True,
     description: str = "train",
+    deadline: float | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with AdamW and a cosine schedule, KD when logits are given.
 
     ``teacher_logits[i]`` must belong to ``images[i]``. Alpha 0 (or no logits) is plain
-    cross-entropy training, which is also how the teacher itself is trained.
+    cross-entropy training, which is also how the teacher itself is trained. Past
+    ``deadline`` (a ``time.monotonic()`` value) it stops with ``TrialTimeout``.
     """
     if teacher_logits is not None and len(teacher_logits) != len(images):
         raise ValueError(f"{len(teacher_logits)} teacher logits for {len(images)} images")
@@ -114,6 +126,9 @@ def train(
             y = labels[index].to(device, non_blocking=True)
             t = teacher_logits[index].to(device) if teacher_logits is not None else None
             loss = kd_loss(model(x), t, y, config.temperature, config.alpha)
+            if deadline is not None and time.monotonic() > deadline:
+                bar.close()
+                check_deadline(deadline, f"{description}, epoch {epoch + 1}")
             if not torch.isfinite(loss):
                 bar.close()
                 raise TrainingDiverged(

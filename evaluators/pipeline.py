@@ -24,7 +24,7 @@ import torch
 
 from evaluators.budget import Budget
 from evaluators.cost import module_cost
-from evaluators.distill import TrainConfig, evaluate_accuracy, train
+from evaluators.distill import TrainConfig, check_deadline, evaluate_accuracy, train
 from evaluators.files import save_torch_atomic, write_text_atomic
 from evaluators.hardware import Host, LatencyMeasurement, measure_onnx_latency
 from evaluators.latency import LatencyOracle
@@ -71,6 +71,8 @@ class EvaluationContext:
     progress: bool = True
     # Where candidates train (cpu or cuda); latency and accuracy are always of the ONNX file.
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    # Seconds one candidate may take from start to measured artifact; None: no limit.
+    timeout_s: float | None = None
 
     @classmethod
     def create(
@@ -85,6 +87,7 @@ class EvaluationContext:
         latency: LatencyOracle | None = None,
         progress: bool = True,
         device: torch.device | str = "cpu",
+        timeout_s: float | None = None,
     ) -> EvaluationContext:
         if len(teacher_logits) != len(dataset.train):
             raise ValueError(
@@ -104,6 +107,7 @@ class EvaluationContext:
             latency,
             progress,
             torch.device(device),
+            timeout_s,
         )
 
     @property
@@ -123,6 +127,7 @@ def evaluate_candidate(
     channels, classes = shape[0], dataset.num_classes
     settings = context.compression
     seconds: dict[str, float] = {}
+    deadline = None if context.timeout_s is None else time.monotonic() + context.timeout_s
 
     start = time.perf_counter()
     plan = plan_channels(candidate, settings.align)
@@ -196,6 +201,7 @@ def evaluate_candidate(
             config,
             progress=context.progress,
             description=f"{description} {phase}",
+            deadline=deadline,
         )
         seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - begin
 
@@ -210,6 +216,7 @@ def evaluate_candidate(
         seconds["prune"] = time.perf_counter() - begin
         fit(model.to(context.device), settings.finetune_epochs, "finetune")
     model = model.cpu()
+    check_deadline(deadline, "pruning")
     deployable_weights = model  # the (pruned) fp32 module: what model.pt holds
 
     quantized = any(s.weight_bits < 32 or s.activation_bits < 32 for s in candidate.policy.stages)
@@ -223,6 +230,7 @@ def evaluate_candidate(
     if any(s.sparsity > 0 for s in candidate.policy.stages):
         apply_sparsity(model, candidate)
 
+    check_deadline(deadline, "quantization")
     begin = time.perf_counter()
     torch_test_accuracy = evaluate_accuracy(model, dataset.test.images, dataset.test.labels)
     with tempfile.TemporaryDirectory(prefix="paretonas-") as tmp:

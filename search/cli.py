@@ -14,8 +14,8 @@ from pathlib import Path
 from evaluators.data import DatasetError
 from evaluators.devices import DeviceError
 from evaluators.teacher import TeacherError
-from search.config import ConfigError, load_config
-from search.study import StorageError
+from search.config import ConfigError, RunConfig, load_config, parse_config
+from search.storage import StorageError
 
 USER_ERRORS = (ConfigError, DatasetError, DeviceError, StorageError, TeacherError)
 
@@ -33,10 +33,29 @@ def main(argv: list[str] | None = None) -> int:
         "--name", help="run name: results go to <results_dir>/<name>/ (default: the config's name)"
     )
     search.add_argument(
-        "--trials", type=int, help="how many trials to run now (default: the config's trials)"
+        "--trials",
+        type=int,
+        help="finished trials the run should hold; a rerun goes on to this total "
+        "(default: the config's trials)",
     )
     search.add_argument("--results", help="results folder (default: the config's results_dir)")
     search.add_argument("--no-progress", action="store_true", help="no progress bars")
+    search.add_argument("--backend", choices=("optuna", "ray"), help="default: the config's")
+    search.add_argument(
+        "--workers", type=int, help="local worker processes on one study (optuna backend)"
+    )
+    search.add_argument("--address", help="ray: cluster address, auto or HOST:PORT")
+    search.add_argument("--concurrent", type=int, help="ray: trials running at once")
+    search.add_argument("--cpus-per-trial", type=float, help="ray: CPUs one trial reserves")
+    search.add_argument("--gpus-per-trial", type=float, help="ray: GPUs one trial reserves")
+
+    worker = commands.add_parser(
+        "worker", help="join a running search's study as one more worker (any machine)"
+    )
+    worker.add_argument("--storage", required=True, help="the study's storage URL")
+    worker.add_argument("--study", required=True, help="the study (run) name")
+    worker.add_argument("--results", help="results folder here (default: the run's)")
+    worker.add_argument("--progress", action="store_true", help="show progress bars")
 
     report = commands.add_parser("report", help="render report.html of a run")
     report.add_argument("run_dir", help="a run folder, e.g. results/demo")
@@ -64,18 +83,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     calibrate.add_argument("--threads", type=int, default=1, help="host: ONNX Runtime threads")
 
+    devices = commands.add_parser(
+        "devices", help="list device profiles, what they execute, and their latency source"
+    )
+    devices.add_argument("--results", default="results", help="results folder (predictors)")
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     try:
         if args.command == "search":
             return _search(args)
+        if args.command == "worker":
+            return _worker(args)
         if args.command == "export":
             return _export(args)
         if args.command == "probe":
             return _probe(args)
         if args.command == "calibrate":
             return _calibrate(args)
+        if args.command == "devices":
+            return _devices(args)
         return _report(args)
     except USER_ERRORS as error:
         print(f"paretonas: error: {error}", file=sys.stderr)
@@ -94,7 +122,28 @@ def _search(args: argparse.Namespace) -> int:
     if args.trials is not None and args.trials < 1:
         raise ConfigError(f"--trials: must be at least 1 (got {args.trials})")
     config = load_config(args.config, name=args.name, results_dir=args.results)
+    config = _with_execution(config, args)
     result = run_search(config, trials=args.trials, progress=not args.no_progress)
+    print(result.run_dir / "report.html")
+    return 0
+
+
+def _with_execution(config: RunConfig, args: argparse.Namespace) -> RunConfig:
+    """The config with the command line's execution settings, validated like the file's."""
+    execution = config.execution.model_dump()
+    for key in ("backend", "workers"):
+        if getattr(args, key) is not None:
+            execution[key] = getattr(args, key)
+    for key in ("address", "concurrent", "cpus_per_trial", "gpus_per_trial"):
+        if getattr(args, key) is not None:
+            execution["ray"][key] = getattr(args, key)
+    return parse_config({**config.model_dump(mode="json"), "execution": execution}, "command line")
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from search.runner import run_worker
+
+    result = run_worker(args.storage, args.study, args.results, progress=args.progress)
     print(result.run_dir / "report.html")
     return 0
 
@@ -128,6 +177,13 @@ def _calibrate(args: argparse.Namespace) -> int:
     )
     print(f"{predictor.source}; cached in {out}", file=sys.stderr)
     print(out)
+    return 0
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from evaluators.devices import describe_devices
+
+    print(describe_devices(args.results))
     return 0
 
 

@@ -227,10 +227,54 @@ class BudgetSection(_Section):
     flash_kb: float | None = Field(None, gt=0)
 
 
+class RaySection(_Section):
+    """Ray Tune: where the cluster is and what one trial may use there."""
+
+    address: str | None = Field(
+        None, description="auto, HOST:PORT or ray://HOST:PORT; null = a local Ray on this machine"
+    )
+    concurrent: int = Field(2, ge=1, description="trials running at once")
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+
+
+class ExecutionSection(_Section):
+    """How trials run: backend, workers, time limits, and how dead workers are noticed.
+
+    May change between invocations of the same run (resuming with more workers is fine).
+    """
+
+    backend: Literal["optuna", "ray"] = "optuna"
+    workers: int = Field(1, ge=1, description="local worker processes (optuna backend)")
+    threads_per_worker: int | None = Field(
+        None, ge=1, description="torch threads per worker; null = this machine's cores / workers"
+    )
+    trial_timeout_s: float | None = Field(
+        None, gt=0, description="a trial running longer is failed with that reason"
+    )
+    heartbeat_s: int = Field(20, ge=1, description="how often a running trial says it is alive")
+    grace_s: int = Field(
+        90, ge=1, description="a trial silent this long is taken as dead, failed and retried"
+    )
+    max_retries: int = Field(2, ge=0, description="retries of a trial whose worker died")
+    ray: RaySection = Field(default_factory=RaySection)
+
+    @model_validator(mode="after")
+    def _grace_exceeds_heartbeat(self) -> ExecutionSection:
+        if self.grace_s <= self.heartbeat_s:
+            raise ValueError(
+                f"grace_s ({self.grace_s}) must exceed heartbeat_s ({self.heartbeat_s}), or "
+                "live trials would be taken as dead"
+            )
+        return self
+
+
 class RunConfig(_Section):
     name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     seed: int = 0
-    trials: int = Field(12, ge=1)
+    trials: int = Field(
+        12, ge=1, description="finished trials the run holds; a rerun goes on to this total"
+    )
     sampler: Literal["tpe", "nsga2", "random"] = "tpe"
     objectives: list[str] = Field(
         default_factory=lambda: ["accuracy", "latency_ms", "peak_memory_kb"], min_length=1
@@ -246,6 +290,7 @@ class RunConfig(_Section):
     compression: CompressionSection = Field(default_factory=CompressionSection)
     device: DeviceSection = Field(default_factory=DeviceSection)
     budget: BudgetSection = Field(default_factory=BudgetSection)
+    execution: ExecutionSection = Field(default_factory=ExecutionSection)
 
     @field_validator("objectives")
     @classmethod

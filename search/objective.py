@@ -16,8 +16,10 @@ from typing import Any
 
 import optuna
 
+from evaluators.budget import Budget
 from evaluators.metrics import Metrics
 from evaluators.pipeline import EvaluationContext, evaluate_candidate
+from search.storage import mark_worker
 from spaces.candidate import Candidate
 from spaces.space import SearchSpace
 
@@ -40,6 +42,7 @@ class Objective:
         self.run_dir = Path(run_dir)
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
+        mark_worker(trial.study, trial._trial_id)
         candidate = self.space.suggest(trial)
         trial.set_user_attr("genome", candidate.genome)
         trial.set_user_attr("candidate", candidate.to_dict())
@@ -51,34 +54,64 @@ class Objective:
             trial.set_user_attr("duplicate_of", earlier.number)
             if "artifacts" in earlier.user_attrs:
                 trial.set_user_attr("artifacts", earlier.user_attrs["artifacts"])
+            artifacts = None
         else:
-            artifacts = Path(CHECKPOINTS) / str(trial.number)
-            try:
-                metrics = evaluate_candidate(
-                    candidate,
-                    self.context,
-                    artifact_dir=self.run_dir / artifacts,
-                    description=f"trial {trial.number}",
-                )
-            except Exception as error:
-                reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
-                trial.set_user_attr("metrics", Metrics(status="failed", reason=reason).to_dict())
-                trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
-                log.warning("trial %d failed: %s  [%s]", trial.number, reason, candidate.genome)
-                raise
-            if metrics.status == "ok":
-                trial.set_user_attr("artifacts", str(artifacts))
-        trial.set_user_attr("metrics", metrics.to_dict())
-        constraints = self.context.budget.constraints(
-            latency_ms=metrics.latency_ms,
-            peak_memory_kb=metrics.peak_memory_kb,
-            flash_kb=metrics.flash_kb,
-        )
-        for name, value in constraints.items():
-            trial.set_constraint(name, value)
+            metrics, artifacts, failure = self.evaluate(candidate, trial.number)
+            if failure is not None:
+                record(trial, candidate, metrics, self.context.budget)
+                trial.set_user_attr("traceback", failure)
+                raise TrialFailed(metrics.reason)
+        if artifacts is not None:
+            trial.set_user_attr("artifacts", artifacts)
+        values = record(trial, candidate, metrics, self.context.budget, self.objectives)
         same = f"  (same candidate as trial {earlier.number})" if earlier is not None else ""
         log.info("trial %d %s%s", trial.number, describe(metrics, candidate), same)
-        return objective_values(metrics, self.objectives)
+        return values
+
+    def evaluate(self, candidate: Candidate, number: int) -> tuple[Metrics, str | None, str | None]:
+        """(metrics, artifact folder relative to the run, traceback when it failed). Any
+        exception of the evaluation is a failed candidate, never a failed search."""
+        artifacts = Path(CHECKPOINTS) / str(number)
+        try:
+            metrics = evaluate_candidate(
+                candidate,
+                self.context,
+                artifact_dir=self.run_dir / artifacts,
+                description=f"trial {number}",
+            )
+        except Exception as error:
+            reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+            log.warning("trial %d failed: %s  [%s]", number, reason, candidate.genome)
+            return Metrics(status="failed", reason=reason), None, traceback.format_exc()[-4000:]
+        return metrics, str(artifacts) if metrics.status == "ok" else None, None
+
+
+class TrialFailed(Exception):
+    """The candidate's evaluation raised; its reason is in the trial's metrics."""
+
+
+def record(
+    trial: optuna.Trial,
+    candidate: Candidate,
+    metrics: Metrics,
+    budget: Budget,
+    objectives: list[str] | None = None,
+) -> list[float]:
+    """Store a trial's outcome in the study (user attributes and budget constraints) and
+    return its objective values; the one place both backends write a result."""
+    trial.set_user_attr("genome", candidate.genome)
+    trial.set_user_attr("candidate", candidate.to_dict())
+    trial.set_user_attr("metrics", metrics.to_dict())
+    if metrics.status == "failed":
+        return []
+    constraints = budget.constraints(
+        latency_ms=metrics.latency_ms,
+        peak_memory_kb=metrics.peak_memory_kb,
+        flash_kb=metrics.flash_kb,
+    )
+    for name, value in constraints.items():
+        trial.set_constraint(name, value)
+    return objective_values(metrics, objectives or [])
 
 
 def objective_values(metrics: Metrics, objectives: list[str]) -> list[float]:

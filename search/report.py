@@ -36,6 +36,7 @@ NUMERIC_COLUMNS = (
     "test_accuracy",
     "latency_ms",
     "latency_p90_ms",
+    "predicted_latency_ms",
     "peak_memory_kb",
     "flash_kb",
     "params",
@@ -48,7 +49,14 @@ NUMERIC_COLUMNS = (
     "seconds_train",
     "seconds_eval",
 )
-TEXT_COLUMNS = ("state", "status", "reason", "genome", "latency_source")
+TEXT_COLUMNS = (
+    "state",
+    "status",
+    "reason",
+    "genome",
+    "latency_source",
+    "predicted_latency_source",
+)
 
 NO_FEASIBLE = "No feasible model found yet; loosen the budget or run more trials."
 
@@ -97,8 +105,9 @@ def render_report(run: dict[str, Any], trials: pd.DataFrame, pareto: pd.DataFram
     trials, pareto = _normalise(trials), _normalise(pareto)
     budget = run.get("budget") or {}
     device = (run.get("device") or {}).get("description") or "device not recorded"
+    how = _latency_kind(run, trials)
     latency = _Axis(
-        "latency_ms", "latency", "Latency (ms, measured)", "ms", _number(budget.get("latency_ms"))
+        "latency_ms", "latency", f"Latency (ms, {how})", "ms", _number(budget.get("latency_ms"))
     )
     memory = _Axis(
         "peak_memory_kb",
@@ -111,6 +120,9 @@ def render_report(run: dict[str, Any], trials: pd.DataFrame, pareto: pd.DataFram
         _scatter_figure(trials, pareto, latency, colour=memory),
         _scatter_figure(trials, pareto, memory, colour=latency),
     ]
+    compared = _compared_latency(trials)
+    if not compared.empty:
+        figures.append(_prediction_figure(compared))
     plots = [
         figure.to_html(
             full_html=False,
@@ -125,7 +137,7 @@ def render_report(run: dict[str, Any], trials: pd.DataFrame, pareto: pd.DataFram
     name = str(run.get("name") or "unnamed run")
     sections = [
         _header(run, device),
-        _recommendation(run, trials, pareto, device),
+        _recommendation(run, trials, pareto, device, how),
         "<h2>Accuracy against latency</h2>",
         plots[0],
         _caption(trials, latency, colour=memory),
@@ -134,8 +146,11 @@ def render_report(run: dict[str, Any], trials: pd.DataFrame, pareto: pd.DataFram
         _caption(trials, memory, colour=latency),
         "<h2>Pareto members</h2>",
         _counts(trials),
-        _pareto_table(pareto, _highlights(run, pareto)),
+        _pareto_table(pareto, _highlights(run, pareto), how),
         _reasons(trials),
+        "<h2>Predicted against measured latency</h2>",
+        *(plots[2:] if len(plots) > 2 else []),
+        _prediction_caption(run, trials, compared),
         _footer(run),
     ]
     body = "\n".join(sections)
@@ -328,6 +343,124 @@ def _scatter_figure(
     return figure
 
 
+def _latency_kind(run: dict[str, Any], trials: pd.DataFrame) -> str:
+    """ "measured" or "predicted": how the run's latency axis is known. Runs written before
+    run.json said so are judged by their trials' latency sources."""
+    kind = (run.get("device") or {}).get("latency")
+    if kind is not None:
+        return "measured" if kind == "measured" else "predicted"
+    sources = [source for source in trials["latency_source"] if source]
+    if sources and all(source.startswith("predicted") for source in sources):
+        return "predicted"
+    return "measured"
+
+
+def _compared_latency(trials: pd.DataFrame) -> pd.DataFrame:
+    """Trials whose latency was measured and also predicted (host with a calibrated
+    predictor): the only rows where a prediction can be checked."""
+    measured = pd.Series(
+        [not source.startswith("predicted") for source in trials["latency_source"]],
+        index=trials.index,
+        dtype=bool,
+    )
+    rows = trials[
+        measured
+        & trials["latency_ms"].notna()
+        & trials["predicted_latency_ms"].notna()
+        & (trials["predicted_latency_ms"] > 0)
+    ]
+    return rows.reset_index(drop=True)
+
+
+def prediction_error(compared: pd.DataFrame) -> dict[str, float]:
+    """How good the predictions were: median absolute relative error, share within +-10%,
+    and Spearman's rank correlation (what a search needs: the right order)."""
+    measured = compared["latency_ms"].to_numpy(dtype=float)
+    predicted = compared["predicted_latency_ms"].to_numpy(dtype=float)
+    relative = np.abs(predicted - measured) / measured
+    spearman = (
+        float(compared["latency_ms"].corr(compared["predicted_latency_ms"], method="spearman"))
+        if len(compared) > 2
+        else float("nan")
+    )
+    return {
+        "count": float(len(compared)),
+        "median_error": float(np.median(relative)),
+        "within_10pct": float(np.mean(relative <= 0.10)),
+        "spearman": spearman,
+    }
+
+
+def _prediction_figure(compared: pd.DataFrame) -> go.Figure:
+    low = float(min(compared["latency_ms"].min(), compared["predicted_latency_ms"].min()))
+    high = float(max(compared["latency_ms"].max(), compared["predicted_latency_ms"].max()))
+    line = np.array([low * 0.9, high * 1.1])
+    figure = go.Figure()
+    for factor, name, dash in (
+        (1.0, "prediction = measurement", "solid"),
+        (1.1, "\u00b110%", "dot"),
+        (0.9, None, "dot"),
+    ):
+        figure.add_trace(
+            go.Scatter(
+                x=line,
+                y=line * factor,
+                mode="lines",
+                line={"color": BUDGET, "dash": dash, "width": 1},
+                name=name or "",
+                showlegend=name is not None,
+                hoverinfo="skip",
+            )
+        )
+    figure.add_trace(
+        go.Scatter(
+            x=compared["latency_ms"],
+            y=compared["predicted_latency_ms"],
+            mode="markers",
+            name=f"trials ({len(compared)})",
+            marker={"size": 8, "color": FRONT, "opacity": 0.7},
+            text=[_hover(row) for _, row in compared.iterrows()],
+            hovertemplate="%{text}<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        template="plotly_white",
+        xaxis_title="Latency (ms, measured)",
+        yaxis_title="Latency (ms, predicted)",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        margin={"l": 60, "r": 20, "t": 60, "b": 50},
+        hoverlabel={"align": "left"},
+    )
+    return figure
+
+
+def _prediction_caption(run: dict[str, Any], trials: pd.DataFrame, compared: pd.DataFrame) -> str:
+    device = (run.get("device") or {}).get("name") or "the device"
+    if compared.empty:
+        if _latency_kind(run, trials) == "predicted":
+            text = (
+                f"Latency on {device} is predicted, not measured (it cannot run here), so no "
+                "prediction could be checked in this run; the source of each figure is in the "
+                "hover text and in trials.csv (latency_source)."
+            )
+        else:
+            text = (
+                "No trial has both a measured and a predicted latency. Calibrate a predictor "
+                f"(`paretonas calibrate --device {device}`) and the next trials record both."
+            )
+        return f'<p class="note">{_esc(text)}</p>'
+    error = prediction_error(compared)
+    sources = sorted({s for s in compared["predicted_latency_source"] if s})
+    text = (
+        f"{int(error['count'])} trial(s) were measured and also predicted. Median error "
+        f"{100 * error['median_error']:.1f}%, {100 * error['within_10pct']:.0f}% within "
+        f"\u00b110%, Spearman rank correlation {_float(error['spearman'], 3)} (how well the "
+        "predictor orders candidates, which is what the search relies on off-host). "
+        f"Predictor: {'; '.join(sources) or 'not recorded'}."
+    )
+    return f'<p class="caption">{_esc(text)}</p>'
+
+
 def _floor(trials: pd.DataFrame) -> float:
     """Where untrained trials are drawn: just under the lowest accuracy on the page."""
     accuracy = trials["accuracy"].dropna()
@@ -415,13 +548,19 @@ def _budget_text(budget: dict[str, Any]) -> str:
 
 
 def _recommendation(
-    run: dict[str, Any], trials: pd.DataFrame, pareto: pd.DataFrame, device: str
+    run: dict[str, Any], trials: pd.DataFrame, pareto: pd.DataFrame, device: str, kind: str
 ) -> str:
-    # The description usually starts with "measured: "; the sentence already says so.
-    how = device.removeprefix("measured:").strip()
+    if kind == "measured":
+        # The description usually starts with "measured: "; the sentence already says so.
+        how = device.removeprefix("measured:").strip()
+        latency = (
+            f"Latency is measured ({how}) on the file a user would ship (pruned, int8 where "
+            "the policy says so)"
+        )
+    else:
+        latency = f"Latency is predicted, not measured ({device})"
     provenance = (
-        f"Latency is measured ({how}) on the file a user would ship (pruned, int8 where "
-        "the policy says so); peak memory and flash are computed from the model at its "
+        f"{latency}; peak memory and flash are computed from the model at its "
         "bit-widths; accuracy is that same file run by ONNX Runtime on the held-out test "
         "split; the search ranked candidates on the validation split."
     )
@@ -441,7 +580,7 @@ def _recommendation(
         if best is not None:
             row = pareto.loc[best]
             lines.append(
-                f"<p><b>Most accurate within budget:</b> {_esc(_describe(row, teacher))}</p>"
+                f"<p><b>Most accurate within budget:</b> {_esc(_describe(row, teacher, kind))}</p>"
             )
         if knee is not None and knee == best:
             lines.append(
@@ -451,7 +590,7 @@ def _recommendation(
         elif knee is not None:
             lines.append(
                 "<p><b>Knee point</b> (the most balanced trade-off between the objectives): "
-                f"{_esc(_describe(pareto.loc[knee], teacher))}</p>"
+                f"{_esc(_describe(pareto.loc[knee], teacher, kind))}</p>"
             )
     lines.append(f'<p class="note">{_esc(provenance)}</p>')
     return "\n".join(lines)
@@ -488,7 +627,7 @@ def _objectives(run: dict[str, Any], frame: pd.DataFrame) -> tuple[list[str], li
     return names, directions
 
 
-def _describe(row: pd.Series, teacher: dict[str, Any]) -> str:
+def _describe(row: pd.Series, teacher: dict[str, Any], kind: str = "measured") -> str:
     """One sentence on a recommended model, in the teacher's terms."""
     text = f"trial {_int(row['number'])} ({row['genome'] or 'no genome'}) "
     teacher_accuracy = _number(teacher.get("test_accuracy"))
@@ -500,7 +639,7 @@ def _describe(row: pd.Series, teacher: dict[str, Any]) -> str:
             gap = 100 * (row["test_accuracy"] - teacher_accuracy)
             side = "below" if gap < 0 else "above"
             text += f" ({abs(gap):.1f} points {side} the teacher, {_pct(teacher_accuracy)})"
-    text += f", runs in {_float(row['latency_ms'], 3)} ms (measured) and needs "
+    text += f", runs in {_float(row['latency_ms'], 3)} ms ({kind}) and needs "
     text += f"{_float(row['peak_memory_kb'], 1)} KB peak memory (computed)"
     teacher_params = _number(teacher.get("params"))
     if teacher_params and not math.isnan(row["params"]) and row["params"] > 0:
@@ -513,6 +652,10 @@ def _counts(trials: pd.DataFrame) -> str:
     status = trials["status"]
     known = ("ok", "infeasible", "failed", "pruned")
     text = f"{len(trials)} trials: " + ", ".join(f"{int((status == s).sum())} {s}" for s in known)
+    interrupted = int((status == "interrupted").sum())
+    if interrupted:
+        text += f", {interrupted} interrupted (their worker died; retried)"
+        known = (*known, "interrupted")
     unfinished = int((~status.isin(known)).sum())
     if unfinished:
         text += f", {unfinished} still running or without a status"
@@ -534,13 +677,14 @@ _TABLE_COLUMNS: Sequence[tuple[str, str]] = (
 )
 
 
-def _pareto_table(pareto: pd.DataFrame, highlights: dict[str, int]) -> str:
+def _pareto_table(pareto: pd.DataFrame, highlights: dict[str, int], kind: str) -> str:
     if pareto.empty:
         return '<p class="note">No Pareto members yet.</p>'
+    titles = dict(_TABLE_COLUMNS, latency_ms=f"latency ms ({kind})")
     labels: dict[int, list[str]] = {}
     for label, index in highlights.items():
         labels.setdefault(index, []).append(label)
-    head = "".join(f"<th>{_esc(title)}</th>" for _, title in _TABLE_COLUMNS)
+    head = "".join(f"<th>{_esc(titles[column])}</th>" for column, _ in _TABLE_COLUMNS)
     rows = []
     for index, row in pareto.iterrows():
         cells = []
@@ -571,7 +715,9 @@ def _pareto_table(pareto: pd.DataFrame, highlights: dict[str, int]) -> str:
 
 def _reasons(trials: pd.DataFrame) -> str:
     """Why trials were turned down, grouped: the first place to look when few are feasible."""
-    rejected = trials[trials["status"].isin(("infeasible", "failed")) & (trials["reason"] != "")]
+    rejected = trials[
+        trials["status"].isin(("infeasible", "failed", "interrupted")) & (trials["reason"] != "")
+    ]
     if rejected.empty:
         return ""
     counts = rejected.groupby(["status", "reason"]).size().sort_values(ascending=False)

@@ -21,6 +21,7 @@ import pandas as pd
 
 from evaluators.files import write_atomic
 from search.pareto import pareto_mask
+from search.storage import WORKER
 
 MODELS = "models"
 METRIC_COLUMNS = [
@@ -48,11 +49,24 @@ _PHASES = ["cost", "latency", "train", "prune", "finetune", "quantize", "qat", "
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     rows = []
-    for trial in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    # A trial whose worker died is queued again (search.storage): who retried whom.
+    retried_as = {
+        t.system_attrs["failed_trial"]: t.number for t in trials if "failed_trial" in t.system_attrs
+    }
+    for trial in trials:
         metrics: dict[str, Any] = trial.user_attrs.get("metrics") or {}
         status = metrics.get("status")
-        if status is None:
-            status = "failed" if trial.state == optuna.trial.TrialState.FAIL else "running"
+        if status is None and trial.state == optuna.trial.TrialState.FAIL:
+            status = "interrupted"
+            retry = retried_as.get(trial.number)
+            metrics = {
+                "reason": "its worker stopped before the trial finished (crash, kill or lost "
+                "heartbeat); "
+                + (f"retried as trial {retry}" if retry is not None else "not retried")
+            }
+        elif status is None:
+            status = trial.state.name.lower()  # running, waiting
         constraints = trial.constraints
         row: dict[str, Any] = {
             "number": trial.number,
@@ -63,6 +77,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             # Within every bound: the same check that made the pipeline call it infeasible.
             "feasible": status == "ok" and all(v <= 0 for v in constraints.values()),
             "duplicate_of": trial.user_attrs.get("duplicate_of"),
+            "retry_of": trial.system_attrs.get("failed_trial"),
+            "worker": trial.system_attrs.get(WORKER),
             "artifacts": trial.user_attrs.get("artifacts"),
         }
         for column in METRIC_COLUMNS:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -24,12 +27,16 @@ from search.config import ConfigError, RunConfig, parse_config
 from search.objective import Objective
 from search.report import write_report
 from search.results import export_pareto_models, pareto_frame, trials_frame, write_tables
-from search.study import default_storage, open_study, safe_url
+from search.storage import StorageError, default_storage, open_storage, safe_url
+from search.study import open_study
+from search.worker import TARGET, work
+from search.worker import progress as worker_progress
 
 log = logging.getLogger("paretonas")
 
 # Settings that may change between invocations of the same run without invalidating it.
-_RESUMABLE = {"trials", "name", "results_dir"}
+_RESUMABLE = {"trials", "name", "results_dir", "execution"}
+CONFIG = "config"  # study user attribute: the run's config, for workers on other machines
 
 
 @dataclass(frozen=True)
@@ -40,13 +47,128 @@ class RunResult:
 
 
 def run_search(config: RunConfig, *, trials: int | None = None, progress: bool = True) -> RunResult:
+    """Run (or resume) the search until the run holds ``trials`` finished trials (default:
+    the config's ``trials``), on the configured backend and number of workers."""
     run_dir = Path(config.results_dir) / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
     _save_config(config, run_dir)
+    execution = config.execution
     # Cheap checks first: a broken storage URL or a missing dataset must not cost a teacher.
-    storage = config.storage or default_storage(run_dir)
+    url = config.storage or default_storage(run_dir, execution.workers)
+    study = _open(config, url)
+    target = trials if trials is not None else config.trials
+    # Remote workers read the run's config and size from the storage itself.
+    study.set_user_attr(CONFIG, config.model_dump(mode="json"))
+    study.set_user_attr(TARGET, target)
+    if execution.backend == "ray":
+        from search.ray_backend import run_ray
+
+        return run_ray(config, study, url, target, progress=progress)
+    session = prepare(config, study, progress=progress and execution.workers == 1)
+    done, _ = worker_progress(study)
+    log.info(
+        "run %s: %d finished trial(s) of %d; storage %s; %d worker(s)",
+        config.name,
+        done,
+        target,
+        safe_url(url),
+        execution.workers,
+    )
+    start = time.perf_counter()
+    if execution.workers == 1:
+        _set_threads(execution.threads_per_worker or _cores())
+        work(
+            study,
+            session.objective,
+            target,
+            after_trial=session.after_trial,
+            max_retry=execution.max_retries,
+        )
+    else:
+        _run_local_workers(config, url, execution.workers)
+    result = session.write()
+    log.info(
+        "run %s: %d trials, %d Pareto members, %.0f s; report: %s",
+        config.name,
+        len(result.trials),
+        len(result.pareto),
+        time.perf_counter() - start,
+        run_dir / "report.html",
+    )
+    return result
+
+
+def run_worker(
+    storage: str, study_name: str, results_dir: str | None = None, progress: bool = False
+) -> RunResult:
+    """Join a running study as one more worker (``paretonas worker``): the config comes from
+    the storage, the dataset and teacher are prepared here (cached under results/)."""
+    probe = open_storage(storage)
+    try:
+        saved = optuna.load_study(study_name=study_name, storage=probe).user_attrs
+    except KeyError:
+        raise StorageError(
+            f"no study named {study_name!r} in {safe_url(storage)}; start the run with "
+            "`paretonas search` first, or check --study"
+        ) from None
+    if CONFIG not in saved:
+        raise StorageError(
+            f"study {study_name!r} in {safe_url(storage)} was not created by paretonas search"
+        )
+    config = parse_config(saved[CONFIG], f"study {study_name}")
+    if results_dir is not None:
+        config = config.model_copy(update={"results_dir": results_dir})
+    execution = config.execution
+    study = _open(config, storage)
+    session = prepare(config, study, progress=progress)
+    # A worker started by `search --workers N` is told its share of the cores.
+    shared = int(os.environ.get("PARETONAS_THREADS", "0"))
+    _set_threads(shared or execution.threads_per_worker or _cores())
+    ran = work(
+        study,
+        session.objective,
+        int(study.user_attrs.get(TARGET, config.trials)),
+        after_trial=session.after_trial,
+        max_retry=execution.max_retries,
+    )
+    log.info("worker: %d trial(s) run here", ran)
+    return session.write()
+
+
+def _open(config: RunConfig, url: str) -> optuna.Study:
+    execution = config.execution
+    storage = open_storage(url, execution.heartbeat_s, execution.grace_s, execution.max_retries)
+    LatencyOracle.for_device(config.target(), config.results_dir)  # a missing predictor: now
+    return open_study(config.name, storage, config.directions, config.sampler, config.seed)
+
+
+@dataclass
+class Session:
+    """What evaluating trials of one run needs in this process."""
+
+    config: RunConfig
+    run_dir: Path
+    study: optuna.Study
+    dataset: Dataset
+    teacher: Teacher
+    context: EvaluationContext
+    objective: Objective
+    description: str
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.write()
+
+    def write(self) -> RunResult:
+        return write_results(
+            self.study, self.config, self.run_dir, self.dataset, self.teacher, self.description
+        )
+
+
+def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) -> Session:
+    """Dataset, teacher (trained once, then cached) and the evaluation context."""
+    run_dir = Path(config.results_dir) / config.name
+    run_dir.mkdir(parents=True, exist_ok=True)
     latency = LatencyOracle.for_device(config.target(), config.results_dir)
-    study = open_study(config.name, storage, config.directions, config.sampler, config.seed)
     dataset = load_dataset(
         config.dataset.name,
         config.dataset.root,
@@ -84,42 +206,71 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
         latency=latency,
         progress=progress,
         device=device,
+        timeout_s=config.execution.trial_timeout_s,
     )
     objective = Objective(config.search_space(), context, config.objectives, run_dir)
-    todo = trials if trials is not None else config.trials
-    before = len(study.trials)
-    log.info(
-        "run %s: %d trial(s) in the study, running %d more; storage %s",
-        config.name,
-        before,
-        todo,
-        safe_url(storage),
-    )
-
-    description = _describe_latency(latency, host)
-
-    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        write_results(study, config, run_dir, dataset, teacher, description)
-
-    start = time.perf_counter()
-    study.optimize(
+    return Session(
+        config,
+        run_dir,
+        study,
+        dataset,
+        teacher,
+        context,
         objective,
-        n_trials=todo,
-        catch=(Exception,),
-        callbacks=[after_trial],
-        gc_after_trial=False,
-        show_progress_bar=False,
+        _describe_latency(latency, host),
     )
-    result = write_results(study, config, run_dir, dataset, teacher, host.description)
-    log.info(
-        "run %s: %d trials, %d Pareto members, %.0f s; report: %s",
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+def _run_local_workers(config: RunConfig, url: str, workers: int) -> None:
+    """Start ``workers`` processes of ``paretonas worker`` on the study and wait for them.
+
+    Each gets an equal share of the cores. They share this process's group, so stopping
+    the search (Ctrl-C, or a kill of the group) stops them too; a worker that dies leaves
+    its trial to the others, who retry it.
+    """
+    threads = config.execution.threads_per_worker or max(1, _cores() // workers)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "PARETONAS_THREADS": str(threads),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "search.cli",
+        "worker",
+        "--storage",
+        url,
+        "--study",
         config.name,
-        len(result.trials),
-        len(result.pareto),
-        time.perf_counter() - start,
-        run_dir / "report.html",
-    )
-    return result
+        "--results",
+        config.results_dir,
+    ]
+    processes = [
+        subprocess.Popen(command, env=env, cwd=os.getcwd(), stdin=subprocess.DEVNULL)
+        for _ in range(workers)
+    ]
+    log.info("started %d local workers (%d thread(s) each)", workers, threads)
+    try:
+        codes = [process.wait() for process in processes]
+    except BaseException:
+        for process in processes:
+            process.terminate()
+        raise
+    bad = [code for code in codes if code != 0]
+    if bad:
+        log.warning("%d worker(s) exited with an error (codes %s)", len(bad), bad)
 
 
 def _describe_latency(latency: LatencyOracle, host: Host) -> str:
@@ -158,7 +309,12 @@ def write_results(
             {"name": name, "direction": direction}
             for name, direction in zip(config.objectives, config.directions, strict=True)
         ],
-        "device": {"name": config.device.name, "description": device_description},
+        "device": {
+            "name": config.device.name,
+            "description": device_description,
+            # Whether the latency axis is measured here or predicted for a device we cannot run.
+            "latency": config.target().latency.source,
+        },
         "fidelity": {
             "train_subset": min(
                 config.training.train_subset or len(dataset.train), len(dataset.train)

@@ -1,29 +1,13 @@
-"""The Optuna study of a run: sampler, storage, and resuming by name."""
+"""The Optuna study of a run: sampler, and resuming by name (storages: ``search.storage``)."""
 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import optuna
+from optuna.storages import BaseStorage
 
-
-class StorageError(Exception):
-    """A storage that cannot be opened; the message hides any password in the URL."""
-
-
-def safe_url(url: str) -> str:
-    """The URL with its password masked, for logs and reports."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url.split("@")[-1] if "@" in url else url
-
-
-def default_storage(run_dir: Path) -> str:
-    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+from search.storage import StorageError, open_storage, safe_url
 
 
 def make_sampler(name: str, seed: int, completed: int) -> optuna.samplers.BaseSampler:
@@ -45,17 +29,27 @@ def make_sampler(name: str, seed: int, completed: int) -> optuna.samplers.BaseSa
 
 
 def open_study(
-    study_name: str, storage: str, directions: list[str], sampler_name: str, seed: int
+    study_name: str,
+    storage: str | BaseStorage,
+    directions: list[str],
+    sampler_name: str,
+    seed: int,
 ) -> optuna.Study:
+    """Create the study or load it by name; ``storage`` is a URL or an opened storage."""
+    url = storage if isinstance(storage, str) else None
+    if isinstance(storage, str):
+        storage = open_storage(storage)
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
         completed = len(study.trials)
     except KeyError:
         completed = 0
     except Exception as error:
+        where = safe_url(url) if url else type(storage).__name__
         raise StorageError(
-            f"cannot open storage {safe_url(storage)} ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200]}); check the storage URL and that the server runs"
+            f"cannot open storage {where} ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200].split('@')[-1]}); check the storage URL and "
+            "that the server runs"
         ) from None
     sampler = make_sampler(sampler_name, seed, completed)
     study = optuna.create_study(
@@ -67,7 +61,7 @@ def open_study(
     )
     if [d.name.lower() for d in study.directions] != directions:
         raise StorageError(
-            f"study {study_name!r} in {safe_url(storage)} optimises other objectives; "
-            "use another run name"
+            f"study {study_name!r} in {safe_url(url) if url else 'this storage'} optimises "
+            "other objectives; use another run name"
         )
     return study

@@ -29,3 +29,23 @@ def sampled_candidates():
         return out
 
     return draw
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use a PostgreSQL server carry the `postgres` marker (-m "not postgres")."""
+    for item in items:
+        if "postgres_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """SQLAlchemy URL of a PostgreSQL server on loopback, one for the session:
+    postgresql+psycopg2://paretonas:PASSWORD@127.0.0.1:PORT/paretonas (see tests/postgres.py)."""
+    from tests.postgres import start_postgres
+
+    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -31,3 +31,17 @@ def test_measurements_need_the_kit_beside_them(tmp_path, monkeypatch, capsys):
     (tmp_path / "measurements.csv").write_text("probe,median_ms,p90_ms,runs\n")
     assert main(["calibrate", "--device", "cortex-a72", "--measurements", "measurements.csv"]) == 2
     assert "no probes.csv" in capsys.readouterr().err
+
+
+def test_devices_lists_profiles_and_whether_a_predictor_is_fitted(tmp_path, capsys):
+    fitted = tmp_path / "devices" / "cortex-a72" / "predictor"
+    fitted.mkdir(parents=True)
+    (fitted / "meta.json").write_text("{}")
+    assert main(["devices", "--results", str(tmp_path)]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert {"host", "cortex-m7", "cortex-a72", "bitserial"} <= set(lines)
+    assert "measured (ONNX Runtime)" in lines["host"]
+    assert "calibrated predictor" not in lines["host"]  # none under this results folder
+    assert "roofline (modeled) + calibrated predictor" in lines["cortex-a72"]
+    assert "8/8" in lines["cortex-m7"] and "320" in lines["cortex-m7"]
+    assert "built-in" in lines["cortex-m7"]

@@ -175,3 +175,43 @@ def test_report_overwrites_previous_report(tmp_path: Path):
     run_dir = _write_run(tmp_path / "run", PARETO + OTHERS, PARETO)
     (run_dir / REPORT).write_text("stale")
     assert write_report(run_dir).read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_report_without_predictions_says_how_to_get_them(report: str):
+    assert "Predicted against measured latency" in report
+    assert "paretonas calibrate --device host" in report
+    assert 'id="figure-3"' not in report
+
+
+def test_report_compares_predicted_and_measured_latency(tmp_path: Path):
+    # Predictions 5% high for trials 1-3, 30% low for trial 4: 3 of 4 within +-10%.
+    predicted = {1: 0.525, 2: 1.05, 3: 2.625, 4: 1.05}
+    trials = [
+        {
+            **row,
+            "predicted_latency_ms": predicted.get(row["number"]),
+            "predicted_latency_source": "predicted (kernel model fitted on host)",
+        }
+        for row in PARETO + OTHERS
+    ]
+    run_dir = _write_run(tmp_path / "run", trials, PARETO)
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    assert 'id="figure-3"' in text and text.count("Plotly.newPlot(") == 3
+    caption = text.split("Predicted against measured latency")[1]
+    assert "4 trial(s) were measured and also predicted" in caption
+    assert "Median error 5.0%, 75% within \u00b110%" in caption
+    # Order: measured 0.5 < 1.0 < 1.5 < 2.5, predicted 0.525 < 1.05 = 1.05 < 2.625.
+    assert "Spearman rank correlation 0.949" in caption
+    assert "kernel model fitted on host" in caption
+
+
+def test_report_of_a_predicted_device_never_says_measured(tmp_path: Path):
+    run = {**RUN, "device": {"name": "cortex-m7", "description": "roofline", "latency": "roofline"}}
+    trials = [{**row, "latency_source": "predicted (roofline)"} for row in PARETO + OTHERS]
+    run_dir = _write_run(tmp_path / "run", trials, PARETO)
+    (run_dir / "run.json").write_text(json.dumps(run))
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    assert "Latency (ms, predicted)" in text
+    assert "Latency is predicted, not measured" in text
+    assert "ms (measured)" not in text and "latency ms (measured)" not in text
+    assert "Latency on cortex-m7 is predicted, not measured" in text

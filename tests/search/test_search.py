@@ -30,6 +30,16 @@ def _config(tmp_path, **changes):
     return parse_config(data)
 
 
+def config_dir(config):
+    return tmp_results(config) / config.name
+
+
+def tmp_results(config):
+    from pathlib import Path
+
+    return Path(config.results_dir)
+
+
 def test_an_impossible_latency_budget_trains_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(
         pipeline, "train", lambda *a, **k: pytest.fail("over budget: must not train")
@@ -50,7 +60,10 @@ def test_an_impossible_latency_budget_trains_nothing(tmp_path, monkeypatch):
 def test_a_run_resumes_its_study_and_keeps_every_trial(tmp_path):
     config = _config(tmp_path, name="again", budget={"latency_ms": 50})
     run_search(config, trials=2, progress=False)
-    result = run_search(config, trials=2, progress=False)
+    assert len(pd.read_csv(config_dir(config) / "trials.csv")) == 2
+    run_search(config, trials=2, progress=False)  # the run already holds 2: nothing to do
+    assert len(pd.read_csv(config_dir(config) / "trials.csv")) == 2
+    result = run_search(config, trials=4, progress=False)  # goes on to 4 in all
     trials = pd.read_csv(result.run_dir / "trials.csv")
     assert list(trials["number"]) == [0, 1, 2, 3]
     study = optuna.load_study(

@@ -1,0 +1,232 @@
+"""Where a study lives, and how a trial whose worker died is noticed and retried.
+
+Storages, by URL:
+
+- ``sqlite:///PATH``: one process (the default for a one-worker run: results/<run>/study.db).
+- ``journal:///PATH`` (or a path ending in ``.journal``/``.log``): Optuna's JournalStorage on
+  a file; safe for several processes on one machine or a shared file system (the default
+  when a run has several local workers: results/<run>/study.journal).
+- ``postgresql://...`` / ``mysql://...``: Optuna's RDBStorage, for workers on many machines.
+
+A worker that dies (SIGKILL, power, OOM killer) leaves its trial RUNNING forever unless
+someone notices. Two mechanisms, both ending in Optuna's
+``RetryHeartbeatStaleTrialCallback`` (the trial is failed and a copy with the same
+parameters is queued):
+
+- heartbeats: every worker records one per running trial; a trial whose last heartbeat is
+  older than the grace period is stale. RDBStorage does this itself; JournalStorage gets
+  the same ``BaseHeartbeat`` interface here (``HeartbeatJournalStorage``), with heartbeats
+  stored as trial system attributes.
+- dead local workers: each trial records which process runs it (host, pid, process start
+  time); a trial of a process on this host that no longer exists is stale at once, so a
+  rerun after a crash retries it without waiting for the grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+from optuna.storages import (
+    BaseStorage,
+    JournalStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+)
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+HEARTBEAT = "paretonas:heartbeat"
+WORKER = "paretonas:worker"
+JOURNAL_SCHEME = "journal:///"
+JOURNAL_SUFFIXES = (".journal", ".log")
+
+
+class StorageError(Exception):
+    """A storage that cannot be opened; the message hides any password in the URL."""
+
+
+def safe_url(url: str) -> str:
+    """The URL with its password masked, for logs and reports."""
+    if is_journal(url):
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1] if "@" in url else url
+
+
+def is_journal(url: str) -> bool:
+    return url.startswith(JOURNAL_SCHEME) or url.endswith(JOURNAL_SUFFIXES)
+
+
+def journal_path(url: str) -> Path:
+    return Path(url.removeprefix(JOURNAL_SCHEME) if url.startswith(JOURNAL_SCHEME) else url)
+
+
+def default_storage(run_dir: Path, workers: int = 1) -> str:
+    """The run's own storage: the one already there, else SQLite for one worker and a
+    journal file for several (SQLite's locking is not made for concurrent writers)."""
+    sqlite = run_dir / "study.db"
+    journal = run_dir / "study.journal"
+    if sqlite.exists() and not journal.exists():
+        return f"sqlite:///{sqlite.resolve()}"
+    if journal.exists() or workers > 1:
+        return f"{JOURNAL_SCHEME}{journal.resolve()}"
+    return f"sqlite:///{sqlite.resolve()}"
+
+
+# --- who runs a trial -----------------------------------------------------------------------
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a live process
+    from a new one that reuses a dead one's pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def worker_identity() -> str:
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_start_time(pid) or '?'}"
+
+
+def is_dead_local_worker(identity: str) -> bool:
+    """Whether ``identity`` names a process of this host that no longer runs. A worker on
+    another host is never judged here (its heartbeat is)."""
+    try:
+        host, pid_text, started = identity.rsplit(":", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != socket.gethostname():
+        return False
+    if Path("/proc").is_dir() and started != "?":
+        return _start_time(pid) != started
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def mark_worker(study: optuna.Study, trial_id: int) -> None:
+    study._storage.set_trial_system_attr(trial_id, WORKER, worker_identity())
+
+
+# --- heartbeats on a journal file -----------------------------------------------------------
+
+
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    """JournalStorage with Optuna's heartbeat interface, so ``study.optimize`` records
+    heartbeats and fails stale trials as it does for RDBStorage."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        heartbeat_interval: int,
+        grace_period: int,
+        stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    ):
+        super().__init__(JournalFileBackend(str(path)))
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+        self.stale_trial_callback = stale_trial_callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        # The trial may have finished between two beats.
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            self.set_trial_system_attr(trial_id, HEARTBEAT, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        stale = []
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            beat = trial.system_attrs.get(HEARTBEAT)
+            if beat is None and trial.datetime_start is not None:
+                beat = trial.datetime_start.timestamp()
+            if beat is not None and now - float(beat) > self.grace_period:
+                stale.append(trial._trial_id)
+        return stale
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self.heartbeat_interval
+
+    def get_heartbeat_stale_trial_callback(
+        self,
+    ) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        return self.stale_trial_callback
+
+
+def open_storage(
+    url: str, heartbeat_interval: int = 30, grace_period: int = 120, max_retry: int = 2
+) -> BaseStorage:
+    """An Optuna storage for ``url`` with heartbeats and retries of stale trials.
+
+    SQLite gets no heartbeat: it is the one-process storage, whose dead trials are found by
+    ``retry_dead_local_trials`` when the run is started again.
+    """
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+    try:
+        if is_journal(url):
+            path = journal_path(url)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return HeartbeatJournalStorage(path, heartbeat_interval, grace_period, retry)
+        if url.startswith("sqlite:"):
+            return RDBStorage(url)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                heartbeat_stale_trial_callback=retry,
+                engine_kwargs={"pool_pre_ping": True},
+            )
+    except Exception as error:
+        raise StorageError(
+            f"cannot open storage {safe_url(url)} ({type(error).__name__}: "
+            f"{_first_line(error)}); check the storage URL and that the server runs"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    # Drivers put the URL (with its password) into some messages: never repeat them.
+    text = str(error).splitlines()[0][:200] if str(error) else ""
+    return text.split("@")[-1] if "://" in text else text
+
+
+def retry_dead_local_trials(study: optuna.Study, max_retry: int = 2) -> list[int]:
+    """Fail the RUNNING trials whose worker was a process of this host that has died, and
+    queue each one again (same parameters) unless it was retried ``max_retry`` times.
+    Returns the numbers of the trials it failed."""
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+    storage = study._storage
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        identity = trial.system_attrs.get(WORKER)
+        if identity is None or not is_dead_local_worker(str(identity)):
+            continue
+        try:
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker got there first
+        failed.append(trial.number)
+        retry(study, copy.deepcopy(storage.get_trial(trial._trial_id)))
+    return failed

@@ -1,0 +1,80 @@
+"""One worker's loop on a shared study: take the next trial until the run has enough.
+
+Any number of workers (processes on this machine, or on others sharing the storage) run
+this loop on one study; Optuna's storage hands each a different trial. A run's size is the
+number of *finished* trials: evaluated to an outcome (ok, infeasible, pruned, or failed with
+a reason). A trial whose worker died is not finished: it is failed without an outcome and a
+copy is queued (``search.storage``), which the next free worker takes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from search.storage import retry_dead_local_trials
+
+log = logging.getLogger("paretonas")
+
+TARGET = "target_trials"  # study user attribute: how many finished trials the run wants
+
+
+def finished(trial: optuna.trial.FrozenTrial) -> bool:
+    """Evaluated to an outcome (a failure with a reason counts; a dead worker's does not)."""
+    if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+        return True
+    return trial.state == TrialState.FAIL and "metrics" in trial.user_attrs
+
+
+def progress(study: optuna.Study) -> tuple[int, int]:
+    """(finished trials, trials running now)."""
+    trials = study.get_trials(deepcopy=False)
+    done = sum(finished(t) for t in trials)
+    running = sum(t.state == TrialState.RUNNING for t in trials)
+    return done, running
+
+
+def fail_stale(study: optuna.Study, max_retry: int) -> None:
+    """Fail and requeue the trials of dead workers: local ones at once, others by heartbeat."""
+    for number in retry_dead_local_trials(study, max_retry):
+        log.info("trial %d: its worker died; failed, queued again", number)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def work(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], list[float]],
+    target: int,
+    *,
+    after_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
+    max_retry: int = 2,
+    poll_seconds: float = 2.0,
+) -> int:
+    """Run trials until the study holds ``target`` finished ones; return how many this
+    worker ran. While the last trials run elsewhere, wait for them rather than overshoot:
+    if their worker dies, one of those waiting retries them."""
+    ran = 0
+    while True:
+        fail_stale(study, max_retry)
+        done, running = progress(study)
+        if done >= target:
+            return ran
+        if done + running >= target:
+            time.sleep(poll_seconds)
+            continue
+        study.optimize(
+            objective,
+            n_trials=1,
+            catch=(Exception,),
+            callbacks=[after_trial] if after_trial else None,
+            gc_after_trial=False,
+            show_progress_bar=False,
+        )
+        ran += 1
