@@ -68,7 +68,9 @@ class Objective:
         log.info("trial %d %s%s", trial.number, describe(metrics, candidate), same)
         return values
 
-    def evaluate(self, candidate: Candidate, number: int) -> tuple[Metrics, str | None, str | None]:
+    def evaluate(
+        self, candidate: Candidate, number: int | str
+    ) -> tuple[Metrics, str | None, str | None]:
         """(metrics, artifact folder relative to the run, traceback when it failed). Any
         exception of the evaluation is a failed candidate, never a failed search."""
         artifacts = Path(CHECKPOINTS) / str(number)
@@ -81,7 +83,7 @@ class Objective:
             )
         except Exception as error:
             reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
-            log.warning("trial %d failed: %s  [%s]", number, reason, candidate.genome)
+            log.warning("trial %s failed: %s  [%s]", number, reason, candidate.genome)
             return Metrics(status="failed", reason=reason), None, traceback.format_exc()[-4000:]
         return metrics, str(artifacts) if metrics.status == "ok" else None, None
 

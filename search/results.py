@@ -79,6 +79,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "duplicate_of": trial.user_attrs.get("duplicate_of"),
             "retry_of": trial.system_attrs.get("failed_trial"),
             "worker": trial.system_attrs.get(WORKER),
+            "ray_node": trial.user_attrs.get("ray_node"),  # Ray backend: the node that ran it
             "artifacts": trial.user_attrs.get("artifacts"),
         }
         for column in METRIC_COLUMNS:

@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pandas as pd
@@ -153,15 +154,13 @@ class Session:
     teacher: Teacher
     context: EvaluationContext
     objective: Objective
-    description: str
+    facts: dict[str, Any]
 
     def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.write()
 
     def write(self) -> RunResult:
-        return write_results(
-            self.study, self.config, self.run_dir, self.dataset, self.teacher, self.description
-        )
+        return write_results(self.study, self.config, self.run_dir, self.facts)
 
 
 def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) -> Session:
@@ -217,7 +216,7 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
         teacher,
         context,
         objective,
-        _describe_latency(latency, host),
+        run_facts(dataset, teacher, _describe_latency(latency, host)),
     )
 
 
@@ -285,13 +284,22 @@ def _describe_latency(latency: LatencyOracle, host: Host) -> str:
     return f"{device.name} ({device.description}): latency {how}, not measured"
 
 
+def run_facts(dataset: Dataset, teacher: Teacher, device_description: str) -> dict[str, Any]:
+    """What run.json says besides the config: the data, the teacher and the device, fixed
+    for the run (small and plain, so a Ray callback can carry it)."""
+    return {
+        "dataset": dataset.name,
+        "dataset_source": dataset.source,
+        "input_shape": list(dataset.input_shape),
+        "num_classes": dataset.num_classes,
+        "teacher": teacher.summary(),
+        "device_description": device_description,
+        "train_images": len(dataset.train),
+    }
+
+
 def write_results(
-    study: optuna.Study,
-    config: RunConfig,
-    run_dir: Path,
-    dataset: Dataset,
-    teacher: Teacher,
-    device_description: str,
+    study: optuna.Study, config: RunConfig, run_dir: Path, facts: dict[str, Any]
 ) -> RunResult:
     trials = trials_frame(study)
     pareto = pareto_frame(trials, config.objectives, config.directions)
@@ -299,11 +307,11 @@ def write_results(
     export_pareto_models(run_dir, pareto)
     run_info = {
         "name": config.name,
-        "dataset": dataset.name,
-        "dataset_source": dataset.source,
-        "input_shape": list(dataset.input_shape),
-        "num_classes": dataset.num_classes,
-        "teacher": teacher.summary(),
+        "dataset": facts["dataset"],
+        "dataset_source": facts["dataset_source"],
+        "input_shape": facts["input_shape"],
+        "num_classes": facts["num_classes"],
+        "teacher": facts["teacher"],
         "budget": asdict(config.budget_value()),  # with the device's SRAM and flash
         "objectives": [
             {"name": name, "direction": direction}
@@ -311,16 +319,17 @@ def write_results(
         ],
         "device": {
             "name": config.device.name,
-            "description": device_description,
+            "description": facts["device_description"],
             # Whether the latency axis is measured here or predicted for a device we cannot run.
             "latency": config.target().latency.source,
         },
         "fidelity": {
             "train_subset": min(
-                config.training.train_subset or len(dataset.train), len(dataset.train)
+                config.training.train_subset or facts["train_images"], facts["train_images"]
             ),
             "epochs": config.training.epochs,
         },
+        "backend": config.execution.backend,
         "sampler": config.sampler,
         "seed": config.seed,
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -341,7 +350,7 @@ def _save_config(config: RunConfig, run_dir: Path) -> None:
             )
         except ConfigError:
             saved = {}
-        current = config.model_dump(mode="json")
+        current = _masked(config).model_dump(mode="json")
         changed = [
             key
             for key in sorted(set(_flatten(saved)) | set(_flatten(current)))
@@ -353,7 +362,14 @@ def _save_config(config: RunConfig, run_dir: Path) -> None:
                 f"{run_dir} already holds a run with a different config (changed: "
                 f"{', '.join(changed[:5])}); use another --name, or the config it was started with"
             )
-    write_text_atomic(path, config.to_yaml())
+    write_text_atomic(path, _masked(config).to_yaml())
+
+
+def _masked(config: RunConfig) -> RunConfig:
+    """The config as saved in the results folder: a storage password never lands there."""
+    if config.storage is None:
+        return config
+    return config.model_copy(update={"storage": safe_url(config.storage)})
 
 
 def _flatten(data: dict, prefix: str = "") -> dict[str, object]:

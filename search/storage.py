@@ -48,6 +48,7 @@ HEARTBEAT = "paretonas:heartbeat"
 WORKER = "paretonas:worker"
 JOURNAL_SCHEME = "journal:///"
 JOURNAL_SUFFIXES = (".journal", ".log")
+_POOL = {"pool_pre_ping": True}  # a server restart or idle timeout is not a failed trial
 
 
 class StorageError(Exception):
@@ -174,21 +175,29 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
 
 
 def open_storage(
-    url: str, heartbeat_interval: int = 30, grace_period: int = 120, max_retry: int = 2
+    url: str,
+    heartbeat_interval: int = 30,
+    grace_period: int = 120,
+    max_retry: int = 2,
+    *,
+    heartbeats: bool = True,
 ) -> BaseStorage:
     """An Optuna storage for ``url`` with heartbeats and retries of stale trials.
 
     SQLite gets no heartbeat: it is the one-process storage, whose dead trials are found by
-    ``retry_dead_local_trials`` when the run is started again.
+    ``retry_dead_local_trials`` when the run is started again. ``heartbeats=False`` is for
+    code that asks trials outside ``Study.optimize`` (Ray's searcher), which never beats.
     """
     retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
     try:
         if is_journal(url):
             path = journal_path(url)
             path.parent.mkdir(parents=True, exist_ok=True)
+            if not heartbeats:
+                return JournalStorage(JournalFileBackend(str(path)))
             return HeartbeatJournalStorage(path, heartbeat_interval, grace_period, retry)
-        if url.startswith("sqlite:"):
-            return RDBStorage(url)
+        if url.startswith("sqlite:") or not heartbeats:
+            return RDBStorage(url, engine_kwargs=None if url.startswith("sqlite:") else _POOL)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(
@@ -196,7 +205,7 @@ def open_storage(
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
                 heartbeat_stale_trial_callback=retry,
-                engine_kwargs={"pool_pre_ping": True},
+                engine_kwargs=_POOL,
             )
     except Exception as error:
         raise StorageError(

@@ -48,10 +48,10 @@ def test_quickstart_twice_resumes_to_twelve_trials(tmp_path):
     first = _search(tmp_path, 6)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "teacher: ResNet" in first.stderr and "trained here" in first.stderr
-    second = _search(tmp_path, 6)
+    second = _search(tmp_path, 12)  # --trials is the run's total: it goes on to 12
     assert second.returncode == 0, second.stderr[-3000:]
     assert "teacher: cached" in second.stderr, "the second run must reuse the cached teacher"
-    assert "6 trial(s) in the study" in second.stderr
+    assert "6 finished trial(s) of 12" in second.stderr
 
     run = tmp_path / "r"
     trials = pd.read_csv(run / "trials.csv")

@@ -39,3 +39,80 @@ def test_safe_url_hides_the_postgres_password(postgres_url):
     shown = safe_url(postgres_url)
     assert password not in shown
     assert "127.0.0.1" in shown and "paretonas" in shown
+
+
+@pytest.mark.slow
+def test_two_workers_on_machines_sharing_a_postgres_study(postgres_url, tmp_path):
+    """`paretonas search` and `paretonas worker` (as on a second machine: its own results
+    folder) on one PostgreSQL study: every trial finished once, none lost, both worked."""
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from search.storage import WORKER, open_storage
+    from search.worker import finished
+    from tests.search.test_workers import ROOT, TINY, _env
+
+    config = {**TINY, "name": "shared", "storage": postgres_url}
+    config["results_dir"] = str(tmp_path / "head")
+    path = tmp_path / "shared.yaml"
+    path.write_text(yaml.safe_dump(config))
+    head = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "search",
+            "--config",
+            str(path),
+            "--trials",
+            "6",
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    storage = open_storage(postgres_url)
+    deadline = time.monotonic() + 120
+    while "shared" not in [s.study_name for s in optuna.get_all_study_summaries(storage)]:
+        assert time.monotonic() < deadline and head.poll() is None, "the search did not start"
+        time.sleep(0.2)
+    worker = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "search.cli",
+            "worker",
+            "--storage",
+            postgres_url,
+            "--study",
+            "shared",
+            "--results",
+            str(tmp_path / "second"),
+        ],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out, err = head.communicate(timeout=600)
+    assert head.returncode == 0, err[-2000:]
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    password = postgres_url.split(":")[2].split("@")[0]
+    assert password not in err + out + worker.stderr + worker.stdout
+    for name in ("config.yaml", "run.json", "report.html", "trials.csv"):
+        assert password not in (tmp_path / "head" / "shared" / name).read_text()
+
+    trials = optuna.load_study(study_name="shared", storage=storage).get_trials()
+    done = [t for t in trials if finished(t)]
+    assert len(done) == 6 and len({t.number for t in done}) == 6
+    assert not [t for t in trials if not finished(t)]  # nothing lost, running or retried
+    assert len({t.system_attrs[WORKER] for t in done}) == 2  # both processes ran trials
+    assert (tmp_path / "head" / "shared" / "trials.csv").exists()
+    assert (tmp_path / "second" / "shared" / "trials.csv").exists()

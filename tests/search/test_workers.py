@@ -6,6 +6,7 @@ with a tiny teacher so that a trial takes a few seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -105,16 +106,17 @@ def _kill_during_a_trial(command: list[str], url: str, name: str, group: bool) -
             return False
         done = sum(finished(t) for t in trials)
         running = [t for t in trials if t.state == TrialState.RUNNING]
-        # "genome" is set when the candidate is known: the trial is past its first step.
-        return done >= 1 and any("genome" in t.user_attrs for t in running)
+        # Parameters are set once the candidate is proposed: the trial is past its first step.
+        return done >= 1 and any(t.params for t in running)
 
     try:
         _wait_for(mid_trial, 240, "a trial in progress after one finished", process)
     finally:
-        if group:
-            os.killpg(process.pid, signal.SIGKILL)
-        else:
-            process.kill()
+        with contextlib.suppress(ProcessLookupError):  # it may have exited on its own
+            if group:
+                os.killpg(process.pid, signal.SIGKILL)
+            else:
+                process.kill()
         process.wait()
     trials = _study(url, name).get_trials(deepcopy=False)
     return {t.number for t in trials if t.state == TrialState.RUNNING}

@@ -1,0 +1,218 @@
+"""The Ray Tune backend: the same search, with trials spread over a Ray cluster.
+
+The only module that imports ray. The pieces are the Optuna backend's:
+
+- proposals come from the run's own Optuna study (same storage, same sampler, same
+  define-by-run space) through Ray's ``OptunaSearch``; ``_StudySearcher`` extends it so a
+  finished Ray trial is written to the study exactly as the Optuna backend writes one
+  (``search.objective.record``: genome, metrics, budget constraints), plus the Ray node
+  that ran it;
+- a trial is ``search.objective.Objective.evaluate`` in a Ray worker; the evaluation context
+  (data, cached teacher logits, budget) travels through Ray's object store, so worker
+  machines need the package and nothing else;
+- results land in the same trials.csv / trials.parquet / pareto.csv / report.html.
+
+Resuming: the study storage, not Ray's experiment checkpoint, is the record of what is
+done. A rerun starts a new Tune experiment for the trials still missing; a trial that was
+running when the driver died is failed and queued again with the same parameters
+(``search.storage.retry_dead_local_trials``), and ``OptunaSearch`` asks for queued trials
+first. (``Tuner.restore`` would restore the searcher from its last experiment checkpoint,
+which can be older than the storage: trials asked after it would be orphaned or run twice,
+and a restored experiment cannot change its number of trials.) Within one experiment,
+Ray retries a trial whose node died (``FailureConfig(max_failures=execution.max_retries)``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import ray
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from evaluators.budget import Budget
+from evaluators.metrics import Metrics
+from search.config import RunConfig
+from search.objective import Objective, record
+from search.runner import RunResult, prepare, write_results
+from search.storage import mark_worker, open_storage, retry_dead_local_trials
+from search.worker import progress as study_progress
+from spaces.candidate import Candidate
+from spaces.space import SearchSpace
+
+log = logging.getLogger("paretonas")
+
+NODE = "ray_node"
+# Ray flattens nested results before the searcher sees them: these travel as JSON text.
+METRICS, CANDIDATE = "metrics_json", "candidate_json"
+
+
+@dataclass(frozen=True)
+class _DefineByRun:
+    """The define-by-run space for OptunaSearch (a picklable callable)."""
+
+    space: SearchSpace
+
+    def __call__(self, trial: optuna.Trial) -> None:
+        self.space.suggest(trial)
+
+
+class _StudySearcher(OptunaSearch):
+    """OptunaSearch that records a finished trial as the Optuna backend does, and marks the
+    driver process on every trial it asks, so a dead driver's trials are retried."""
+
+    def __init__(self, *args: Any, budget: Budget, objectives: list[str], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._budget = budget
+        self._objective_names = objectives
+
+    def suggest(self, trial_id: str) -> dict | None:
+        params = super().suggest(trial_id)
+        ot_trial = self._ot_trials[trial_id]
+        mark_worker(self._ot_study, ot_trial._trial_id)
+        return params
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict | None = None, error: bool = False
+    ) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        ot_trial = self._ot_trials[trial_id]
+        if result and METRICS in result:
+            metrics = Metrics.from_dict(json.loads(result[METRICS]))
+            candidate = Candidate.from_dict(json.loads(result[CANDIDATE]))
+        else:
+            reason = "the Ray trial errored before reporting (its worker or node died)"
+            metrics = Metrics(status="failed", reason=reason)
+            candidate = None
+        if candidate is not None:
+            values = record(ot_trial, candidate, metrics, self._budget, self._objective_names)
+        else:
+            ot_trial.set_user_attr("metrics", metrics.to_dict())
+            values = []
+        for key in ("artifacts", "traceback", NODE):
+            if result and result.get(key):
+                ot_trial.set_user_attr(key, result[key])
+        try:
+            if metrics.status == "failed":
+                self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+            else:
+                self._ot_study.tell(ot_trial, values)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # told already (a duplicate completion)
+        self._completed_trials.add(trial_id)
+
+
+class _WriteResults(tune.Callback):
+    """After every Ray trial, rewrite the run's tables and report from the study."""
+
+    def __init__(self, config: RunConfig, run_dir: Path, url: str, facts: dict[str, Any]):
+        self.config, self.run_dir, self.url, self.facts = config, run_dir, url, facts
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        study = optuna.load_study(study_name=self.config.name, storage=open_storage(self.url))
+        write_results(study, self.config, self.run_dir, self.facts)
+
+
+def _evaluate_trial(params: dict, objective: Objective, threads: int) -> None:
+    """One Ray trial: rebuild the candidate from the searcher's parameters and evaluate it
+    with the Optuna backend's own code; failures are reported, not raised."""
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    candidate = objective.space.suggest(optuna.trial.FixedTrial(params))
+    key = f"ray-{tune.get_context().get_trial_id()}"
+    metrics, artifacts, failure = objective.evaluate(candidate, key)
+    values = {
+        name: float(getattr(metrics, name) or 0.0) if metrics.status != "failed" else 0.0
+        for name in objective.objectives
+    }
+    tune.report(
+        {
+            **values,
+            METRICS: json.dumps(metrics.to_dict()),
+            CANDIDATE: candidate.to_json(),
+            "artifacts": artifacts,
+            "traceback": failure,
+            NODE: ray.get_runtime_context().get_node_id(),
+        }
+    )
+
+
+def run_ray(
+    config: RunConfig, study: optuna.Study, url: str, target: int, *, progress: bool = True
+) -> RunResult:
+    execution = config.execution
+    run_dir = Path(config.results_dir).resolve() / config.name
+    # Trials the previous driver left running are failed and queued again (same params).
+    for number in retry_dead_local_trials(study, execution.max_retries):
+        log.info("trial %d: the driver that ran it died; failed, queued again", number)
+    session = prepare(config, study, progress=progress)
+    done, _ = study_progress(study)
+    todo = target - done
+    if todo <= 0:
+        return session.write()
+    settings = execution.ray
+    if not ray.is_initialized():
+        ray.init(
+            address=settings.address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    log.info(
+        "run %s: %d finished trial(s) of %d; Ray cluster %s (%s CPUs); %d at once",
+        config.name,
+        done,
+        target,
+        settings.address or "local",
+        ray.cluster_resources().get("CPU", 0),
+        settings.concurrent,
+    )
+    # OptunaSearch keeps its own handle on the study, without heartbeats: Ray watches its
+    # trials, and the driver marks them (a dead driver's trials are retried on rerun).
+    storage = open_storage(url, heartbeats=False)
+    searcher = _StudySearcher(
+        space=_DefineByRun(config.search_space()),
+        metric=list(config.objectives),
+        mode=["max" if d == "maximize" else "min" for d in config.directions],
+        sampler=study.sampler,
+        study_name=config.name,
+        storage=storage,
+        budget=config.budget_value(),
+        objectives=list(config.objectives),
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(
+            _evaluate_trial,
+            objective=session.objective,
+            threads=int(settings.cpus_per_trial),
+        ),
+        {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
+    )
+    experiment = f"tune-{int(time.time())}"
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=settings.concurrent),
+            num_samples=todo,
+        ),
+        run_config=tune.RunConfig(
+            name=experiment,
+            storage_path=str(run_dir / "ray"),
+            failure_config=tune.FailureConfig(max_failures=execution.max_retries),
+            callbacks=[_WriteResults(config, run_dir, url, session.facts)],
+            verbose=0,
+        ),
+    )
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    tuner.fit()
+    return session.write()

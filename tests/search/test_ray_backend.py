@@ -1,0 +1,107 @@
+"""The Ray Tune backend on a real local Ray: a two-node cluster on loopback, failures
+reported with their reason, and a driver killed mid-trial then rerun."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pandas as pd
+import pytest
+
+from search.config import parse_config
+from search.runner import run_search
+from search.storage import default_storage
+from tests.search.test_workers import (
+    ROOT,
+    TINY,
+    _check_complete,
+    _cli,
+    _env,
+    _kill_during_a_trial,
+    _write_config,
+)
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    """A head and a worker node, one CPU each, as separate raylets on this machine."""
+    from ray.cluster_utils import Cluster
+
+    small = {"num_cpus": 1, "object_store_memory": 150 * 1024**2}
+    cluster = Cluster(initialize_head=True, head_node_args=small)
+    cluster.add_node(**small)
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def _ray_config(tmp_path, name, address, **changes):
+    data = json.loads(json.dumps(TINY))
+    data.update(name=name, results_dir=str(tmp_path), **changes)
+    data["execution"] = {
+        **data["execution"],
+        **changes.get("execution", {}),
+        "backend": "ray",
+        "ray": {"address": address, "concurrent": 2, "cpus_per_trial": 1},
+    }
+    return parse_config(data)
+
+
+def test_trials_run_on_both_nodes_and_land_in_the_usual_files(two_nodes, tmp_path):
+    config = _ray_config(tmp_path, "cluster", two_nodes.address)
+    result = run_search(config, trials=4, progress=False)
+    trials = pd.read_csv(result.run_dir / "trials.csv")
+    assert len(trials) == 4 and set(trials["status"]) <= {"ok", "infeasible"}
+    assert (trials["status"] == "ok").any()
+    assert trials["genome"].notna().all() and trials["latency_ms"].notna().all()
+    nodes = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    assert set(trials["ray_node"]) == nodes and len(nodes) == 2
+    for name in ("trials.parquet", "pareto.csv", "report.html", "run.json"):
+        assert (result.run_dir / name).exists()
+    assert json.loads((result.run_dir / "run.json").read_text())["backend"] == "ray"
+    pareto = pd.read_csv(result.run_dir / "pareto.csv")
+    for number in pareto["number"]:  # the front's models were saved by the Ray workers
+        assert (result.run_dir / "models" / str(number) / "model.onnx").exists()
+
+    # Rerun with a larger total: goes on from the 4 in the study.
+    more = run_search(config, trials=6, progress=False)
+    assert list(pd.read_csv(more.run_dir / "trials.csv")["number"]) == list(range(6))
+
+
+def test_a_failing_candidate_is_recorded_with_its_reason(two_nodes, tmp_path):
+    config = _ray_config(
+        tmp_path, "timeouts", two_nodes.address, execution={"trial_timeout_s": 0.01}
+    )
+    result = run_search(config, trials=2, progress=False)
+    trials = pd.read_csv(result.run_dir / "trials.csv")
+    assert len(trials) == 2 and set(trials["status"]) == {"failed"}
+    assert trials["reason"].str.contains("ran past its time limit").all()
+    assert set(trials["state"]) == {"FAIL"}
+
+
+def test_sigkill_of_the_ray_driver_mid_trial_then_rerun(tmp_path):
+    config = _write_config(tmp_path, "raycrash")
+    command = _cli(
+        "search",
+        "--config",
+        str(config),
+        "--trials",
+        "3",
+        "--backend",
+        "ray",
+        "--concurrent",
+        "1",
+        "--no-progress",
+    )
+    run_dir = tmp_path / "results" / "raycrash"
+    url = default_storage(run_dir)
+    interrupted = _kill_during_a_trial(command, url, "raycrash", group=True)
+    assert len(interrupted) == 1
+    rerun = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    _check_complete(url, "raycrash", 3, interrupted)
