@@ -60,6 +60,7 @@ test-fast: setup postgres
 bench: setup data
 	$(PY) benchmarks/compression.py
 	$(PY) benchmarks/latency_predictor.py
+	$(PY) benchmarks/scaling.py
 
 lint: setup
 	$(VENV)/bin/ruff check spaces evaluators search tests benchmarks
