@@ -42,7 +42,7 @@ from evaluators.budget import Budget
 from evaluators.metrics import Metrics
 from search.config import RunConfig
 from search.objective import Objective, record
-from search.runner import RunResult, prepare, write_results
+from search.runner import ReportThrottle, RunResult, prepare, write_results
 from search.storage import mark_worker, open_storage, retry_dead_local_trials
 from search.worker import progress as study_progress
 from spaces.candidate import Candidate
@@ -116,10 +116,12 @@ class _WriteResults(tune.Callback):
 
     def __init__(self, config: RunConfig, run_dir: Path, url: str, facts: dict[str, Any]):
         self.config, self.run_dir, self.url, self.facts = config, run_dir, url, facts
+        self.throttle = ReportThrottle()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        study = optuna.load_study(study_name=self.config.name, storage=open_storage(self.url))
-        write_results(study, self.config, self.run_dir, self.facts)
+        storage = open_storage(self.url, heartbeats=False)
+        study = optuna.load_study(study_name=self.config.name, storage=storage)
+        write_results(study, self.config, self.run_dir, self.facts, report=self.throttle.due())
 
 
 def _evaluate_trial(params: dict, objective: Objective, threads: int) -> None:

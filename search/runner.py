@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ log = logging.getLogger("paretonas")
 
 # Settings that may change between invocations of the same run without invalidating it.
 _RESUMABLE = {"trials", "name", "results_dir", "execution"}
+REPORT_EVERY_S = 15.0  # report.html is rewritten at most this often while trials finish
 CONFIG = "config"  # study user attribute: the run's config, for workers on other machines
 
 
@@ -45,6 +46,21 @@ class RunResult:
     run_dir: Path
     trials: pd.DataFrame
     pareto: pd.DataFrame
+
+
+@dataclass
+class ReportThrottle:
+    """Says when the report is due again: at most once per ``seconds`` during a run."""
+
+    seconds: float = REPORT_EVERY_S
+    last: float = float("-inf")
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
 
 
 def run_search(config: RunConfig, *, trials: int | None = None, progress: bool = True) -> RunResult:
@@ -155,12 +171,13 @@ class Session:
     context: EvaluationContext
     objective: Objective
     facts: dict[str, Any]
+    throttle: ReportThrottle = field(default_factory=ReportThrottle)
 
     def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self.write()
+        self.write(report=self.throttle.due())
 
-    def write(self) -> RunResult:
-        return write_results(self.study, self.config, self.run_dir, self.facts)
+    def write(self, report: bool = True) -> RunResult:
+        return write_results(self.study, self.config, self.run_dir, self.facts, report=report)
 
 
 def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) -> Session:
@@ -299,8 +316,16 @@ def run_facts(dataset: Dataset, teacher: Teacher, device_description: str) -> di
 
 
 def write_results(
-    study: optuna.Study, config: RunConfig, run_dir: Path, facts: dict[str, Any]
+    study: optuna.Study,
+    config: RunConfig,
+    run_dir: Path,
+    facts: dict[str, Any],
+    *,
+    report: bool = True,
 ) -> RunResult:
+    """Rewrite the run's tables, models, run.json and (``report``) report.html from the
+    study. The tables are cheap; the report costs ~0.3-0.8 s, so per-trial callers throttle
+    it (``ReportThrottle``) and the end of a run always writes it."""
     trials = trials_frame(study)
     pareto = pareto_frame(trials, config.objectives, config.directions)
     write_tables(run_dir, trials, pareto)
@@ -335,7 +360,8 @@ def write_results(
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_text_atomic(run_dir / "run.json", json.dumps(run_info, indent=2))
-    write_report(run_dir)
+    if report:
+        write_report(run_dir)
     return RunResult(run_dir, trials, pareto)
 
 
