@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -92,12 +93,14 @@ def train(
     progress: bool = True,
     description: str = "train",
     deadline: float | None = None,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place with AdamW and a cosine schedule, KD when logits are given.
 
     ``teacher_logits[i]`` must belong to ``images[i]``. Alpha 0 (or no logits) is plain
     cross-entropy training, which is also how the teacher itself is trained. Past
     ``deadline`` (a ``time.monotonic()`` value) it stops with ``TrialTimeout``.
+    ``on_epoch(epoch, model)`` runs after each epoch (1-based) and may raise to stop.
     """
     if teacher_logits is not None and len(teacher_logits) != len(images):
         raise ValueError(f"{len(teacher_logits)} teacher logits for {len(images)} images")
@@ -142,6 +145,13 @@ def train(
             bar.update(1)
         loss_value = running / steps_per_epoch
         bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.3f}")
+        if on_epoch is not None:
+            try:
+                on_epoch(epoch + 1, model)
+            except BaseException:
+                bar.close()
+                raise
+            model.train()
     bar.close()
     seconds = time.perf_counter() - start
     return TrainResult(

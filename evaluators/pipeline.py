@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ import torch
 from evaluators.budget import Budget
 from evaluators.cost import module_cost
 from evaluators.distill import TrainConfig, check_deadline, evaluate_accuracy, train
+from evaluators.early_stopping import EarlyStopping, ParetoStopper, StoppedEarly
 from evaluators.files import save_torch_atomic, write_text_atomic
 from evaluators.hardware import Host, LatencyMeasurement, measure_onnx_latency
 from evaluators.latency import LatencyOracle
@@ -43,6 +45,10 @@ from spaces.channels import ChannelPlan, plan_channels
 
 if TYPE_CHECKING:
     from evaluators.data import Dataset
+
+
+# Validation images judged after each epoch for early stopping (a cheap, fixed subset).
+VAL_CHECK = 1000
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,7 @@ class EvaluationContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     # Seconds one candidate may take from start to measured artifact; None: no limit.
     timeout_s: float | None = None
+    early_stopping: EarlyStopping = field(default_factory=EarlyStopping)
 
     @classmethod
     def create(
@@ -88,6 +95,7 @@ class EvaluationContext:
         progress: bool = True,
         device: torch.device | str = "cpu",
         timeout_s: float | None = None,
+        early_stopping: EarlyStopping | None = None,
     ) -> EvaluationContext:
         if len(teacher_logits) != len(dataset.train):
             raise ValueError(
@@ -108,6 +116,7 @@ class EvaluationContext:
             progress,
             torch.device(device),
             timeout_s,
+            early_stopping or EarlyStopping(),
         )
 
     @property
@@ -120,8 +129,14 @@ def evaluate_candidate(
     context: EvaluationContext,
     artifact_dir: str | Path | None = None,
     description: str = "candidate",
+    front: Sequence[Mapping[str, float]] = (),
 ) -> Metrics:
-    """Judge ``candidate``; exceptions propagate (the caller records them as failed)."""
+    """Judge ``candidate``; exceptions propagate (the caller records them as failed).
+
+    ``front``: the objective values of the finished trials on the current Pareto front
+    (name -> value, ``accuracy`` among them); with it, training stops early when the
+    candidate cannot reach the front at its cost (``evaluators.early_stopping``).
+    """
     dataset = context.dataset
     shape = dataset.input_shape
     channels, classes = shape[0], dataset.num_classes
@@ -188,26 +203,66 @@ def evaluate_candidate(
     images, labels = dataset.train.images[subset], dataset.train.labels[subset]
     logits = context.teacher_logits[subset]
 
-    def fit(model: torch.nn.Module, epochs: int, phase: str) -> None:
+    def fit(model: torch.nn.Module, epochs: int, phase: str, on_epoch=None) -> None:
         if epochs < 1:
             return
         begin = time.perf_counter()
         config = replace(context.train_config, epochs=epochs)
-        train(
-            model,
-            images,
-            labels,
-            logits,
-            config,
-            progress=context.progress,
-            description=f"{description} {phase}",
-            deadline=deadline,
-        )
-        seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - begin
+        try:
+            train(
+                model,
+                images,
+                labels,
+                logits,
+                config,
+                progress=context.progress,
+                description=f"{description} {phase}",
+                deadline=deadline,
+                on_epoch=on_epoch,
+            )
+        finally:
+            seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - begin
+
+    stopper = ParetoStopper(
+        tuple(front),
+        {
+            "latency_ms": latency.median_ms,
+            "peak_memory_kb": cost.peak_memory_kb,
+            "flash_kb": cost.flash_kb,
+            "params": float(cost.params),
+            "macs": float(cost.macs),
+        },
+        context.early_stopping,
+    )
+    history: list[float] = []
+    val_images, val_labels = dataset.val.images[:VAL_CHECK], dataset.val.labels[:VAL_CHECK]
+
+    def judge(epoch: int, model: torch.nn.Module) -> None:
+        history.append(evaluate_accuracy(model, val_images, val_labels))
+        reason = stopper.check(history, context.train_config.epochs)
+        if reason is not None:
+            raise StoppedEarly(reason, epoch, history[-1])
 
     torch.manual_seed(context.train_config.seed)
     model = build_model(candidate, channels, classes).to(context.device)
-    fit(model, context.train_config.epochs, "train")
+    watching = bool(front) and context.early_stopping.enabled
+    try:
+        fit(model, context.train_config.epochs, "train", judge if watching else None)
+    except StoppedEarly as stopped:
+        return Metrics(
+            status="pruned",
+            reason=stopped.reason,
+            accuracy=stopped.accuracy,  # PyTorch validation accuracy when it stopped
+            latency_ms=latency.median_ms,
+            latency_p90_ms=latency.p90_ms,
+            latency_source=latency.source + (" (before training)" if measures else ""),
+            executed=", ".join(artifact.executed_bits) if artifact else None,
+            int8=artifact.is_int8 if artifact else None,
+            train_subset=len(subset),
+            epochs=stopped.epoch,
+            seconds=seconds,
+            **common,
+        )
 
     if pruned:
         begin = time.perf_counter()

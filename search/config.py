@@ -89,6 +89,13 @@ class TrainingSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where candidates and the teacher train; auto = CUDA when present"
     )
+    early_stopping: bool = Field(
+        True, description="stop training a candidate that cannot reach the current front"
+    )
+    early_stopping_min_epochs: int = Field(2, ge=1, description="epochs before judging")
+    early_stopping_slack: float = Field(
+        0.02, ge=0, le=1, description="accuracy added to the optimistic extrapolation"
+    )
 
     @field_validator("device")
     @classmethod

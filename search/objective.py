@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 
 from evaluators.budget import Budget
 from evaluators.metrics import Metrics
 from evaluators.pipeline import EvaluationContext, evaluate_candidate
+from search.config import OBJECTIVE_DIRECTIONS
+from search.pareto import pareto_mask
 from search.storage import mark_worker
 from spaces.candidate import Candidate
 from spaces.space import SearchSpace
@@ -56,7 +60,8 @@ class Objective:
                 trial.set_user_attr("artifacts", earlier.user_attrs["artifacts"])
             artifacts = None
         else:
-            metrics, artifacts, failure = self.evaluate(candidate, trial.number)
+            front = current_front(trial.study, self.objectives, self.context.budget)
+            metrics, artifacts, failure = self.evaluate(candidate, trial.number, front)
             if failure is not None:
                 record(trial, candidate, metrics, self.context.budget)
                 trial.set_user_attr("traceback", failure)
@@ -69,7 +74,10 @@ class Objective:
         return values
 
     def evaluate(
-        self, candidate: Candidate, number: int | str
+        self,
+        candidate: Candidate,
+        number: int | str,
+        front: Sequence[Mapping[str, float]] = (),
     ) -> tuple[Metrics, str | None, str | None]:
         """(metrics, artifact folder relative to the run, traceback when it failed). Any
         exception of the evaluation is a failed candidate, never a failed search."""
@@ -80,12 +88,41 @@ class Objective:
                 self.context,
                 artifact_dir=self.run_dir / artifacts,
                 description=f"trial {number}",
+                front=front,
             )
         except Exception as error:
             reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
             log.warning("trial %s failed: %s  [%s]", number, reason, candidate.genome)
             return Metrics(status="failed", reason=reason), None, traceback.format_exc()[-4000:]
         return metrics, str(artifacts) if metrics.status == "ok" else None, None
+
+
+def current_front(
+    study: optuna.Study, objectives: list[str], budget: Budget
+) -> list[dict[str, float]]:
+    """The objective values (and number) of the finished trials on the current front:
+    trained (status ok) and within budget."""
+    rows = []
+    for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        metrics = other.user_attrs.get("metrics") or {}
+        if metrics.get("status") != "ok" or other.user_attrs.get("duplicate_of") is not None:
+            continue
+        values = {name: metrics.get(name) for name in objectives}
+        if any(v is None for v in values.values()):
+            continue
+        limits = budget.constraints(
+            latency_ms=metrics.get("latency_ms"),
+            peak_memory_kb=metrics.get("peak_memory_kb"),
+            flash_kb=metrics.get("flash_kb"),
+        )
+        if Budget.violated(limits):
+            continue
+        rows.append({**{k: float(v) for k, v in values.items()}, "number": other.number})
+    if not rows:
+        return []
+    directions = [OBJECTIVE_DIRECTIONS[name] for name in objectives]
+    mask = pareto_mask(np.array([[r[n] for n in objectives] for r in rows]), directions)
+    return [row for row, keep in zip(rows, mask, strict=True) if keep]
 
 
 class TrialFailed(Exception):

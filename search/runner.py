@@ -19,6 +19,7 @@ import yaml
 
 from evaluators.data import Dataset, load_dataset
 from evaluators.distill import resolve_device
+from evaluators.early_stopping import EarlyStopping
 from evaluators.files import write_text_atomic
 from evaluators.hardware import Host
 from evaluators.latency import LatencyOracle
@@ -223,6 +224,11 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
         progress=progress,
         device=device,
         timeout_s=config.execution.trial_timeout_s,
+        early_stopping=EarlyStopping(
+            config.training.early_stopping,
+            config.training.early_stopping_min_epochs,
+            config.training.early_stopping_slack,
+        ),
     )
     objective = Objective(config.search_space(), context, config.objectives, run_dir)
     return Session(

@@ -57,7 +57,9 @@ def test_quickstart_twice_resumes_to_twelve_trials(tmp_path):
     trials = pd.read_csv(run / "trials.csv")
     assert len(trials) == 12 and list(trials["number"]) == list(range(12))
     assert len(pd.read_parquet(run / "trials.parquet")) == 12
-    assert set(trials["status"]) <= {"ok", "infeasible", "failed"}
+    assert set(trials["status"]) <= {"ok", "infeasible", "failed", "pruned"}
+    pruned = trials[trials["status"] == "pruned"]  # stopped early: cannot reach the front
+    assert pruned["reason"].str.contains("stopped after epoch").all()
     pareto = pd.read_csv(run / "pareto.csv")
     assert len(pareto) >= 1
     budget = yaml.safe_load((ROOT / "configs" / "quickstart.yaml").read_text())["budget"]

@@ -1,0 +1,90 @@
+"""Pareto-aware early stopping: stop training a candidate that cannot reach the front.
+
+Optuna's pruners and Ray's ASHA compare a trial with others at the same step on one
+objective; in a multi-objective search that would stop exactly the small, fast candidates
+the front needs (they learn slower). Here a candidate's costs (latency, memory, flash,
+params, MACs) are known before training, so the question is sharper: could this candidate,
+at its cost, still end up non-dominated?
+
+After each epoch (from ``min_epochs`` on) the validation accuracy is extrapolated
+optimistically: learning curves flatten, so the remaining epochs gain at most the last
+epoch's gain each, plus ``slack`` for noise (compression after training only lowers
+accuracy, so it is not counted). If a finished trial on the current front costs no more on
+every cost objective and is at least that accurate, the candidate is dominated whatever
+happens next and its training stops: the trial is recorded as ``pruned`` with the epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Settings (``training.early_stopping*`` in the config)."""
+
+    enabled: bool = True
+    min_epochs: int = 2
+    slack: float = 0.02
+
+
+class StoppedEarly(Exception):
+    """Training was stopped: the candidate cannot reach the front."""
+
+    def __init__(self, reason: str, epoch: int, accuracy: float):
+        super().__init__(reason)
+        self.reason, self.epoch, self.accuracy = reason, epoch, accuracy
+
+
+def optimistic_accuracy(history: Sequence[float], total_epochs: int, slack: float) -> float:
+    """The most the final accuracy can plausibly be, from the per-epoch accuracies so far."""
+    if not history:
+        return 1.0
+    remaining = max(0, total_epochs - len(history))
+    gain = max(0.0, history[-1] - history[-2]) if len(history) >= 2 else 1.0
+    return min(1.0, history[-1] + remaining * gain + slack)
+
+
+@dataclass(frozen=True)
+class ParetoStopper:
+    """Judges one candidate against the front of the trials finished so far.
+
+    ``front`` holds each finished feasible trial's objective values (name -> value);
+    ``costs`` the candidate's values of the cost objectives (all minimised).
+    """
+
+    front: tuple[Mapping[str, float], ...]
+    costs: Mapping[str, float]
+    settings: EarlyStopping = EarlyStopping()
+
+    def dominator(self, accuracy: float) -> Mapping[str, float] | None:
+        """A front member at least as accurate as ``accuracy`` and no costlier on any cost
+        objective (strictly better somewhere), or None."""
+        for member in self.front:
+            if member.get("accuracy") is None or member["accuracy"] < accuracy:
+                continue
+            # Only the run's own objectives count: the member holds exactly those.
+            costs = [(member[k], v) for k, v in self.costs.items() if k in member]
+            if any(m > v for m, v in costs):
+                continue
+            if member["accuracy"] > accuracy or any(m < v for m, v in costs):
+                return member
+        return None
+
+    def check(self, history: Sequence[float], total_epochs: int) -> str | None:
+        """Why training should stop now, or None to go on."""
+        epoch = len(history)
+        if not self.settings.enabled or epoch < self.settings.min_epochs or epoch >= total_epochs:
+            return None
+        bound = optimistic_accuracy(history, total_epochs, self.settings.slack)
+        member = self.dominator(bound)
+        if member is None:
+            return None
+        trial = member.get("number")
+        which = f"trial {int(trial)}" if trial is not None else "a front member"
+        return (
+            f"stopped after epoch {epoch} of {total_epochs}: validation accuracy "
+            f"{history[-1]:.4f}, at most {bound:.4f} by the end, and {which} reaches "
+            f"{member['accuracy']:.4f} at no higher cost"
+        )

@@ -1,0 +1,79 @@
+"""Pareto-aware early stopping: the rule by hand, then a real candidate stopped mid-training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from evaluators.budget import Budget
+from evaluators.data import load_dataset
+from evaluators.distill import TrainConfig
+from evaluators.early_stopping import EarlyStopping, ParetoStopper, optimistic_accuracy
+from evaluators.hardware import Host
+from evaluators.pipeline import EvaluationContext, evaluate_candidate
+from spaces import get_candidate
+
+MEMBER = {"accuracy": 0.9, "latency_ms": 1.0, "peak_memory_kb": 10.0, "number": 3}
+
+
+def test_optimistic_accuracy_extrapolates_the_last_gain():
+    # 0.55 + 2 remaining epochs x 0.05 + slack 0.02
+    assert optimistic_accuracy([0.5, 0.55], 4, 0.02) == pytest.approx(0.67)
+    assert optimistic_accuracy([0.3, 0.6], 4, 0.02) == 1.0  # capped
+    assert optimistic_accuracy([0.6, 0.5], 3, 0.0) == pytest.approx(0.5)  # no negative gain
+
+
+def test_a_costlier_candidate_that_cannot_catch_up_is_stopped():
+    stopper = ParetoStopper((MEMBER,), {"latency_ms": 2.0, "peak_memory_kb": 20.0})
+    reason = stopper.check([0.5, 0.55], 4)
+    assert reason is not None
+    assert "after epoch 2 of 4" in reason and "at most 0.6700" in reason and "trial 3" in reason
+
+
+@pytest.mark.parametrize(
+    ("costs", "history", "total", "why"),
+    [
+        ({"latency_ms": 0.5, "peak_memory_kb": 20.0}, [0.5, 0.55], 4, "cheaper on latency"),
+        ({"latency_ms": 2.0, "peak_memory_kb": 20.0}, [0.3, 0.6], 4, "still learning fast"),
+        ({"latency_ms": 2.0, "peak_memory_kb": 20.0}, [0.5], 4, "before min_epochs"),
+        ({"latency_ms": 2.0, "peak_memory_kb": 20.0}, [0.5, 0.5, 0.5, 0.5], 4, "last epoch"),
+    ],
+)
+def test_candidates_that_may_still_reach_the_front_go_on(costs, history, total, why):
+    assert ParetoStopper((MEMBER,), costs).check(history, total) is None, why
+
+
+def test_disabled_never_stops():
+    stopper = ParetoStopper(
+        (MEMBER,), {"latency_ms": 2.0, "peak_memory_kb": 20.0}, EarlyStopping(enabled=False)
+    )
+    assert stopper.check([0.1, 0.1], 4) is None
+
+
+def test_only_the_runs_objectives_decide_dominance():
+    # The member holds accuracy and latency only (the run's objectives): memory is ignored.
+    member = {"accuracy": 0.9, "latency_ms": 1.0}
+    costs = {"latency_ms": 2.0, "peak_memory_kb": 1.0}
+    assert ParetoStopper((member,), costs).check([0.5, 0.5], 4) is not None
+
+
+def test_a_real_candidate_is_stopped_and_recorded_as_pruned():
+    digits = load_dataset("digits", seed=0)
+    context = EvaluationContext.create(
+        digits,
+        torch.randn(len(digits.train), 10),
+        Budget(latency_ms=1000),
+        Host(runs=5, warmup=1),
+        TrainConfig(epochs=4, batch_size=64),
+        200,
+        progress=False,
+    )
+    # A front member that is perfect and free: nothing can reach it.
+    front = [{"accuracy": 1.0, "latency_ms": 0.0, "peak_memory_kb": 0.0, "number": 0}]
+    metrics = evaluate_candidate(get_candidate("tiny_dsconv"), context, front=front)
+    assert metrics.status == "pruned"
+    assert metrics.epochs == 2 and "stopped after epoch 2 of 4" in metrics.reason
+    assert metrics.accuracy is not None and metrics.latency_ms > 0
+    assert "export" not in metrics.seconds  # never compressed or exported
+    # Without a front (the first trials), the same candidate trains to the end.
+    assert evaluate_candidate(get_candidate("tiny_dsconv"), context).status == "ok"
