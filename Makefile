@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 STAMP := $(VENV)/.paretonas-installed
 
-.PHONY: setup data postgres demo quickstart test test-fast lint bench clean
+.PHONY: setup data postgres chromium demo quickstart test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -44,16 +44,30 @@ postgres:
 		echo "PostgreSQL: no initdb under /usr/lib/postgresql/*/bin; tests marked postgres will fail (apt-get install postgresql)"; \
 	fi
 
+# Chromium for the browser test of the report (tests/search/test_report_browser.py, driven by
+# the playwright package's own driver, never a downloaded browser): Debian's package as root.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then \
+		echo "Chromium: /usr/bin/chromium"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		(apt-get install -y -q chromium >/dev/null 2>&1 \
+			|| (apt-get update -q && apt-get install -y -q chromium) >/dev/null) \
+		&& echo "Chromium: installed Debian package chromium"; \
+	else \
+		echo "Chromium: not at /usr/bin/chromium; the report's browser test will fail (apt-get install chromium)"; \
+	fi
+
 demo: setup data
 	$(VENV)/bin/paretonas search --config configs/fashion-mnist-cpu.yaml --name demo
 
 quickstart: setup
 	$(VENV)/bin/paretonas search --config configs/quickstart.yaml --name quickstart
 
-test: setup data postgres
+test: setup data postgres chromium
 	$(PY) -m pytest -q tests
 
-test-fast: setup postgres
+test-fast: setup postgres chromium
 	$(PY) -m pytest -q -m "not slow" tests
 
 # Performance goals: each benchmark writes JSON (machine, command, figures) under results/benchmarks/.

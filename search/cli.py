@@ -57,8 +57,28 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--results", help="results folder here (default: the run's)")
     worker.add_argument("--progress", action="store_true", help="show progress bars")
 
-    report = commands.add_parser("report", help="render report.html of a run")
-    report.add_argument("run_dir", help="a run folder, e.g. results/demo")
+    report = commands.add_parser(
+        "report",
+        help="render a run's report.html and summary.json, or one overlay report of several runs",
+    )
+    report.add_argument(
+        "run_dirs", nargs="+", metavar="RUN", help="run folder(s), e.g. results/demo"
+    )
+    report.add_argument(
+        "--out",
+        help="HTML file to write (default: RUN/report.html for one run, "
+        "FIRST_RUN/report-compare.html for several)",
+    )
+
+    baselines = commands.add_parser(
+        "baselines",
+        help="evaluate hand-designed networks (MobileNetV2, ShuffleNet, plain CNN) into a run",
+    )
+    baselines.add_argument("--config", required=True, help="the run's config (YAML)")
+    baselines.add_argument("--name", help="run name (default: the config's name)")
+    baselines.add_argument("--results", help="results folder (default: the config's)")
+    baselines.add_argument("--only", nargs="+", metavar="NAME", help="some of them (default: all)")
+    baselines.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     export = commands.add_parser("export", help="write a trial's deployable model and manifest")
     export.add_argument("run_dir", help="a run folder, e.g. results/demo")
@@ -94,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "search":
             return _search(args)
+        if args.command == "baselines":
+            return _baselines(args)
         if args.command == "worker":
             return _worker(args)
         if args.command == "export":
@@ -138,6 +160,15 @@ def _with_execution(config: RunConfig, args: argparse.Namespace) -> RunConfig:
         if getattr(args, key) is not None:
             execution["ray"][key] = getattr(args, key)
     return parse_config({**config.model_dump(mode="json"), "execution": execution}, "command line")
+
+
+def _baselines(args: argparse.Namespace) -> int:
+    from search.baselines import run_baselines
+
+    config = load_config(args.config, name=args.name, results_dir=args.results)
+    result = run_baselines(config, args.only, progress=not args.no_progress)
+    print(result.run_dir / "report.html")
+    return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -188,16 +219,22 @@ def _devices(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from search.report import write_report
+    from search.report import write_comparison, write_report
 
-    run_dir = Path(args.run_dir)
-    missing = [n for n in ("run.json", "trials.csv", "pareto.csv") if not (run_dir / n).is_file()]
-    if missing:
-        raise ConfigError(
-            f"{run_dir} is not a run folder (missing {', '.join(missing)}); "
-            "pass a folder written by 'paretonas search'"
-        )
-    print(write_report(run_dir))
+    run_dirs = [Path(run_dir) for run_dir in args.run_dirs]
+    for run_dir in run_dirs:
+        missing = [
+            n for n in ("run.json", "trials.csv", "pareto.csv") if not (run_dir / n).is_file()
+        ]
+        if missing:
+            raise ConfigError(
+                f"{run_dir} is not a run folder (missing {', '.join(missing)}); "
+                "pass a folder written by 'paretonas search'"
+            )
+    if len(run_dirs) == 1:
+        print(write_report(run_dirs[0], args.out))
+    else:
+        print(write_comparison(run_dirs, args.out))
     return 0
 
 

@@ -1,7 +1,8 @@
 """What a run leaves in results/<run>/, rewritten from the study after every trial.
 
-trials.csv / trials.parquet   one row per trial: genome, parameters, metrics, status, seconds
-pareto.csv                    the Pareto members (ok, within budget, non-dominated)
+trials.csv / trials.parquet   one row per trial: genome, parameters, metrics, status, seconds;
+                              ``baseline`` names a hand-designed baseline (search.baselines)
+pareto.csv                    the Pareto members (ok, within budget, non-dominated, searched)
 run.json                      what the report needs besides the tables (teacher, budget, device)
 report.html                   the report (search.report)
 models/<trial>/               the Pareto members' model.pt, candidate.json, model.onnx
@@ -24,6 +25,9 @@ from search.pareto import pareto_mask
 from search.storage import WORKER
 
 MODELS = "models"
+# Trial user attribute (and trials.csv column): the name of a hand-designed baseline
+# evaluated into the run (search.baselines); absent on searched trials.
+BASELINE = "baseline"
 METRIC_COLUMNS = [
     "accuracy",
     "test_accuracy",
@@ -81,6 +85,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "worker": trial.system_attrs.get(WORKER),
             "ray_node": trial.user_attrs.get("ray_node"),  # Ray backend: the node that ran it
             "artifacts": trial.user_attrs.get("artifacts"),
+            BASELINE: trial.user_attrs.get(BASELINE),
         }
         for column in METRIC_COLUMNS:
             row[column] = metrics.get(column)
@@ -105,6 +110,9 @@ def pareto_frame(
     # Duplicate trials share one model: keep the first of each genome on the front.
     candidates = trials[(trials["status"] == "ok") & trials["feasible"].astype(bool)]
     candidates = candidates[candidates["duplicate_of"].isna()]
+    if BASELINE in candidates:
+        # Baselines are shown beside the front, never on it: it is what the search found.
+        candidates = candidates[candidates[BASELINE].isna()]
     if candidates.empty:
         return candidates
     mask = pareto_mask(candidates[objectives].to_numpy(dtype=float), directions)

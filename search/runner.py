@@ -31,6 +31,7 @@ from search.report import write_report
 from search.results import export_pareto_models, pareto_frame, trials_frame, write_tables
 from search.storage import StorageError, default_storage, open_storage, safe_url
 from search.study import open_study
+from search.summary import write_importance
 from search.worker import TARGET, work
 from search.worker import progress as worker_progress
 
@@ -367,6 +368,7 @@ def write_results(
     }
     write_text_atomic(run_dir / "run.json", json.dumps(run_info, indent=2))
     if report:
+        write_importance(study, run_dir, config.objectives)
         write_report(run_dir)
     return RunResult(run_dir, trials, pareto)
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import TrialState
 
+from search.results import BASELINE
 from search.storage import retry_dead_local_trials
 
 log = logging.getLogger("paretonas")
@@ -25,7 +26,10 @@ TARGET = "target_trials"  # study user attribute: how many finished trials the r
 
 
 def finished(trial: optuna.trial.FrozenTrial) -> bool:
-    """Evaluated to an outcome (a failure with a reason counts; a dead worker's does not)."""
+    """Evaluated to an outcome (a failure with a reason counts; a dead worker's does not).
+    Hand-designed baselines (``search.baselines``) are not trials of the search."""
+    if BASELINE in trial.user_attrs:
+        return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
     return trial.state == TrialState.FAIL and "metrics" in trial.user_attrs

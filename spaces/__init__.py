@@ -5,6 +5,7 @@ This package depends on neither ``evaluators`` nor ``search``.
 
 from __future__ import annotations
 
+from spaces.baselines import BASELINES, baseline_candidates
 from spaces.blocks import create_block, register_block, registered_blocks
 from spaces.build import (
     CandidateNet,
@@ -32,6 +33,7 @@ from spaces.space import SearchSpace
 
 __all__ = [
     "ACTIVATION_BITS",
+    "BASELINES",
     "BLOCK_KINDS",
     "KERNELS",
     "WEIGHT_BITS",
@@ -47,6 +49,7 @@ __all__ = [
     "StageChannels",
     "StagePolicy",
     "StageSpec",
+    "baseline_candidates",
     "build_model",
     "create_block",
     "create_model",

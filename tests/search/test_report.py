@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
+import html
 import json
 import math
 from pathlib import Path
 
+import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
-from search.report import NO_FEASIBLE, REPORT, write_report
+from search.cli import main
+from search.report import (
+    COMPARE,
+    NO_FEASIBLE,
+    REPORT,
+    architecture_strip,
+    parse_genome,
+    write_report,
+)
+from search.results import pareto_frame
+from search.summary import (
+    IMPORTANCE,
+    SUMMARY,
+    hypervolume_progress,
+    meets,
+    recommend,
+    write_importance,
+)
 
 TEACHER_ACCURACY = 0.9812
 HOW = "onnxruntime 1.32.0 CPUExecutionProvider, 1 thread, batch 1, median of 30 runs"
@@ -92,9 +112,9 @@ def _write_run(run_dir: Path, trials: list[dict], pareto: list[dict], params: bo
     return run_dir
 
 
-@pytest.fixture
-def report(tmp_path: Path) -> str:
-    run_dir = _write_run(tmp_path / "run", PARETO + OTHERS, PARETO)
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> str:
+    run_dir = _write_run(tmp_path_factory.mktemp("report") / "run", PARETO + OTHERS, PARETO)
     path = write_report(run_dir)
     assert path == run_dir / REPORT and path.exists()
     assert not list(run_dir.glob(".report.*"))  # the temporary file was moved, not left
@@ -110,10 +130,13 @@ def test_report_states_provenance_and_teacher(report: str):
     assert "the search ranked candidates on the validation split" in report
 
 
-def test_report_embeds_plotly_once_and_draws_both_figures(report: str):
+def test_report_embeds_plotly_once_and_draws_every_figure(report: str):
     assert report.count(PLOTLY_MARKER) == 1
-    assert 'id="figure-1"' in report and 'id="figure-2"' in report
-    assert report.count("Plotly.newPlot(") == 2
+    for div in ("figure-1", "figure-2", "figure-3d", "figure-hypervolume"):
+        assert f'id="{div}"' in report
+    # 2-D latency, 2-D memory, 3-D, hypervolume; no importance.json, no predictions.
+    assert report.count("Plotly.newPlot(") == 4
+    assert '"type":"scatter3d"' in report
 
 
 @pytest.mark.parametrize("genome", [row["genome"] for row in PARETO])
@@ -127,15 +150,48 @@ def test_report_shows_budget(report: str):
     assert "flash: no limit" in report
 
 
-def test_report_recommends_most_accurate_and_knee(report: str):
-    # Most accurate by test accuracy is trial 3; the knee over (val acc, latency) is trial 2:
-    # scaled over the front trial 1 -> (1, 0), trial 2 -> (0.118, 0.25), trial 3 -> (0, 1).
-    best = report.split("Most accurate within budget:</b>")[1].split("</p>")[0]
-    knee = report.split("Knee point</b>")[1].split("</p>")[0]
-    assert best.strip().startswith("trial 3 ")
+def test_report_summarises_each_tier_and_the_knee(report: str):
+    # Tiers derived from the budget (2.75 ms, 64 KB): x0.5 -> trial 2 is the most accurate
+    # within 1.375 ms and 32 KB; configured and x2 -> trial 3. The knee over (val acc,
+    # latency) is trial 2: scaled over the front trial 1 -> (1, 0), 2 -> (0.118, 0.25), 3 -> (0, 1).
+    summary = report.split("<h2>Summary</h2>")[1].split("<h2>")[0]
+    tiers = summary.split('<li class="tier">')[1:]
+    assert [tier.split("</b>")[0] for tier in tiers] == [
+        "<b>Tighter (bounds \u00d70.5)",
+        "<b>Configured budget",
+        "<b>Looser (bounds \u00d72)",
+    ]
+    assert "(latency \u2264 1.375 ms, peak memory \u2264 32 KB, flash: no limit)" in tiers[0]
+    assert "trial 2 " in tiers[0]
+    best = tiers[1].split("</b>")[1]
+    assert "trial 3 (c32,mb3x48k5e6s1|p0w32a32)" in best
     assert "96.5% test accuracy (1.6 points below the teacher, 98.1%)" in best
     assert "2.500 ms (measured)" in best and "60.0 KB peak memory (computed)" in best
+    assert "4.0\u00d7 smaller than the teacher (30,000 parameters against 120,000)" in best
+    # The teacher's latency is not in run.json: no speed-up is made up.
+    assert "latency was not measured, so each model is compared with the teacher" in summary
+    assert "faster" not in summary
+    assert f"Latency was measured on host ({HOW})" in summary
+    assert "Only candidates within the configured budget were trained" in summary
+    knee = report.split("Knee point</b>")[1].split("</p>")[0]
     assert "trial 2 " in knee and "94.0% test accuracy" in knee
+
+
+def test_report_marks_the_knee_point_with_a_star(report: str):
+    assert report.count('"name":"knee point (trial 2)"') == 3  # both 2-D figures and the 3-D
+    assert report.count('"symbol":"star"') == 2
+
+
+def test_report_says_how_much_faster_when_the_teacher_latency_is_known(tmp_path: Path):
+    run_dir = _write_run(tmp_path / "run", PARETO + OTHERS, PARETO)
+    run = {**RUN, "teacher": {**RUN["teacher"], "latency_ms": 10.0}}
+    (run_dir / "run.json").write_text(json.dumps(run))
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    assert "and 4.0\u00d7 faster (2.500 ms against the teacher&#x27;s 10.000 ms)" in text
+    assert "latency was not measured" not in text
+    summary = json.loads((run_dir / SUMMARY).read_text())
+    assert summary["tiers"][1]["faster_than_teacher"] == pytest.approx(4.0)
+    assert summary["teacher"]["latency_ms"] == 10.0
 
 
 def test_report_counts_and_escapes(report: str):
@@ -180,7 +236,7 @@ def test_report_overwrites_previous_report(tmp_path: Path):
 def test_report_without_predictions_says_how_to_get_them(report: str):
     assert "Predicted against measured latency" in report
     assert "paretonas calibrate --device host" in report
-    assert 'id="figure-3"' not in report
+    assert 'id="figure-prediction"' not in report
 
 
 def test_report_compares_predicted_and_measured_latency(tmp_path: Path):
@@ -196,7 +252,7 @@ def test_report_compares_predicted_and_measured_latency(tmp_path: Path):
     ]
     run_dir = _write_run(tmp_path / "run", trials, PARETO)
     text = write_report(run_dir).read_text(encoding="utf-8")
-    assert 'id="figure-3"' in text and text.count("Plotly.newPlot(") == 3
+    assert 'id="figure-prediction"' in text and text.count("Plotly.newPlot(") == 5
     caption = text.split("Predicted against measured latency")[1]
     assert "4 trial(s) were measured and also predicted" in caption
     assert "Median error 5.0%, 75% within \u00b110%" in caption
@@ -215,3 +271,346 @@ def test_report_of_a_predicted_device_never_says_measured(tmp_path: Path):
     assert "Latency is predicted, not measured" in text
     assert "ms (measured)" not in text and "latency ms (measured)" not in text
     assert "Latency on cortex-m7 is predicted, not measured" in text
+
+
+# -- summary.json: one recommendation per budget tier -----------------------------------------
+
+OBJECTIVES_3D = [
+    {"name": "accuracy", "direction": "maximize"},
+    {"name": "latency_ms", "direction": "minimize"},
+    {"name": "peak_memory_kb", "direction": "minimize"},
+]
+
+
+def _random_run(run_dir: Path, seed: int, run: dict) -> Path:
+    """A run with many trials on three objectives, its front built the way a run builds it."""
+    rng = np.random.default_rng(seed)
+    budget = run["budget"]
+    rows = []
+    for number in range(40):
+        status = str(rng.choice(["ok"] * 6 + ["infeasible", "failed"]))
+        accuracy = float(rng.uniform(0.5, 0.99))
+        latency, memory = float(rng.uniform(0.2, 5.0)), float(rng.uniform(5.0, 120.0))
+        within = all(
+            budget.get(key) is None or value <= budget[key]
+            for key, value in (("latency_ms", latency), ("peak_memory_kb", memory))
+        )
+        trained = status == "ok"
+        genome = (
+            f"c{8 * int(rng.integers(1, 5))},mb{int(rng.integers(1, 4))}x24k3e4s1,"
+            f"ds1x32k5s2|p0.{int(rng.integers(0, 6))}w8a8,p0w8a8"
+        )
+        row = _trial(
+            number,
+            status,
+            genome,
+            accuracy if trained else math.nan,
+            accuracy - float(rng.uniform(0.0, 0.06)) if trained else math.nan,
+            latency if status != "failed" else math.nan,
+            memory=memory if status != "failed" else math.nan,
+            flash=float(rng.uniform(1.0, 50.0)),
+            params=float(rng.integers(500, 50000)),
+        )
+        row["feasible"] = trained and within
+        row["duplicate_of"] = None
+        rows.append(row)
+    trials = pd.DataFrame(rows)
+    pareto = pareto_frame(
+        trials, [o["name"] for o in OBJECTIVES_3D], [o["direction"] for o in OBJECTIVES_3D]
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(json.dumps(run))
+    trials.to_csv(run_dir / "trials.csv", index=False)
+    pareto.to_csv(run_dir / "pareto.csv", index=False)
+    return run_dir
+
+
+def _within(row: pd.Series, budget: dict) -> bool:
+    return all(
+        bound is None or (not pd.isna(row[key]) and row[key] <= bound)
+        for key, bound in budget.items()
+    )
+
+
+RUN_3D = {**RUN, "objectives": OBJECTIVES_3D, "budget": {"latency_ms": 4.0, "peak_memory_kb": 100}}
+
+
+@pytest.mark.parametrize(
+    "run",
+    [
+        RUN_3D,
+        {
+            **RUN_3D,
+            "tiers": [
+                {"name": "watch", "latency_ms": 0.8, "peak_memory_kb": 30},
+                {"name": "impossible", "latency_ms": 0.001},
+                {"name": "memory only", "peak_memory_kb": 40},
+            ],
+        },
+        {**RUN_3D, "budget": {"latency_ms": None, "peak_memory_kb": None, "flash_kb": None}},
+    ],
+    ids=["derived tiers", "listed tiers", "no bound"],
+)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_each_tier_recommends_the_most_accurate_member_within_it(
+    tmp_path: Path, run: dict, seed: int
+):
+    run_dir = _random_run(tmp_path / "run", seed, run)
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    summary = json.loads((run_dir / SUMMARY).read_text())
+    pareto = pd.read_csv(run_dir / "pareto.csv")
+    assert len(pareto) >= 2 and summary["pareto_members"] == len(pareto)
+    names = [tier["name"] for tier in summary["tiers"]]
+    assert "configured budget" in names and len(names) == 3 + ("tiers" in run)
+    for tier in summary["tiers"]:
+        meeting = pareto[[_within(row, tier["budget"]) for _, row in pareto.iterrows()]]
+        name = tier["name"][:1].upper() + tier["name"][1:]
+        assert f"<b>{html.escape(name)}</b>" in text  # every tier is stated in words
+        if tier["trial"] is None:
+            assert meeting.empty
+            continue
+        chosen = pareto[pareto["number"] == tier["trial"]]
+        assert len(chosen) == 1, "the recommendation is a Pareto member"
+        row = chosen.iloc[0]
+        assert row["status"] == "ok" and bool(row["feasible"])
+        assert _within(row, tier["budget"])
+        assert row["genome"] == tier["genome"]
+        assert tier["test_accuracy"] == pytest.approx(row["test_accuracy"])
+        assert not (meeting["test_accuracy"] > tier["test_accuracy"]).any()
+    if "tiers" in run:
+        impossible = next(t for t in summary["tiers"] if t["name"] == "impossible")
+        assert impossible["trial"] is None
+        assert (
+            "<b>Impossible</b> (latency \u2264 0.001 ms, peak memory: no limit, flash: no " in text
+        )
+        assert "no Pareto member meets this budget." in text
+
+
+def test_recommend_ranks_on_test_accuracy_and_reads_raw_csv_values():
+    pareto = pd.DataFrame(
+        [
+            {"number": 1, "status": "ok", "feasible": "True", "test_accuracy": "0.9",
+             "accuracy": 0.99, "latency_ms": 1.0, "peak_memory_kb": 10},
+            {"number": 2, "status": "ok", "feasible": True, "test_accuracy": 0.95,
+             "accuracy": 0.90, "latency_ms": 2.0, "peak_memory_kb": None},
+            {"number": 3, "status": "ok", "feasible": False, "test_accuracy": 0.99,
+             "accuracy": 0.99, "latency_ms": 0.1, "peak_memory_kb": 1},
+        ]
+    )  # fmt: skip
+    assert recommend(pareto, {"latency_ms": 5})["number"] == 2
+    # An unknown peak memory does not meet a memory bound.
+    assert recommend(pareto, {"latency_ms": 5, "peak_memory_kb": 50})["number"] == 1
+    assert recommend(pareto, {"latency_ms": 0.5}) is None
+    assert recommend(pareto.iloc[0:0], {}) is None
+    assert meets({"latency_ms": 1.0}, {"latency_ms": 1.0, "flash_kb": None})
+
+
+def test_summary_json_is_written_next_to_the_report(tmp_path: Path):
+    run_dir = _write_run(tmp_path / "run", PARETO + OTHERS, PARETO)
+    write_report(run_dir)
+    summary = json.loads((run_dir / SUMMARY).read_text())
+    assert not list(run_dir.glob(f".{SUMMARY}*"))
+    assert [t["trial"] for t in summary["tiers"]] == [2, 3, 3]
+    configured = summary["tiers"][1]
+    assert configured["budget"] == {"latency_ms": 2.75, "peak_memory_kb": 64.0, "flash_kb": None}
+    assert configured["latency_kind"] == "measured"
+    assert configured["smaller_than_teacher"] == pytest.approx(4.0)
+    assert configured["faster_than_teacher"] is None
+    assert configured["accuracy_vs_teacher_points"] == pytest.approx(-1.62)
+    assert summary["knee"]["trial"] == 2
+    assert summary["teacher"]["test_accuracy"] == TEACHER_ACCURACY
+    assert summary["device"]["description"] == DEVICE
+    assert summary["hypervolume"] == pytest.approx(0.7956, abs=1e-4)
+
+
+def test_summary_of_a_run_without_feasible_trials(tmp_path: Path):
+    run_dir = _write_run(tmp_path / "run", OTHERS[1:], [], params=False)
+    write_report(run_dir)
+    summary = json.loads((run_dir / SUMMARY).read_text())
+    assert all(tier["trial"] is None for tier in summary["tiers"])
+    assert summary["knee"] is None and summary["hypervolume"] is None
+
+
+# -- hypervolume over trials ----------------------------------------------------------------------
+
+
+def test_hypervolume_progress_by_hand():
+    # Feasible: 1 (0.80, 0.5 ms), 2 (0.95, 1.0), 3 (0.97, 2.5), 4 (0.85, 1.5; dominated by 2).
+    # Ideal (0.97, 0.5); reference: accuracy 0.8 x 0.9 = 0.72, latency the budget 2.75 ms.
+    # Scaled to [0, 1] losses: 1 -> (0.68, 0), 2 -> (0.08, 2/9), 3 -> (0, 8/9).
+    progress = hypervolume_progress(RUN, pd.DataFrame(PARETO + OTHERS))
+    assert list(progress["number"]) == [1, 2, 3, 4, 5, 6, 7]
+    after_1 = 0.32
+    after_2 = 0.92 * (7 / 9) + 0.32 * (2 / 9)
+    after_3 = 1 / 9 + 0.92 * (6 / 9) + 0.32 * (2 / 9)
+    expected = [after_1, after_2, after_3, after_3, after_3, after_3, after_3]
+    assert list(progress["hypervolume"]) == pytest.approx(expected)
+    assert progress.attrs["reference"] == pytest.approx({"accuracy": 0.72, "latency_ms": 2.75})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_hypervolume_never_falls_over_trials(tmp_path: Path, seed: int):
+    run_dir = _random_run(tmp_path / "run", seed, RUN_3D)
+    progress = hypervolume_progress(RUN_3D, pd.read_csv(run_dir / "trials.csv"))
+    values = progress["hypervolume"].to_numpy()
+    assert len(values) == 40 and (np.diff(values) >= -1e-12).all()
+    assert 0 < values[-1] <= 1
+
+
+def test_report_draws_search_progress(report: str):
+    section = report.split("<h2>Search progress</h2>")[1].split("<h2>")[0]
+    assert 'id="figure-hypervolume"' in section
+    assert "Reference: accuracy 72.0% (best 97.0%), latency 2.750 ms (best 0.500 ms)" in section
+    assert f"once the run has written {IMPORTANCE}" in section
+
+
+# -- parameter importance -------------------------------------------------------------------------
+
+
+def _study(trials: int) -> optuna.Study:
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0)
+    )
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        y = trial.suggest_int("y", 1, 4)
+        return x, x * y
+
+    study.optimize(objective, n_trials=trials)
+    return study
+
+
+def test_write_importance_per_objective(tmp_path: Path):
+    path = write_importance(_study(8), tmp_path, ["accuracy", "latency_ms"])
+    assert path == tmp_path / IMPORTANCE
+    importance = json.loads(path.read_text())
+    assert set(importance) == {"accuracy", "latency_ms"}
+    for values in importance.values():
+        assert set(values) == {"x", "y"} and sum(values.values()) == pytest.approx(1.0)
+    assert importance["accuracy"]["x"] > importance["accuracy"]["y"]  # accuracy is x alone
+
+
+def test_write_importance_skips_small_or_broken_studies(tmp_path: Path):
+    assert write_importance(_study(4), tmp_path, ["accuracy", "latency_ms"]) is None
+    assert write_importance(object(), tmp_path, ["accuracy"]) is None
+    assert not (tmp_path / IMPORTANCE).exists()
+
+
+def test_report_draws_importance_when_the_run_has_it(tmp_path: Path):
+    run_dir = _write_run(tmp_path / "run", PARETO + OTHERS, PARETO)
+    importance = {"accuracy": {"width": 0.7, "kernel": 0.3}, "latency_ms": {"width": 1.0}}
+    (run_dir / IMPORTANCE).write_text(json.dumps(importance))
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    assert 'id="figure-importance"' in text and text.count("Plotly.newPlot(") == 5
+    assert "parameter importance (PED-ANOVA) of each searched parameter" in text
+    assert text.count(PLOTLY_MARKER) == 1
+
+
+# -- the Pareto table -----------------------------------------------------------------------------
+
+
+def test_table_is_sortable_and_draws_each_members_architecture(report: str):
+    table = report.split('<table class="sortable" id="pareto-table">')[1].split("</table>")[0]
+    assert "function paretonasSortTable(" in report
+    assert table.count("<tr>") == len(PARETO) + 1  # header + one row per member
+    assert table.count('<span class="arch">') == len(PARETO)
+    for row in PARETO:
+        assert architecture_strip(row["genome"]) in table
+    assert "<b>mbconv \u00d73</b><br>48 k5 e6<br>p0 w32/a32" in table
+    assert '<td data-sort="0.965">96.5%</td>' in table
+
+
+@pytest.mark.parametrize(
+    ("genome", "stem", "stages"),
+    [
+        (
+            "c16,mb2x24k3e4s1,ds1x32k5s2|p0w8a8,p0.5w32a32",
+            {"width": 16, "stride": 1},
+            [
+                {"kind": "mbconv", "depth": 2, "width": 24, "kernel": 3, "expansion": 4,
+                 "stride": 1, "prune_ratio": 0.0, "weight_bits": 8, "activation_bits": 8},
+                {"kind": "dsconv", "depth": 1, "width": 32, "kernel": 5, "stride": 2,
+                 "prune_ratio": 0.5, "weight_bits": 32, "activation_bits": 32},
+            ],
+        ),
+        (
+            "c8s2,gc1x16k3e2g4s1,cv2x8k7s1|p0.25w4a8u0.5,p0w16a16",
+            {"width": 8, "stride": 2},
+            [
+                {"kind": "gconv", "groups": 4, "expansion": 2, "sparsity": 0.5,
+                 "prune_ratio": 0.25, "weight_bits": 4},
+                {"kind": "conv", "depth": 2, "kernel": 7, "weight_bits": 16},
+            ],
+        ),
+        # No policy (an older run): the stages still parse.
+        ("c8,ds1x16k3s2", {"width": 8, "stride": 1}, [{"kind": "dsconv", "width": 16}]),
+    ],
+)  # fmt: skip
+def test_parse_genome(genome: str, stem: dict, stages: list[dict]):
+    parsed = parse_genome(genome)
+    assert parsed["stem"] == stem and len(parsed["stages"]) == len(stages)
+    for got, want in zip(parsed["stages"], stages, strict=True):
+        assert {key: got[key] for key in want} == want
+
+
+@pytest.mark.parametrize("genome", ["", "nonsense", "c8|p0w8a8", None, float("nan")])
+def test_parse_genome_tolerates_what_it_cannot_read(genome):
+    assert parse_genome(genome) is None
+    assert "\u2014" in architecture_strip(genome)
+
+
+def test_architecture_strip_keeps_an_unknown_stage_as_text():
+    strip = architecture_strip("c8,mb1x8k3e2s1,future9|p0w8a8,p0w8a8")
+    assert "mbconv \u00d71" in strip and ">future9<" in strip
+
+
+# -- several runs ---------------------------------------------------------------------------------
+
+
+def test_report_overlays_several_runs(tmp_path: Path, capsys):
+    first = _write_run(tmp_path / "a", PARETO + OTHERS, PARETO)
+    second = _random_run(tmp_path / "b", 0, {**RUN_3D, "name": "digits-nsga2"})
+    assert main(["report", str(first), str(second)]) == 0
+    out = Path(capsys.readouterr().out.strip())
+    assert out == first / COMPARE
+    text = out.read_text(encoding="utf-8")
+    assert "digits-mcu" in text and "digits-nsga2" in text
+    assert text.count(PLOTLY_MARKER) == 1 and text.count("Plotly.newPlot(") == 2
+    assert '"name":"digits-mcu: Pareto members (3)"' in text
+    second_members = len(pd.read_csv(second / "pareto.csv"))
+    assert f'"name":"digits-nsga2: Pareto members ({second_members})"' in text
+    table = text.split('id="compare-table">')[1].split("</table>")[0]
+    assert table.count("<tr>") == 3
+    assert "<code>c32,mb3x48k5e6s1|p0w32a32</code>" in table  # run a's configured pick
+    # --out puts it elsewhere; the runs' own folders get no report-compare.html then.
+    target = tmp_path / "out" / "both.html"
+    assert main(["report", str(first), str(second), "--out", str(target)]) == 0
+    assert target.is_file() and not (second / COMPARE).exists()
+
+
+def test_report_command_of_one_run(tmp_path: Path, capsys):
+    run_dir = _write_run(tmp_path / "run", PARETO + OTHERS, PARETO)
+    assert main(["report", str(run_dir)]) == 0
+    assert Path(capsys.readouterr().out.strip()) == run_dir / REPORT
+    assert (run_dir / SUMMARY).is_file()
+    assert main(["report", str(run_dir), str(tmp_path / "missing")]) == 2
+
+
+def test_hypervolume_leaves_out_baselines():
+    # A hand-designed baseline that would dominate the whole front is not a search trial.
+    baseline = _trial(8, "ok", "c8,cv1x8k3s1|p0w32a32", 0.99, 0.99, 0.1, memory=1)
+    plain = hypervolume_progress(RUN, pd.DataFrame(PARETO + OTHERS))
+    rows = [{**row, "baseline": None} for row in PARETO + OTHERS]
+    rows.append({**baseline, "baseline": "mobilenetv2-0.35"})
+    with_baseline = hypervolume_progress(RUN, pd.DataFrame(rows))
+    assert with_baseline["hypervolume"].iloc[-1] == pytest.approx(plain["hypervolume"].iloc[-1])
+
+
+def test_baselines_are_drawn_beside_the_front_not_on_it(tmp_path: Path):
+    baseline = _trial(9, "ok", "c16,mb1x16k3e1s1|p0w32a32", 0.9, 0.89, 1.2, memory=40)
+    baseline["baseline"] = "mobilenetv2_035"
+    run_dir = _write_run(tmp_path / "run", [*PARETO, *OTHERS, baseline], PARETO)
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    assert "hand-designed baselines (1)" in text and "mobilenetv2_035" in text
+    assert "within budget (4)" in text  # the 4 searched feasible trials; not the baseline

@@ -1,0 +1,343 @@
+"""Does the search beat random search and hand-designed networks, per unit of compute?
+
+On Fashion-MNIST at a search fidelity (--subset training images, --epochs epochs per
+candidate, KD from the cached light teacher of benchmarks/compression.py), under the demo's
+host budget (latency and peak memory):
+
+1. samplers: hypervolume after --trials evaluated candidates for TPE, NSGA-II and random
+   search, --seeds seeds each, with one reference point for all (accuracy 0, the budget's
+   latency and peak memory), objectives scaled to [0, 1] by it;
+2. early stopping on vs off (TPE, first seed): seconds of evaluation spent vs hypervolume;
+3. KD gain: test accuracy of three students of different sizes trained with KD (T=4,
+   alpha=0.9) and without (alpha=0), same epochs and images;
+4. baselines: the hand-designed networks of ``spaces.baselines`` evaluated by the same
+   pipeline (same recipe, same device, same measurement); for each, whether a member of
+   the TPE front (first seed) dominates it.
+
+Writes results/benchmarks/search_quality.json and the README table.
+
+    .venv/bin/python benchmarks/search_quality.py [--trials 12] [--seeds 3] [--subset 3000] [--epochs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from benchmarks.common import markdown_table, update_readme, write_result  # noqa: E402
+
+BUDGET = {"latency_ms": 0.15, "peak_memory_kb": 200.0}
+TEACHER = {"widths": [16, 32, 64], "blocks": [1, 1, 1], "epochs": 1}  # as compression.py
+
+
+def base_config(name: str, results: Path, args: argparse.Namespace, **changes) -> dict:
+    config = {
+        "name": name,
+        "seed": 0,
+        "objectives": ["accuracy", "latency_ms", "peak_memory_kb"],
+        "results_dir": str(results),
+        "dataset": {"name": "fashion-mnist"},
+        "teacher": TEACHER,
+        "training": {
+            "train_subset": args.subset,
+            "epochs": args.epochs,
+            "batch_size": 128,
+            "lr": 0.02,
+        },
+        "space": {
+            "num_stages": [1, 3],
+            "stem_width": [8, 16],
+            "depth": [1, 2],
+            "width": [16, 24, 32, 48],
+        },
+        "device": {"name": "host", "runs": 20, "warmup": 5},
+        "budget": BUDGET,
+    }
+    config.update(changes)
+    return config
+
+
+def hypervolume(trials: pd.DataFrame) -> float:
+    """Of the trained trials within budget, in the unit cube scaled by the reference point
+    (accuracy 0 -> 1 - accuracy <= 1; latency and memory divided by their budget)."""
+    from optuna._hypervolume import compute_hypervolume  # exact WFG; Optuna's own
+
+    ok = trials[(trials["status"] == "ok") & trials["feasible"].astype(bool)]
+    if ok.empty:
+        return 0.0
+    points = np.column_stack(
+        [
+            1.0 - ok["accuracy"].to_numpy(float),
+            ok["latency_ms"].to_numpy(float) / BUDGET["latency_ms"],
+            ok["peak_memory_kb"].to_numpy(float) / BUDGET["peak_memory_kb"],
+        ]
+    )
+    return float(compute_hypervolume(points, np.ones(3)))
+
+
+def search(config: dict) -> tuple[pd.DataFrame, float]:
+    from search.config import parse_config
+    from search.runner import run_search
+
+    start = time.perf_counter()
+    result = run_search(parse_config(config), progress=False)
+    return result.trials, time.perf_counter() - start
+
+
+def samplers(results: Path, args) -> list[dict]:
+    rows = []
+    for sampler in ("tpe", "nsga2", "random"):
+        for seed in range(args.seeds):
+            name = f"{sampler}-{seed}"
+            trials, seconds = search(
+                base_config(name, results, args, sampler=sampler, seed=seed, trials=args.trials)
+            )
+            rows.append(
+                {
+                    "sampler": sampler,
+                    "seed": seed,
+                    "trials": len(trials),
+                    "hypervolume": hypervolume(trials),
+                    "feasible_trained": int(
+                        ((trials["status"] == "ok") & trials["feasible"].astype(bool)).sum()
+                    ),
+                    "seconds": seconds,
+                }
+            )
+            print(f"{name}: HV {rows[-1]['hypervolume']:.4f} in {seconds:.0f} s", flush=True)
+    return rows
+
+
+def early_stopping(results: Path, args, tpe_seconds: float) -> list[dict]:
+    rows = []
+    for enabled in (True, False):
+        name = f"tpe-0-es-{'on' if enabled else 'off'}"
+        training = {
+            **base_config(name, results, args)["training"],
+            "early_stopping": enabled,
+        }
+        trials, seconds = search(
+            base_config(name, results, args, trials=args.trials, training=training)
+        )
+        rows.append(
+            {
+                "early_stopping": enabled,
+                "hypervolume": hypervolume(trials),
+                "pruned": int((trials["status"] == "pruned").sum()),
+                "evaluation_seconds": float(trials["seconds_total"].fillna(0).sum()),
+                "seconds": seconds,
+            }
+        )
+    return rows
+
+
+def kd_gain(args) -> list[dict]:
+    import torch
+
+    from evaluators.data import load_dataset
+    from evaluators.distill import TrainConfig, evaluate_accuracy, train
+    from evaluators.teacher import TeacherConfig, prepare_teacher
+    from spaces import ArchSpec, Candidate, StageSpec, build_model
+
+    dataset = load_dataset("fashion-mnist", seed=0)
+    teacher = prepare_teacher(
+        dataset,
+        TeacherConfig(widths=(16, 32, 64), blocks=(1, 1, 1), epochs=1),
+        ROOT / "results" / "teachers",
+        progress=False,
+    )
+    subset = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(0))[
+        : args.subset
+    ]
+    images, labels = dataset.train.images[subset], dataset.train.labels[subset]
+    students = {
+        "small": ArchSpec(8, (StageSpec("dsconv", 1, 16, 3, stride=2),)),
+        "mid": ArchSpec(
+            16, (StageSpec("mbconv", 1, 24, 3, 2, stride=2), StageSpec("dsconv", 1, 32, 3))
+        ),
+        "large": ArchSpec(
+            16,
+            (
+                StageSpec("mbconv", 2, 32, 3, 4, stride=2),
+                StageSpec("dsconv", 2, 48, 3, stride=2),
+            ),
+        ),
+    }
+    rows = []
+    for size, arch in students.items():
+        row = {"student": size, "genome": Candidate(arch).genome}
+        for label, alpha in (("kd", 0.9), ("plain", 0.0)):
+            torch.manual_seed(0)
+            model = build_model(Candidate(arch), 1, 10)
+            recipe = TrainConfig(epochs=args.epochs, lr=0.02, temperature=4.0, alpha=alpha)
+            train(model, images, labels, teacher.train_logits[subset], recipe, progress=False)
+            row[f"{label}_test_accuracy"] = evaluate_accuracy(
+                model, dataset.test.images, dataset.test.labels
+            )
+        row["params"] = sum(p.numel() for p in model.parameters())
+        row["gain_points"] = 100 * (row["kd_test_accuracy"] - row["plain_test_accuracy"])
+        rows.append(row)
+        print(f"KD {size}: {row['gain_points']:+.2f} points", flush=True)
+    return rows
+
+
+def baselines(results: Path, args, front: pd.DataFrame) -> list[dict]:
+    from search.baselines import run_baselines
+    from search.config import parse_config
+
+    config = parse_config(base_config("tpe-0", results, args, trials=args.trials))
+    result = run_baselines(config)
+    trials = result.trials
+    rows = []
+    for _, row in trials[trials["baseline"].notna()].iterrows():
+        dominated_by = None
+        for _, member in front.iterrows():
+            if (
+                member["accuracy"] >= row["accuracy"]
+                and member["latency_ms"] <= row["latency_ms"]
+                and member["peak_memory_kb"] <= row["peak_memory_kb"]
+            ):
+                dominated_by = int(member["number"])
+                break
+        rows.append(
+            {
+                "baseline": row["baseline"],
+                "status": row["status"],
+                "accuracy": row["accuracy"],
+                "test_accuracy": row["test_accuracy"],
+                "latency_ms": row["latency_ms"],
+                "peak_memory_kb": row["peak_memory_kb"],
+                "within_budget": bool(row["feasible"]),
+                "dominated_by_trial": dominated_by,
+            }
+        )
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--subset", type=int, default=3000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="paretonas-quality-") as tmp:
+        results = Path(tmp)
+        # The cached teacher (and its logits) of this checkout, shared by every search.
+        os.symlink(ROOT / "results" / "teachers", results / "teachers")
+        sampler_rows = samplers(results, args)
+        tpe_seconds = next(r["seconds"] for r in sampler_rows if r["sampler"] == "tpe")
+        stopping_rows = early_stopping(results, args, tpe_seconds)
+        front = pd.read_csv(results / "tpe-0" / "pareto.csv")
+        baseline_rows = baselines(results, args, front)
+    kd_rows = kd_gain(args)
+
+    summary = (
+        pd.DataFrame(sampler_rows)
+        .groupby("sampler")["hypervolume"]
+        .agg(["mean", "std", "min", "max"])
+        .reset_index()
+        .to_dict("records")
+    )
+    result = {
+        "fidelity": {"train_subset": args.subset, "epochs": args.epochs, "trials": args.trials},
+        "budget": BUDGET,
+        "reference_point": {"accuracy": 0.0, **BUDGET},
+        "measurement": (
+            "hypervolume of the trained, within-budget trials (accuracy on the validation "
+            "split of the deployed ONNX file, latency measured on this host with ONNX "
+            "Runtime, peak memory computed), scaled to [0, 1] by the reference point"
+        ),
+        "samplers": sampler_rows,
+        "sampler_summary": summary,
+        "early_stopping": stopping_rows,
+        "kd_gain": kd_rows,
+        "baselines": baseline_rows,
+        "seconds": time.perf_counter() - started,
+    }
+    path = write_result("search_quality", result, args.out)
+    record = json.loads(path.read_text())
+    tables = [
+        markdown_table(
+            ["sampler", "hypervolume (mean)", "std", "min", "max"],
+            [
+                [
+                    r["sampler"],
+                    f"{r['mean']:.4f}",
+                    f"{r['std']:.4f}",
+                    f"{r['min']:.4f}",
+                    f"{r['max']:.4f}",
+                ]
+                for r in summary
+            ],
+        ),
+        markdown_table(
+            ["early stopping", "hypervolume", "pruned trials", "evaluation s"],
+            [
+                [
+                    "on" if r["early_stopping"] else "off",
+                    f"{r['hypervolume']:.4f}",
+                    r["pruned"],
+                    f"{r['evaluation_seconds']:.0f}",
+                ]
+                for r in stopping_rows
+            ],
+        ),
+        markdown_table(
+            ["student", "params", "test acc with KD", "without KD", "gain (points)"],
+            [
+                [
+                    r["student"],
+                    f"{r['params']:,}",
+                    f"{r['kd_test_accuracy']:.4f}",
+                    f"{r['plain_test_accuracy']:.4f}",
+                    f"{r['gain_points']:+.2f}",
+                ]
+                for r in kd_rows
+            ],
+        ),
+        markdown_table(
+            ["baseline", "val acc", "latency ms", "peak KB", "within budget", "dominated by"],
+            [
+                [
+                    r["baseline"],
+                    f"{r['accuracy']:.4f}" if r["accuracy"] == r["accuracy"] else "-",
+                    f"{r['latency_ms']:.3f}",
+                    f"{r['peak_memory_kb']:.1f}",
+                    "yes" if r["within_budget"] else "no",
+                    f"trial {r['dominated_by_trial']}"
+                    if r["dominated_by_trial"] is not None
+                    else "nothing",
+                ]
+                for r in baseline_rows
+            ],
+        ),
+    ]
+    if args.out is None:
+        update_readme(
+            "search_quality",
+            f"Fashion-MNIST, {args.subset} training images x {args.epochs} epochs per candidate, "
+            f"{args.trials} candidates per search, budget latency <= {BUDGET['latency_ms']} ms and "
+            f"peak memory <= {BUDGET['peak_memory_kb']:g} KB; {record['machine']['cpu']}. "
+            f"{result['measurement']}. From `{path.relative_to(ROOT)}` (`{record['command']}`, "
+            f"{record['date']}).\n\n" + "\n\n".join(tables),
+        )
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
