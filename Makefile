@@ -75,6 +75,7 @@ bench: setup data
 	$(PY) benchmarks/compression.py
 	$(PY) benchmarks/latency_predictor.py
 	$(PY) benchmarks/scaling.py
+	$(PY) benchmarks/search_quality.py
 
 lint: setup
 	$(VENV)/bin/ruff check spaces evaluators search tests benchmarks

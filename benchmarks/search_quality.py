@@ -1,8 +1,8 @@
 """Does the search beat random search and hand-designed networks, per unit of compute?
 
 On Fashion-MNIST at a search fidelity (--subset training images, --epochs epochs per
-candidate, KD from the cached light teacher of benchmarks/compression.py), under the demo's
-host budget (latency and peak memory):
+candidate, KD from the cached light teacher of benchmarks/compression.py), under a host
+budget on latency and peak memory (BUDGET below):
 
 1. samplers: hypervolume after --trials evaluated candidates for TPE, NSGA-II and random
    search, --seeds seeds each, with one reference point for all (accuracy 0, the budget's
@@ -37,7 +37,9 @@ import pandas as pd  # noqa: E402
 
 from benchmarks.common import markdown_table, update_readme, write_result  # noqa: E402
 
-BUDGET = {"latency_ms": 0.15, "peak_memory_kb": 200.0}
+# Loose enough on this host (AMD EPYC, no VNNI) that the baselines and a range of searched
+# candidates fit, so that "does the front dominate them" has an answer.
+BUDGET = {"latency_ms": 0.6, "peak_memory_kb": 256.0}
 TEACHER = {"widths": [16, 32, 64], "blocks": [1, 1, 1], "epochs": 1}  # as compression.py
 
 
@@ -101,7 +103,9 @@ def samplers(results: Path, args) -> list[dict]:
         for seed in range(args.seeds):
             name = f"{sampler}-{seed}"
             trials, seconds = search(
-                base_config(name, results, args, sampler=sampler, seed=seed, trials=args.trials)
+                base_config(
+                    name, results, args, sampler=sampler, sampler_seed=seed, trials=args.trials
+                )
             )
             rows.append(
                 {
@@ -196,7 +200,9 @@ def baselines(results: Path, args, front: pd.DataFrame) -> list[dict]:
     from search.baselines import run_baselines
     from search.config import parse_config
 
-    config = parse_config(base_config("tpe-0", results, args, trials=args.trials))
+    config = parse_config(
+        base_config("tpe-0", results, args, sampler="tpe", sampler_seed=0, trials=args.trials)
+    )
     result = run_baselines(config)
     trials = result.trials
     rows = []

@@ -276,9 +276,19 @@ class ExecutionSection(_Section):
         return self
 
 
+class TierSection(BudgetSection):
+    """A named budget the report also recommends a model for (e.g. a cheaper device)."""
+
+    name: str = Field(min_length=1)
+
+
 class RunConfig(_Section):
     name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     seed: int = 0
+    sampler_seed: int | None = Field(
+        None,
+        description="seeds only the sampler (null: seed); data split and teacher keep seed",
+    )
     trials: int = Field(
         12, ge=1, description="finished trials the run holds; a rerun goes on to this total"
     )
@@ -298,6 +308,10 @@ class RunConfig(_Section):
     device: DeviceSection = Field(default_factory=DeviceSection)
     budget: BudgetSection = Field(default_factory=BudgetSection)
     execution: ExecutionSection = Field(default_factory=ExecutionSection)
+    tiers: list[TierSection] = Field(
+        default_factory=list,
+        description="extra named budgets for the report's summary; default x0.5 and x2",
+    )
 
     @field_validator("objectives")
     @classmethod

@@ -38,7 +38,7 @@ from search.worker import progress as worker_progress
 log = logging.getLogger("paretonas")
 
 # Settings that may change between invocations of the same run without invalidating it.
-_RESUMABLE = {"trials", "name", "results_dir", "execution"}
+_RESUMABLE = {"trials", "name", "results_dir", "execution", "tiers"}
 REPORT_EVERY_S = 15.0  # report.html is rewritten at most this often while trials finish
 CONFIG = "config"  # study user attribute: the run's config, for workers on other machines
 
@@ -158,7 +158,8 @@ def _open(config: RunConfig, url: str) -> optuna.Study:
     execution = config.execution
     storage = open_storage(url, execution.heartbeat_s, execution.grace_s, execution.max_retries)
     LatencyOracle.for_device(config.target(), config.results_dir)  # a missing predictor: now
-    return open_study(config.name, storage, config.directions, config.sampler, config.seed)
+    seed = config.seed if config.sampler_seed is None else config.sampler_seed
+    return open_study(config.name, storage, config.directions, config.sampler, seed)
 
 
 @dataclass
@@ -345,6 +346,7 @@ def write_results(
         "num_classes": facts["num_classes"],
         "teacher": facts["teacher"],
         "budget": asdict(config.budget_value()),  # with the device's SRAM and flash
+        "tiers": [tier.model_dump() for tier in config.tiers],
         "objectives": [
             {"name": name, "direction": direction}
             for name, direction in zip(config.objectives, config.directions, strict=True)

@@ -149,3 +149,14 @@ def test_a_broken_storage_url_is_reported_without_its_password(tmp_path):
     assert "s3cret-pw" not in done.stderr + done.stdout
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "teachers").exists(), "no teacher is trained before the storage opens"
+
+
+def test_named_tiers_are_validated_and_reach_run_json_settings():
+    from search.config import parse_config
+
+    config = parse_config({"tiers": [{"name": "phone", "latency_ms": 2.0}]})
+    assert config.tiers[0].name == "phone" and config.tiers[0].latency_ms == 2.0
+    with pytest.raises(ConfigError, match="tiers.0.name"):
+        parse_config({"tiers": [{"latency_ms": 2.0}]})
+    with pytest.raises(ConfigError, match="tiers.0.latency_ms"):
+        parse_config({"tiers": [{"name": "x", "latency_ms": -1}]})
