@@ -156,7 +156,7 @@ def test_named_tiers_are_validated_and_reach_run_json_settings():
 
     config = parse_config({"tiers": [{"name": "phone", "latency_ms": 2.0}]})
     assert config.tiers[0].name == "phone" and config.tiers[0].latency_ms == 2.0
-    with pytest.raises(ConfigError, match="tiers.0.name"):
+    with pytest.raises(ConfigError, match=r"tiers\.0\.name"):
         parse_config({"tiers": [{"latency_ms": 2.0}]})
-    with pytest.raises(ConfigError, match="tiers.0.latency_ms"):
+    with pytest.raises(ConfigError, match=r"tiers\.0\.latency_ms"):
         parse_config({"tiers": [{"name": "x", "latency_ms": -1}]})
