@@ -174,6 +174,13 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         return self.stale_trial_callback
 
 
+def _retry_callback(max_retry: int) -> RetryHeartbeatStaleTrialCallback:
+    # Optuna marks the callback experimental; a warning per storage opened is noise to users.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+
 def open_storage(
     url: str,
     heartbeat_interval: int = 30,
@@ -188,7 +195,7 @@ def open_storage(
     ``retry_dead_local_trials`` when the run is started again. ``heartbeats=False`` is for
     code that asks trials outside ``Study.optimize`` (Ray's searcher), which never beats.
     """
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+    retry = _retry_callback(max_retry)
     try:
         if is_journal(url):
             path = journal_path(url)
@@ -224,7 +231,7 @@ def retry_dead_local_trials(study: optuna.Study, max_retry: int = 2) -> list[int
     """Fail the RUNNING trials whose worker was a process of this host that has died, and
     queue each one again (same parameters) unless it was retried ``max_retry`` times.
     Returns the numbers of the trials it failed."""
-    retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+    retry = _retry_callback(max_retry)
     storage = study._storage
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
