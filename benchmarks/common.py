@@ -64,6 +64,17 @@ def write_result(name: str, result: dict, out: str | Path | None = None) -> Path
     return path
 
 
+def goals_markdown(goals: dict[str, bool]) -> str:
+    """The goals of a record as README lines: held or not, nothing in between."""
+    lines = "\n".join(f"- {name}: {'yes' if held else 'NO'}" for name, held in goals.items())
+    return f"Goals on this machine:\n{lines}"
+
+
+def source_line(path: Path, record: dict) -> str:
+    """Where a README block's figures come from: the JSON file, its command and date."""
+    return f"From `{path.relative_to(ROOT)}` (`{record['command']}`, {record['date']})."
+
+
 def update_readme(name: str, markdown: str, readme: Path = README) -> bool:
     """Replace the README block of benchmark ``name``; False when its markers are absent."""
     begin, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"

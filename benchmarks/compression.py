@@ -26,7 +26,13 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from benchmarks.common import markdown_table, update_readme, write_result  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    goals_markdown,
+    markdown_table,
+    source_line,
+    update_readme,
+    write_result,
+)
 from evaluators.data import load_dataset  # noqa: E402
 from evaluators.distill import TrainConfig, train  # noqa: E402
 from evaluators.hardware import measure_onnx_latency  # noqa: E402
@@ -188,16 +194,14 @@ def publish(path: Path, readme: bool = True) -> int:
             for r in rows
         ],
     )
-    goal_lines = "\n".join(f"- {name}: {'yes' if held else 'NO'}" for name, held in goals.items())
     if readme:
         machine = record["machine"]
         update_readme(
             "compression",
             f"Candidate `{record['candidate']}` on Fashion-MNIST; {record['measurement']}; "
             f"{machine['cpu']} ({', '.join(machine['simd']) or 'no AVX'}), int8 weights stored "
-            f"{record['int8_weights']}. From `{path.relative_to(ROOT)}` "
-            f"(`{record['command']}`, {record['date']}).\n\n{table}\n\n"
-            f"Goals on this machine:\n{goal_lines}",
+            f"{record['int8_weights']}. {source_line(path, record)}\n\n{table}\n\n"
+            f"{goals_markdown(goals)}",
         )
     print(json.dumps(goals, indent=2))
     print(path)

@@ -34,7 +34,13 @@ sys.path.insert(0, str(ROOT))
 import optuna  # noqa: E402
 import yaml  # noqa: E402
 
-from benchmarks.common import markdown_table, update_readme, write_result  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    goals_markdown,
+    markdown_table,
+    source_line,
+    update_readme,
+    write_result,
+)
 
 SEARCH = {
     "seed": 0,
@@ -244,14 +250,12 @@ def main() -> int:
         [[r["backend"], r["trials"], f"{r['seconds_per_trial']:.3f}"] for r in noop],
     )
     record = json.loads(path.read_text())
-    goal_lines = "\n".join(f"- {name}: {'yes' if held else 'NO'}" for name, held in goals.items())
     if args.out is None:
         update_readme(
             "scaling",
             f"{record['machine']['cpu']}, {record['machine']['cpus']} cores; "
-            f"{result['measurement']}. From `{path.relative_to(ROOT)}` "
-            f"(`{record['command']}`, {record['date']}).\n\n{table}\n\n{noop_table}\n\n"
-            f"Goals on this machine:\n{goal_lines}",
+            f"{result['measurement']}. {source_line(path, record)}\n\n{table}\n\n"
+            f"{noop_table}\n\n{goals_markdown(goals)}",
         )
     print(json.dumps(goals, indent=2))
     print(path)

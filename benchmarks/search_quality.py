@@ -35,7 +35,12 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from benchmarks.common import markdown_table, update_readme, write_result  # noqa: E402
+from benchmarks.common import (  # noqa: E402
+    markdown_table,
+    source_line,
+    update_readme,
+    write_result,
+)
 
 # Loose enough on this host (AMD EPYC, no VNNI) that the baselines and a range of searched
 # candidates fit, so that "does the front dominate them" has an answer.
@@ -338,8 +343,7 @@ def main() -> int:
             f"Fashion-MNIST, {args.subset} training images x {args.epochs} epochs per candidate, "
             f"{args.trials} candidates per search, budget latency <= {BUDGET['latency_ms']} ms and "
             f"peak memory <= {BUDGET['peak_memory_kb']:g} KB; {record['machine']['cpu']}. "
-            f"{result['measurement']}. From `{path.relative_to(ROOT)}` (`{record['command']}`, "
-            f"{record['date']}).\n\n" + "\n\n".join(tables),
+            f"{result['measurement']}. {source_line(path, record)}\n\n" + "\n\n".join(tables),
         )
     print(path)
     return 0

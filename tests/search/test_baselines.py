@@ -15,16 +15,10 @@ from search.config import ConfigError, parse_config
 from search.results import pareto_frame
 from search.runner import run_search
 from spaces import BASELINES, get_candidate
+from tests.search.test_search import TINY as SEARCH_TINY
 
-TINY = {
-    "seed": 0,
-    "dataset": {"name": "digits"},
-    "teacher": {"widths": [8], "blocks": [1], "epochs": 1},
-    "training": {"train_subset": 150, "epochs": 1, "batch_size": 64},
-    "space": {"num_stages": [1, 2], "width": [8, 16], "stem_width": [8], "depth": [1, 1]},
-    "device": {"runs": 5, "warmup": 1},
-    "budget": {"latency_ms": 1000},
-}
+# The search tests' tiny run, with a budget every baseline fits.
+TINY = {**SEARCH_TINY, "budget": {"latency_ms": 1000}}
 
 
 def _config(tmp_path, **changes):

@@ -46,31 +46,20 @@ def test_two_workers_on_machines_sharing_a_postgres_study(postgres_url, tmp_path
     """`paretonas search` and `paretonas worker` (as on a second machine: its own results
     folder) on one PostgreSQL study: every trial finished once, none lost, both worked."""
     import subprocess
-    import sys
     import time
 
     import yaml
 
     from search.storage import WORKER, open_storage
     from search.worker import finished
-    from tests.search.test_workers import ROOT, TINY, _env
+    from tests.search.test_workers import ROOT, TINY, _cli, _env
 
     config = {**TINY, "name": "shared", "storage": postgres_url}
     config["results_dir"] = str(tmp_path / "head")
     path = tmp_path / "shared.yaml"
     path.write_text(yaml.safe_dump(config))
     head = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "search.cli",
-            "search",
-            "--config",
-            str(path),
-            "--trials",
-            "6",
-            "--no-progress",
-        ],
+        _cli("search", "--config", str(path), "--trials", "6", "--no-progress"),
         cwd=ROOT,
         env=_env(),
         stdout=subprocess.PIPE,
@@ -83,10 +72,7 @@ def test_two_workers_on_machines_sharing_a_postgres_study(postgres_url, tmp_path
         assert time.monotonic() < deadline and head.poll() is None, "the search did not start"
         time.sleep(0.2)
     worker = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "search.cli",
+        _cli(
             "worker",
             "--storage",
             postgres_url,
@@ -94,7 +80,7 @@ def test_two_workers_on_machines_sharing_a_postgres_study(postgres_url, tmp_path
             "shared",
             "--results",
             str(tmp_path / "second"),
-        ],
+        ),
         cwd=ROOT,
         env=_env(),
         capture_output=True,
