@@ -76,6 +76,7 @@ bench: setup data
 	$(PY) benchmarks/latency_predictor.py
 	$(PY) benchmarks/scaling.py
 	$(PY) benchmarks/search_quality.py
+	$(PY) benchmarks/methods.py
 
 lint: setup
 	$(VENV)/bin/ruff check spaces evaluators search tests benchmarks

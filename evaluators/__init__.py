@@ -1,4 +1,5 @@
-"""HOW one candidate is judged: data, teacher, distillation, cost, hardware, pipeline."""
+"""HOW one candidate is judged: data, teacher, distillation, cost, hardware, pipeline; and the
+textbook compression recipes (``evaluators.recipes``) it is compared with."""
 
 from __future__ import annotations
 
@@ -9,6 +10,13 @@ from evaluators.distill import TrainConfig, kd_loss, train
 from evaluators.hardware import Host, LatencyMeasurement, export_onnx, measure_onnx_latency
 from evaluators.metrics import Metrics
 from evaluators.pipeline import EvaluationContext, evaluate_candidate
+from evaluators.recipes import (
+    DistillationRecipe,
+    dynamic_quantize,
+    sparsity,
+    stored_size_bytes,
+    unstructured_prune,
+)
 from evaluators.teacher import Teacher, TeacherConfig, prepare_teacher
 
 __all__ = [
@@ -16,6 +24,7 @@ __all__ = [
     "Cost",
     "Dataset",
     "DatasetError",
+    "DistillationRecipe",
     "EvaluationContext",
     "Host",
     "LatencyMeasurement",
@@ -25,6 +34,7 @@ __all__ = [
     "TeacherConfig",
     "TrainConfig",
     "dataset_names",
+    "dynamic_quantize",
     "estimate_cost",
     "evaluate_candidate",
     "export_onnx",
@@ -33,5 +43,8 @@ __all__ = [
     "measure_onnx_latency",
     "module_cost",
     "prepare_teacher",
+    "sparsity",
+    "stored_size_bytes",
     "train",
+    "unstructured_prune",
 ]

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from evaluators.factorize import build_deployed
 from evaluators.memory import activation_schedule, candidate_activation_bits, flash_bytes
-from spaces.build import build_model
 from spaces.candidate import Candidate
 from spaces.channels import plan_channels
 
@@ -55,7 +55,7 @@ def estimate_cost(
     """Cost of ``candidate`` as deployed (pruned by its policy, channel counts rounded to
     ``align``) for one image of ``input_shape`` (C, H, W)."""
     plan = plan_channels(candidate, align)
-    model = build_model(candidate, input_shape[0], num_classes, device="meta", plan=plan).eval()
+    model = build_deployed(candidate, input_shape[0], num_classes, plan=plan, device="meta").eval()
     return module_cost(model, candidate, input_shape)
 
 

@@ -43,16 +43,19 @@ def kd_loss(
     temperature: float = 4.0,
     alpha: float = 0.9,
 ) -> torch.Tensor:
-    hard = F.cross_entropy(student_logits, labels)
+    """The module's formula; alpha 0 (or no teacher logits) is plain cross-entropy, and
+    alpha 1 the soft term alone, which never reads ``labels``."""
     if teacher_logits is None or alpha == 0:
-        return hard
+        return F.cross_entropy(student_logits, labels)
     soft = F.kl_div(
         F.log_softmax(student_logits / temperature, dim=1),
         F.log_softmax(teacher_logits / temperature, dim=1),
         reduction="batchmean",
         log_target=True,
     ) * (temperature**2)
-    return alpha * soft + (1 - alpha) * hard
+    if alpha == 1:
+        return soft
+    return alpha * soft + (1 - alpha) * F.cross_entropy(student_logits, labels)
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,15 @@ featurising a candidate costs milliseconds, like ``evaluators.cost``.
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import torch
 from torch import nn
 
+from evaluators.factorize import build_deployed
 from spaces.blocks import ChannelShuffle
-from spaces.build import build_model, stage_of_parameter
+from spaces.build import stage_of_parameter
 from spaces.candidate import Candidate, StagePolicy
 from spaces.channels import plan_channels
 
@@ -123,8 +124,8 @@ def runtime_policy(policy: StagePolicy) -> StagePolicy:
     activations run as int8; everything else runs fp32): a 4-bit stage runs at 8 bits.
     """
     if policy.weight_bits <= 8 and policy.activation_bits == 8:
-        return StagePolicy(policy.prune_ratio, 8, 8, policy.sparsity)
-    return StagePolicy(policy.prune_ratio, FULL_PRECISION, FULL_PRECISION, policy.sparsity)
+        return replace(policy, weight_bits=8, activation_bits=8)
+    return replace(policy, weight_bits=FULL_PRECISION, activation_bits=FULL_PRECISION)
 
 
 def layer_features(
@@ -146,7 +147,7 @@ def layer_features(
     if isinstance(model, Candidate):
         candidate = model
         plan = plan_channels(candidate, align)
-        net = build_model(candidate, input_shape[0], num_classes, device="meta", plan=plan)
+        net = build_deployed(candidate, input_shape[0], num_classes, plan=plan, device="meta")
     else:
         # A copy, so the caller's module keeps its mode and (QAT) observed ranges; fake
         # quantization is stripped: it changes no shape and may not run before calibration.
@@ -222,7 +223,7 @@ def _row(
             op = "gconv"
         return LayerFeatures(
             op=op,
-            kernel=kh,
+            kernel=max(kh, kw),  # a factorized k x 1 / 1 x k pair counts as k
             stride=module.stride[0],
             groups=groups,
             macs=y[0].numel() * (in_c // groups) * kh * kw,

@@ -5,7 +5,8 @@
  -> latency of the deployable ONNX (pruned, int8 where the policy says so), on random
     weights: latency does not depend on weight values, so this is measured before training
  -> over budget? stop: infeasible, never trained
- -> KD training (full width) -> prune channels for real -> KD fine-tune
+ -> KD training (full width) -> prune channels for real -> low-rank factorization (SVD
+    of the kept weights into two thin layers) -> KD fine-tune
  -> quantize (QAT with KD, or PTQ) -> unstructured sparsity -> export the deployable ONNX
  -> measure that same file: latency, size, and accuracy by running it in ONNX Runtime
 
@@ -27,6 +28,7 @@ from evaluators.budget import Budget
 from evaluators.cost import module_cost
 from evaluators.distill import TrainConfig, check_deadline, evaluate_accuracy, train
 from evaluators.early_stopping import EarlyStopping, ParetoStopper, StoppedEarly
+from evaluators.factorize import build_deployed, factorize_model
 from evaluators.files import save_torch_atomic, write_text_atomic
 from evaluators.hardware import Host, LatencyMeasurement, measure_onnx_latency
 from evaluators.latency import LatencyOracle
@@ -147,7 +149,7 @@ def evaluate_candidate(
     start = time.perf_counter()
     plan = plan_channels(candidate, settings.align)
     pruned = plan != ChannelPlan.full(candidate.arch)
-    meta_model = build_model(candidate, channels, classes, device="meta", plan=plan).eval()
+    meta_model = build_deployed(candidate, channels, classes, plan=plan, device="meta").eval()
     cost = module_cost(meta_model, candidate, shape)
     seconds["cost"] = time.perf_counter() - start
 
@@ -158,7 +160,7 @@ def evaluate_candidate(
     artifact = None
     if measures:
         torch.manual_seed(context.train_config.seed)
-        untrained = build_model(candidate, channels, classes, plan=plan)
+        untrained = build_deployed(candidate, channels, classes, plan=plan)
         with tempfile.TemporaryDirectory(prefix="paretonas-") as tmp:
             artifact = _export(untrained, candidate, Path(tmp) / "model.onnx", context)
             measured = _measure(artifact, context)
@@ -269,10 +271,16 @@ def evaluate_candidate(
         batch = (images[:256], labels[:256], logits[:256])
         model = prune_model(model.cpu(), candidate, plan, settings.criterion, batch)
         seconds["prune"] = time.perf_counter() - begin
+    factorized = any(s.factorizes for s in candidate.policy.stages)
+    if factorized:  # after pruning: the SVD of the channels that are kept
+        begin = time.perf_counter()
+        model = factorize_model(model.cpu(), candidate)
+        seconds["factorize"] = time.perf_counter() - begin
+    if pruned or factorized:  # one KD fine-tune recovers from both
         fit(model.to(context.device), settings.finetune_epochs, "finetune")
     model = model.cpu()
     check_deadline(deadline, "pruning")
-    deployable_weights = model  # the (pruned) fp32 module: what model.pt holds
+    deployable_weights = model  # the pruned / factorized fp32 module: what model.pt holds
 
     quantized = any(s.weight_bits < 32 or s.activation_bits < 32 for s in candidate.policy.stages)
     if quantized and settings.quantization == "qat":

@@ -359,13 +359,13 @@ def export_candidate(
     """Export ``candidate`` (untrained, pruned by its policy) as the search exports it."""
     import torch
 
+    from evaluators.factorize import build_deployed
     from evaluators.quantize import export_deployable
-    from spaces.build import build_model
     from spaces.channels import plan_channels
 
     torch.manual_seed(seed)
     plan = plan_channels(candidate, align)
-    model = build_model(candidate, input_shape[0], num_classes, plan=plan).eval()
+    model = build_deployed(candidate, input_shape[0], num_classes, plan=plan).eval()
     images = torch.randn(8, *input_shape, generator=torch.Generator().manual_seed(seed))
     return export_deployable(model, candidate, input_shape, path, images).path
 

@@ -82,8 +82,14 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             continue
         children = list(container.named_children())
         for (conv_name, conv), (bn_name, bn) in pairwise(children):
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            if not isinstance(bn, nn.BatchNorm2d):
+                continue
+            if isinstance(conv, nn.Conv2d):
                 setattr(container, conv_name, _fold_conv_bn(conv, bn))
+                setattr(container, bn_name, nn.Identity())
+            elif isinstance(conv, nn.Sequential) and len(conv) and isinstance(conv[-1], nn.Conv2d):
+                # a factorized conv (evaluators.factorize.LowRank): into its last layer
+                conv[len(conv) - 1] = _fold_conv_bn(conv[-1], bn)
                 setattr(container, bn_name, nn.Identity())
     return folded
 

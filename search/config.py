@@ -121,6 +121,16 @@ class SpaceSection(_Section):
     weight_bits: list[int] = Field(default_factory=lambda: [32], min_length=1)
     activation_bits: list[int] = Field(default_factory=lambda: [32], min_length=1)
     sparsity: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
+    rank_ratio: list[float] = Field(
+        default_factory=lambda: [1.0],
+        min_length=1,
+        description="low-rank factorization per stage: 1.0 is off, 0.5 keeps half the rank",
+    )
+    factorize_kxk: list[bool] = Field(
+        default_factory=lambda: [False],
+        min_length=1,
+        description="with rank_ratio < 1, also split k x k convs into k x 1 then 1 x k",
+    )
 
     @field_validator("kind")
     @classmethod
@@ -170,6 +180,13 @@ class SpaceSection(_Section):
             raise ValueError(f"prune ratios must be in [0, 0.9], got {ratios}")
         return ratios
 
+    @field_validator("rank_ratio")
+    @classmethod
+    def _ranks(cls, values: list[float]) -> list[float]:
+        if any(not 0.0 < v <= 1.0 for v in values):
+            raise ValueError(f"rank ratios must be in (0, 1] (1.0 = not factorized), got {values}")
+        return values
+
     @field_validator("sparsity")
     @classmethod
     def _sparsities(cls, values: list[float]) -> list[float]:
@@ -193,6 +210,8 @@ class SpaceSection(_Section):
             weight_bits=Choice(tuple(self.weight_bits)),
             activation_bits=Choice(tuple(self.activation_bits)),
             sparsity=Choice(tuple(self.sparsity)),
+            rank_ratio=Choice(tuple(self.rank_ratio)),
+            factorize_kxk=Choice(tuple(self.factorize_kxk)),
         )
 
 

@@ -116,7 +116,7 @@ def load_exported(folder: str | Path):
     """
     import torch
 
-    from spaces.build import build_model
+    from evaluators.factorize import build_deployed
     from spaces.candidate import Candidate
     from spaces.channels import ChannelPlan
 
@@ -124,7 +124,8 @@ def load_exported(folder: str | Path):
     manifest_ = json.loads((folder / "manifest.json").read_text())
     candidate = Candidate.from_json((folder / "candidate.json").read_text())
     plan = ChannelPlan.from_json((folder / "channels.json").read_text())
-    model = build_model(candidate, manifest_["input_shape"][0], manifest_["num_classes"], plan=plan)
+    shape, classes = manifest_["input_shape"], manifest_["num_classes"]
+    model = build_deployed(candidate, shape[0], classes, plan=plan)
     state = torch.load(folder / "model.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()

@@ -12,14 +12,24 @@ The only module that imports ray. The pieces are the Optuna backend's:
   machines need the package and nothing else;
 - results land in the same trials.csv / trials.parquet / pareto.csv / report.html.
 
-Resuming: the study storage, not Ray's experiment checkpoint, is the record of what is
-done. A rerun starts a new Tune experiment for the trials still missing; a trial that was
-running when the driver died is failed and queued again with the same parameters
-(``search.storage.retry_dead_local_trials``), and ``OptunaSearch`` asks for queued trials
-first. (``Tuner.restore`` would restore the searcher from its last experiment checkpoint,
-which can be older than the storage: trials asked after it would be orphaned or run twice,
-and a restored experiment cannot change its number of trials.) Within one experiment,
-Ray retries a trial whose node died (``FailureConfig(max_failures=execution.max_retries)``).
+Resuming: a rerun of the same run restores the interrupted Tune experiment
+(``Tuner.restore``) and goes on; the study storage stays the record of what is done, so the
+two are reconciled rather than trusted blindly:
+
+- a trial the dead driver was running is failed in the study and queued again with the
+  same parameters (``search.storage.retry_dead_local_trials``); ``OptunaSearch`` asks for
+  queued trials first, so the restored experiment runs it again from the start;
+- the restored experiment does not resume its own unfinished trials
+  (``resume_unfinished=False``): its checkpoint can be older than the storage, and a
+  trial finished after the checkpoint would otherwise run twice;
+- the searcher stops proposing once the study holds the run's target (finished + running
+  trials), whatever the restored experiment's ``num_samples`` says; if the run needs more
+  than the restored experiment can give (a larger ``--trials``), a new experiment runs the
+  rest.
+
+An experiment that ended normally is marked done and never restored. Within one
+experiment, Ray retries a trial whose node died
+(``FailureConfig(max_failures=execution.max_retries)``).
 """
 
 from __future__ import annotations
@@ -27,7 +37,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +44,7 @@ from typing import Any
 import optuna
 import ray
 from ray import tune
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from evaluators.budget import Budget
@@ -44,6 +53,7 @@ from search.config import RunConfig
 from search.objective import Objective, record
 from search.runner import ReportThrottle, RunResult, prepare, write_results
 from search.storage import mark_worker, open_storage, retry_dead_local_trials
+from search.worker import TARGET
 from search.worker import progress as study_progress
 from spaces.candidate import Candidate
 from spaces.space import SearchSpace
@@ -53,6 +63,8 @@ log = logging.getLogger("paretonas")
 NODE = "ray_node"
 # Ray flattens nested results before the searcher sees them: these travel as JSON text.
 METRICS, CANDIDATE = "metrics_json", "candidate_json"
+# Tune experiments live in <run>/ray/tune-<n>; this file marks one that ended normally.
+EXPERIMENT_PREFIX, DONE_MARK = "tune-", ".paretonas-done"
 
 
 @dataclass(frozen=True)
@@ -74,7 +86,12 @@ class _StudySearcher(OptunaSearch):
         self._budget = budget
         self._objective_names = objectives
 
-    def suggest(self, trial_id: str) -> dict | None:
+    def suggest(self, trial_id: str) -> dict | str | None:
+        # The study, not num_samples, says when the run is complete: a restored experiment
+        # does not know the trials its dead driver ran after its last checkpoint.
+        done, running = study_progress(self._ot_study)
+        if done + running >= int(self._ot_study.user_attrs.get(TARGET, 0)):
+            return Searcher.FINISHED
         params = super().suggest(trial_id)
         ot_trial = self._ot_trials[trial_id]
         mark_worker(self._ot_study, ot_trial._trial_id)
@@ -86,6 +103,10 @@ class _StudySearcher(OptunaSearch):
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
             return
         ot_trial = self._ot_trials[trial_id]
+        stored = self._ot_study._storage.get_trial(ot_trial._trial_id)
+        if stored.state.is_finished():  # failed already as a dead driver's trial
+            self._completed_trials.add(trial_id)
+            return
         if result and METRICS in result:
             metrics = Metrics.from_dict(json.loads(result[METRICS]))
             candidate = Candidate.from_dict(json.loads(result[CANDIDATE]))
@@ -109,6 +130,19 @@ class _StudySearcher(OptunaSearch):
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # told already (a duplicate completion)
         self._completed_trials.add(trial_id)
+
+
+class _Limiter(ConcurrencyLimiter):
+    """ConcurrencyLimiter that starts a restored experiment with no trial in flight.
+
+    The restored experiment skips the trials its dead driver left unfinished
+    (``resume_unfinished=False``) without telling the searcher; the limiter would count
+    them as live forever and, at its limit, never propose again."""
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self.live_trials = set()
+        self.num_unfinished_live_trials = 0
 
 
 class _WriteResults(tune.Callback):
@@ -202,24 +236,57 @@ def run_ray(
         ),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
-    experiment = f"tune-{int(time.time())}"
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=settings.concurrent),
-            num_samples=todo,
-            # A new actor per trial pays a process start and the context fetch each time;
-            # reused, a no-op trial costs ~0.2 s here (benchmarks/scaling.py).
-            reuse_actors=True,
-        ),
-        run_config=tune.RunConfig(
-            name=experiment,
-            storage_path=str(run_dir / "ray"),
-            failure_config=tune.FailureConfig(max_failures=execution.max_retries),
-            callbacks=[_WriteResults(config, run_dir, url, session.facts)],
-            verbose=0,
-        ),
-    )
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    tuner.fit()
+    experiments = run_dir / "ray"
+    interrupted = _interrupted_experiment(experiments)
+    if interrupted is not None:
+        log.info("restoring the interrupted Tune experiment %s", interrupted.name)
+        tuner = tune.Tuner.restore(str(interrupted), trainable=trainable, resume_unfinished=False)
+        tuner.fit()
+        (interrupted / DONE_MARK).touch()
+    # A new experiment for what is still missing (all of it, on a first run).
+    for _ in range(execution.max_retries + 1):
+        done, _ = study_progress(study)
+        if done >= target:
+            break
+        name = f"{EXPERIMENT_PREFIX}{_experiment_number(experiments) + 1}"
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=_Limiter(searcher, max_concurrent=settings.concurrent),
+                num_samples=target - done,
+                # A new actor per trial pays a process start and the context fetch each
+                # time; reused, a no-op trial costs ~0.2 s here (benchmarks/scaling.py).
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=str(experiments),
+                failure_config=tune.FailureConfig(max_failures=execution.max_retries),
+                callbacks=[_WriteResults(config, run_dir, url, session.facts)],
+                verbose=0,
+            ),
+        )
+        tuner.fit()
+        (experiments / name / DONE_MARK).touch()
     return session.write()
+
+
+def _experiment_number(experiments: Path) -> int:
+    numbers = [
+        int(path.name.removeprefix(EXPERIMENT_PREFIX))
+        for path in experiments.glob(f"{EXPERIMENT_PREFIX}*")
+        if path.name.removeprefix(EXPERIMENT_PREFIX).isdigit()
+    ]
+    return max(numbers, default=0)
+
+
+def _interrupted_experiment(experiments: Path) -> Path | None:
+    """The last Tune experiment of the run, if its driver died and Tune can restore it."""
+    number = _experiment_number(experiments)
+    if number == 0:
+        return None
+    path = experiments / f"{EXPERIMENT_PREFIX}{number}"
+    if (path / DONE_MARK).exists() or not tune.Tuner.can_restore(str(path)):
+        return None
+    return path

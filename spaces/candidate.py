@@ -103,22 +103,32 @@ class ArchSpec:
 
 @dataclass(frozen=True)
 class StagePolicy:
-    """How one stage is compressed: channel pruning ratio and bit-widths.
+    """How one stage is compressed: channel pruning ratio, bit-widths, low-rank factorization.
 
     ``sparsity`` is unstructured magnitude sparsity: it shrinks stored size only, never
     latency, and is kept separate from ``prune_ratio`` (whole channels) for that reason.
+
+    ``rank_ratio`` < 1 replaces the stage's pointwise (1x1, ungrouped) convolutions, and for
+    the last stage the classifier, by two thin layers of rank ``rank_ratio`` x full rank
+    (truncated SVD, ``evaluators.factorize``); ``factorize_kxk`` does the same to its k x k
+    ungrouped convolutions as a k x 1 then 1 x k pair. A layer is factorized only where
+    that stores fewer weights than the layer itself.
     """
 
     prune_ratio: float = 0.0
     weight_bits: int = 32
     activation_bits: int = 32
     sparsity: float = 0.0
+    rank_ratio: float = 1.0
+    factorize_kxk: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.prune_ratio < 1.0:
             raise ValueError(f"prune ratio must be in [0, 1), got {self.prune_ratio}")
         if not 0.0 <= self.sparsity < 1.0:
             raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity}")
+        if not 0.0 < self.rank_ratio <= 1.0:
+            raise ValueError(f"rank ratio must be in (0, 1], got {self.rank_ratio}")
         if self.weight_bits not in WEIGHT_BITS:
             raise ValueError(f"weight bits must be one of {WEIGHT_BITS}, got {self.weight_bits}")
         if self.activation_bits not in ACTIVATION_BITS:
@@ -129,7 +139,14 @@ class StagePolicy:
     @property
     def genome(self) -> str:
         text = f"p{self.prune_ratio:g}w{self.weight_bits}a{self.activation_bits}"
-        return text + (f"u{self.sparsity:g}" if self.sparsity else "")
+        text += f"u{self.sparsity:g}" if self.sparsity else ""
+        if self.rank_ratio < 1.0:
+            text += f"r{self.rank_ratio:g}" + ("k" if self.factorize_kxk else "")
+        return text
+
+    @property
+    def factorizes(self) -> bool:
+        return self.rank_ratio < 1.0
 
 
 @dataclass(frozen=True)

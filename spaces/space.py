@@ -8,6 +8,7 @@ renaming one breaks resuming an existing study.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from spaces.candidate import (
     ACTIVATION_BITS,
@@ -40,6 +41,8 @@ class SearchSpace:
     weight_bits: Choice = field(default_factory=lambda: Choice((32,)))
     activation_bits: Choice = field(default_factory=lambda: Choice((32,)))
     sparsity: Choice = field(default_factory=lambda: Choice((0.0,)))
+    rank_ratio: Choice = field(default_factory=lambda: Choice((1.0,)))
+    factorize_kxk: Choice = field(default_factory=lambda: Choice((False,)))
 
     def __post_init__(self) -> None:
         bad_kinds = [k for k in self.kind.values if k not in _known_kinds()]
@@ -92,6 +95,7 @@ class SearchSpace:
                     weight_bits=self.weight_bits.suggest(trial, f"p{i}_weight_bits"),
                     activation_bits=self.activation_bits.suggest(trial, f"p{i}_activation_bits"),
                     sparsity=self.sparsity.suggest(trial, f"p{i}_sparsity"),
+                    **self._factorization(trial, i),
                 )
             )
         arch = ArchSpec(
@@ -100,6 +104,13 @@ class SearchSpace:
             stages=tuple(stages),
         )
         return Candidate(arch, CompressionPolicy(tuple(policies)))
+
+    def _factorization(self, trial: SuggestsValues, stage: int) -> dict[str, Any]:
+        rank_ratio = self.rank_ratio.suggest(trial, f"p{stage}_rank_ratio")
+        if rank_ratio >= 1.0:  # off: whether k x k would be factorized is moot
+            return {"rank_ratio": rank_ratio}
+        kxk = self.factorize_kxk.suggest(trial, f"p{stage}_factorize_kxk")
+        return {"rank_ratio": rank_ratio, "factorize_kxk": bool(kxk)}
 
     def describe(self) -> dict[str, list]:
         """The space as plain lists, for the saved config and the report."""

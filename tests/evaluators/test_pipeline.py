@@ -79,3 +79,24 @@ def test_every_candidate_trains_on_the_same_subset(digits):
     a = _context(digits, Budget())
     b = _context(digits, Budget())
     assert torch.equal(a.subset, b.subset) and len(a.subset) == 200
+
+
+def test_a_factorized_candidate_is_factorized_fine_tuned_and_saved_thin(digits, tmp_path):
+    from dataclasses import replace
+
+    from evaluators.factorize import LowRank, build_deployed
+    from spaces.candidate import Candidate, CompressionPolicy
+    from spaces.channels import ChannelPlan
+
+    base = get_candidate("tiny_mixed")
+    stages = tuple(replace(s, rank_ratio=0.25) for s in base.policy.stages)
+    candidate = Candidate(base.arch, CompressionPolicy(stages))
+    metrics = evaluate_candidate(candidate, _context(digits, Budget(latency_ms=1000)), tmp_path)
+    assert metrics.status == "ok", metrics.reason
+    assert {"factorize", "finetune"} <= set(metrics.seconds)
+    # model.pt holds the thin layers, and loads into the deployed structure.
+    plan = ChannelPlan.from_json((tmp_path / "channels.json").read_text())
+    model = build_deployed(candidate, 1, 10, plan=plan)
+    model.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+    assert any(isinstance(m, LowRank) for m in model.modules())
+    assert sum(p.numel() for p in model.parameters()) == metrics.params

@@ -102,6 +102,13 @@ def test_sigkill_of_the_ray_driver_mid_trial_then_rerun(tmp_path):
     url = default_storage(run_dir)
     interrupted = _kill_during_a_trial(command, url, "raycrash", group=True)
     assert len(interrupted) == 1
+    experiment = run_dir / "ray" / "tune-1"
+    from ray.tune import Tuner
+
+    assert Tuner.can_restore(str(experiment))
     rerun = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
+    # The interrupted experiment was restored (Tuner.restore), not started afresh.
+    assert "restoring the interrupted Tune experiment tune-1" in rerun.stderr
+    assert (experiment / ".paretonas-done").exists()
     _check_complete(url, "raycrash", 3, interrupted)
