@@ -51,6 +51,10 @@ if TYPE_CHECKING:
 
 # Validation images judged after each epoch for early stopping (a cheap, fixed subset).
 VAL_CHECK = 1000
+# QAT fine-tunes a trained network whose batch norm is folded away: at the training rate
+# it can diverge (seen on Fashion-MNIST at lr 0.02, benchmarks/methods.py), so it runs at
+# a tenth of it, as fine-tuning recipes do.
+QAT_LR_FACTOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,8 @@ class CompressionConfig:
     finetune_epochs: int = 1
     quantization: str = "qat"  # or "ptq"
     qat_epochs: int = 1
+    dynamic_linear: bool = False  # the fp32 linear layers as dynamic int8 (ORT)
+    sparsity_method: str = "l1"  # or "random": which weights unstructured sparsity zeroes
     calibration_images: int = 256
 
 
@@ -205,11 +211,15 @@ def evaluate_candidate(
     images, labels = dataset.train.images[subset], dataset.train.labels[subset]
     logits = context.teacher_logits[subset]
 
-    def fit(model: torch.nn.Module, epochs: int, phase: str, on_epoch=None) -> None:
+    def fit(
+        model: torch.nn.Module, epochs: int, phase: str, on_epoch=None, lr_factor: float = 1.0
+    ) -> None:
         if epochs < 1:
             return
         begin = time.perf_counter()
-        config = replace(context.train_config, epochs=epochs)
+        config = replace(
+            context.train_config, epochs=epochs, lr=context.train_config.lr * lr_factor
+        )
         try:
             train(
                 model,
@@ -288,10 +298,10 @@ def evaluate_candidate(
         model = prepare_qat(model, candidate)
         calibrate(model, context.calibration_images)
         seconds["quantize"] = time.perf_counter() - begin
-        fit(model.to(context.device), settings.qat_epochs, "qat")
+        fit(model.to(context.device), settings.qat_epochs, "qat", lr_factor=QAT_LR_FACTOR)
         model = model.cpu().eval()
     if any(s.sparsity > 0 for s in candidate.policy.stages):
-        apply_sparsity(model, candidate)
+        apply_sparsity(model, candidate, settings.sparsity_method)
 
     check_deadline(deadline, "quantization")
     begin = time.perf_counter()
@@ -346,6 +356,7 @@ def _export(
         context.dataset.input_shape,
         path,
         context.calibration_images,
+        dynamic_linear=context.compression.dynamic_linear,
     )
 
 

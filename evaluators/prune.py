@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.utils import prune as torch_prune
 
 from evaluators.distill import kd_loss
+from evaluators.recipes import unstructured_prune
 from spaces.blocks import DSConv, GConv, MBConv, PlainConv, shuffle_order
 from spaces.build import CandidateNet, build_model, stage_of_parameter
 from spaces.candidate import Candidate
@@ -200,22 +200,22 @@ def prune_model(
     return pruned.train(model.training)
 
 
-def apply_sparsity(model: CandidateNet, candidate: Candidate) -> CandidateNet:
-    """Zero, in place, the smallest-|w| fraction ``StagePolicy.sparsity`` of every conv and
-    linear weight of each stage, and return ``model``.
+def apply_sparsity(model: CandidateNet, candidate: Candidate, method: str = "l1") -> CandidateNet:
+    """Zero, in place, the fraction ``StagePolicy.sparsity`` of every conv and linear
+    weight of each stage, and return ``model``: ``l1`` the smallest |w|, ``random`` a
+    random choice (``evaluators.recipes.unstructured_prune``, per layer).
 
-    Uses torch's ``l1_unstructured`` (which prunes ``round(sparsity * numel)`` weights) and
-    then ``remove``, so the result is a plain module holding zeros, with no masks. It shrinks
-    stored size only (the cost model counts non-zeros plus a bitmap), never latency.
+    Each layer loses ``round(sparsity * numel)`` weights, as the cost model counts, and
+    holds plain zeros afterwards (no masks). It shrinks stored size only (the cost model
+    counts non-zeros plus a bitmap), never latency.
     """
     stages = candidate.policy.stages
-    for name, module in model.named_modules():
+    for name, module in list(model.named_modules()):
         if not isinstance(module, nn.Conv2d | nn.Linear):
             continue
         sparsity = stages[stage_of_parameter(name + ".", len(stages))].sparsity
         if sparsity > 0:
-            torch_prune.l1_unstructured(module, "weight", amount=sparsity)
-            torch_prune.remove(module, "weight")
+            unstructured_prune(module, sparsity, method, "layer", seed=0)  # type: ignore[arg-type]
     return model
 
 

@@ -505,6 +505,7 @@ def export_deployable(
     method: QuantMethod | None = None,
     calibration_batch_size: int = 64,
     dynamic_batch: bool = False,
+    dynamic_linear: bool = False,
 ) -> DeployedArtifact:
     """Write the ONNX file the host runs for ``candidate`` and say what it executes.
 
@@ -528,6 +529,8 @@ def export_deployable(
       Activation ranges are ORT's own MinMax over the calibration images.
     - Nodes of all other stages are excluded and run fp32 (the host runs nothing at 2, 4
       or 16 bits); a policy with no int8 stage gives a plain fp32 file.
+    - ``dynamic_linear``: the linear layers left in fp32 are then quantized dynamically
+      (``quantize_linear_dynamic``): int8 weights, activations quantized at run time.
 
     Measure the artifact, not the fp32 network: on very small networks the Q / DQ work
     outweighs the int8 arithmetic (tiny_mixed at 3x32x32: 0.13 ms int8 vs 0.094 ms fp32),
@@ -574,7 +577,87 @@ def export_deployable(
                 path,
                 lambda target: _quantize_static(fp32_path, target, reader, exclude, overrides),
             )
-    return _describe_artifact(path, candidate, method)
+        if dynamic_linear:
+            static = Path(tmp) / "static.onnx"
+            shutil.copyfile(path, static)
+            write_atomic(path, lambda target: quantize_linear_dynamic(static, target))
+    return _describe_artifact(path, candidate, method + ("+dynamic" if dynamic_linear else ""))
+
+
+def quantize_linear_dynamic(source: str | Path, target: str | Path) -> int:
+    """Dynamic int8 of the fp32 linear layers of the ONNX file ``source``, written to
+    ``target``; returns how many layers were quantized.
+
+    ONNX Runtime's ``quantize_dynamic`` (weights int8 ahead of time, each input quantized
+    at run time from its own range by ``DynamicQuantizeLinear``, ``MatMulInteger``) handles
+    MatMul but not Gemm, which is how PyTorch exports ``nn.Linear``: a float Gemm whose
+    weight is a constant becomes MatMul + Add first (the same arithmetic). Gemms already
+    quantized statically (their weight comes from a DequantizeLinear) are left alone.
+    Weights are stored as on static int8 stages (``weights_unsigned``).
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    constants = {init.name: init for init in graph.initializer}
+    users: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            users[name] = users.get(name, 0) + 1
+    rewritten = []
+    matmuls = []
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        weight = node.input[1] if node.op_type == "Gemm" and len(node.input) > 1 else None
+        if (
+            weight in constants
+            and users[weight] == 1
+            and attrs.get("alpha", 1.0) == 1.0
+            and attrs.get("beta", 1.0) == 1.0
+            and not attrs.get("transA", 0)
+        ):
+            array = numpy_helper.to_array(constants[weight])
+            if attrs.get("transB", 0):
+                array = array.T.copy()
+            constants[weight].CopyFrom(numpy_helper.from_array(array, weight))
+            product = f"{node.output[0]}_matmul"
+            matmul = helper.make_node("MatMul", [node.input[0], weight], [product], node.name)
+            rewritten.append(matmul)
+            matmuls.append(node.name)
+            if len(node.input) > 2 and node.input[2]:
+                rewritten.append(
+                    helper.make_node(
+                        "Add", [product, node.input[2]], [node.output[0]], node.name + "_bias"
+                    )
+                )
+            else:
+                rewritten[-1].output[0] = node.output[0]
+        else:
+            rewritten.append(node)
+    del graph.node[:]
+    graph.node.extend(rewritten)
+    with tempfile.TemporaryDirectory(prefix="paretonas-dynamic-") as tmp:
+        plain = Path(tmp) / "matmul.onnx"
+        onnx.save(model, str(plain))
+        if not matmuls:
+            shutil.copyfile(plain, target)
+            return 0
+        with _quiet_ort_quantizer():
+            quantize_dynamic(
+                plain,
+                target,
+                op_types_to_quantize=["MatMul"],
+                nodes_to_quantize=matmuls,
+                per_channel=False,
+                weight_type=QuantType.QUInt8 if weights_unsigned() else QuantType.QInt8,
+            )
+    # The quantizer leaves its shape-inference results in the file: bytes, no information.
+    quantized = onnx.load(str(target))
+    del quantized.graph.value_info[:]
+    onnx.save(quantized, str(target))
+    return len(matmuls)
 
 
 def _learned_input_ranges(
@@ -700,7 +783,15 @@ def _describe_artifact(path: Path, candidate: Candidate, method: str) -> Deploye
         if init.data_type in int8_types and init.name in dequantized and len(init.dims) > 0
     )
     has_qdq = any(
-        node.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger")
+        node.op_type
+        in (
+            "QuantizeLinear",
+            "DequantizeLinear",
+            "QLinearConv",
+            "ConvInteger",
+            "DynamicQuantizeLinear",
+            "MatMulInteger",
+        )
         for node in graph.node
     )
     return DeployedArtifact(

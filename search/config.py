@@ -223,6 +223,14 @@ class CompressionSection(_Section):
     finetune_epochs: int = Field(1, ge=0, description="KD fine-tuning after pruning")
     quantization: Literal["qat", "ptq"] = "qat"
     qat_epochs: int = Field(1, ge=0, description="KD fine-tuning with fake quantization")
+    sparsity_method: Literal["l1", "random"] = Field(
+        "l1", description="which weights the space's unstructured sparsity zeroes"
+    )
+    dynamic_linear: bool = Field(
+        False,
+        description="quantize the linear layers left in fp32 dynamically (int8 weights, "
+        "activations quantized at run time, ONNX Runtime)",
+    )
     calibration_images: int = Field(256, ge=8, le=10000)
 
 

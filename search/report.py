@@ -1093,7 +1093,8 @@ _STAGE = re.compile(
     r"(?:e(?P<expansion>\d+))?(?:g(?P<groups>\d+))?(?:s(?P<stride>\d+))?$"
 )
 _POLICY = re.compile(
-    r"^p(?P<prune>[0-9.eE+-]+?)w(?P<weight>\d+)a(?P<activation>\d+)(?:u(?P<sparsity>[0-9.eE+-]+))?$"
+    r"^p(?P<prune>[0-9.eE+-]+?)w(?P<weight>\d+)a(?P<activation>\d+)"
+    r"(?:u(?P<sparsity>[0-9.eE+-]+?))?(?:r(?P<rank>[0-9.eE+-]+?)(?P<kxk>k)?)?$"
 )
 _STEM = re.compile(r"^c(?P<width>\d+)(?:s(?P<stride>\d+))?$")
 
@@ -1101,7 +1102,8 @@ _STEM = re.compile(r"^c(?P<width>\d+)(?:s(?P<stride>\d+))?$")
 def parse_genome(genome: str) -> dict[str, Any] | None:
     """The genome string (``c16,mb2x24k3e4s1|p0w8a8``, as ``spaces.Candidate.genome`` writes
     it) as plain data: ``{"stem": {...} or None, "stages": [{kind, depth, width, kernel,
-    expansion, groups, stride, prune_ratio, weight_bits, activation_bits, sparsity}]}``.
+    expansion, groups, stride, prune_ratio, weight_bits, activation_bits, sparsity,
+    rank_ratio, factorize_kxk}]}``.
 
     Tolerant: trials.csv carries only the string, possibly from an older version of the
     space, so an unknown token keeps its text (``raw``) instead of failing; None when nothing
@@ -1137,6 +1139,8 @@ def parse_genome(genome: str) -> dict[str, Any] | None:
                 weight_bits=int(policy["weight"]),
                 activation_bits=int(policy["activation"]),
                 sparsity=float(policy["sparsity"] or 0.0),
+                rank_ratio=float(policy["rank"] or 1.0),
+                factorize_kxk=bool(policy["kxk"]),
             )
         stages.append(stage)
     if not any("kind" in stage for stage in stages):
@@ -1184,11 +1188,20 @@ def architecture_strip(genome: str) -> str:
             )
             if stage["sparsity"]:
                 policy += f" u{stage['sparsity']:g}"
+            rank = stage["rank_ratio"]
+            if rank < 1.0:
+                policy += f" r{rank:g}" + ("k" if stage["factorize_kxk"] else "")
             lines.append(_esc(policy))
             details.append(
                 f"prune {100 * stage['prune_ratio']:.0f}% of channels, weights "
                 f"{stage['weight_bits']}-bit, activations {stage['activation_bits']}-bit"
                 + (f", sparsity {100 * stage['sparsity']:.0f}%" if stage["sparsity"] else "")
+                + (
+                    f", 1x1 layers at rank {rank:g} of full"
+                    + (" and k x k as k x 1 + 1 x k" if stage["factorize_kxk"] else "")
+                    if rank < 1.0
+                    else ""
+                )
             )
         title = f"stage {index + 1}: {kind} \u00d7{stage['depth']}, " + ", ".join(details)
         css = f"k-{kind}" if kind in _KINDS.values() else "other"

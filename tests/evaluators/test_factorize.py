@@ -27,8 +27,8 @@ from spaces import get_candidate
 from spaces.build import build_model, stage_of_parameter
 from spaces.candidate import Candidate, CompressionPolicy, StagePolicy
 from spaces.channels import plan_channels
-from spaces.space import SearchSpace
 from spaces.params import Choice
+from spaces.space import SearchSpace
 
 SHAPE = (1, 12, 12)
 

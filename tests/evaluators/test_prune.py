@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from dataclasses import replace
 
 import pytest
@@ -332,3 +333,26 @@ def test_apply_sparsity_zeroes_the_smallest_weights_of_each_stage():
             assert torch.equal(module.weight[~zeros], original[~zeros])
         checked += 1
     assert checked == len([m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)])
+
+
+def test_random_sparsity_zeroes_the_same_counts_as_magnitude_but_other_weights():
+    """compression.sparsity_method: random is the control that shows what magnitude buys;
+    it zeroes exactly as many weights per layer, so the cost model's stored size holds."""
+    arch = KINDS["mixed"]
+    candidate = Candidate(arch)
+    policy = replace(
+        candidate.policy, stages=tuple(replace(s, sparsity=0.5) for s in candidate.policy.stages)
+    )
+    candidate = replace(candidate, policy=policy)
+    torch.manual_seed(0)
+    l1 = build_model(candidate, 1, 10)
+    random = copy.deepcopy(l1)
+    apply_sparsity(l1, candidate, "l1")
+    apply_sparsity(random, candidate, "random")
+    differ = 0
+    for (name, a), (_, b) in zip(l1.named_modules(), random.named_modules(), strict=True):
+        if isinstance(a, nn.Conv2d | nn.Linear):
+            zeros = round(0.5 * a.weight.numel())
+            assert int((a.weight == 0).sum()) == zeros == int((b.weight == 0).sum()), name
+            differ += int(((a.weight == 0) != (b.weight == 0)).any())
+    assert differ > 0

@@ -191,3 +191,33 @@ def test_dynamic_quantization_stores_int8_linear_weights_and_keeps_the_predictio
     assert (outputs - reference).abs().max().item() < 0.05 * reference.abs().max().item()
     agreement = (outputs.argmax(dim=1) == reference.argmax(dim=1)).float().mean().item()
     assert agreement >= 0.95
+
+
+def test_dynamic_int8_of_the_linear_layers_in_the_exported_onnx_file(tmp_path):
+    """The config's ``compression.dynamic_linear``: ONNX Runtime's dynamic quantization of
+    the fp32 classifier (MatMulInteger on int8 weights), convolutions untouched."""
+    import onnx
+
+    from evaluators.quantize import export_deployable, onnx_logits
+    from spaces import build_model, get_candidate
+
+    torch.manual_seed(0)
+    candidate = get_candidate("tiny_mixed")
+    model = build_model(candidate, 1, 10).eval()
+    images = torch.rand(64, 1, 12, 12)
+    plain = export_deployable(model, candidate, (1, 12, 12), tmp_path / "fp32.onnx", images)
+    dynamic = export_deployable(
+        model, candidate, (1, 12, 12), tmp_path / "dyn.onnx", images, dynamic_linear=True
+    )
+    ops = [node.op_type for node in onnx.load(str(dynamic.path)).graph.node]
+    assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops and "Gemm" not in ops
+    assert ops.count("Conv") == [n.op_type for n in onnx.load(str(plain.path)).graph.node].count(
+        "Conv"
+    )
+    assert dynamic.is_int8 and dynamic.method == "ptq+dynamic" and not plain.is_int8
+    weights = {i.name: i.data_type for i in onnx.load(str(dynamic.path)).graph.initializer}
+    assert "classifier.weight" not in weights  # stored as 8-bit integers only
+    assert weights["classifier.weight_quantized"] in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)
+    ours, reference = onnx_logits(dynamic.path, images), onnx_logits(plain.path, images)
+    assert (ours.argmax(1) == reference.argmax(1)).float().mean() >= 0.9
+    assert torch.allclose(ours, reference, atol=0.05 * reference.abs().max().item())

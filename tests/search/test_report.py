@@ -543,6 +543,14 @@ def test_table_is_sortable_and_draws_each_members_architecture(report: str):
                 {"kind": "conv", "depth": 2, "kernel": 7, "weight_bits": 16},
             ],
         ),
+        (  # low-rank factorization, with and without the k x k split
+            "c8,mb1x16k3e2s1,cv1x8k3s1|p0.5w8a8u0.5r0.25k,p0w32a32r0.5",
+            {"width": 8, "stride": 1},
+            [
+                {"prune_ratio": 0.5, "sparsity": 0.5, "rank_ratio": 0.25, "factorize_kxk": True},
+                {"prune_ratio": 0.0, "rank_ratio": 0.5, "factorize_kxk": False},
+            ],
+        ),
         # No policy (an older run): the stages still parse.
         ("c8,ds1x16k3s2", {"width": 8, "stride": 1}, [{"kind": "dsconv", "width": 16}]),
     ],
