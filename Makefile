@@ -77,6 +77,7 @@ bench: setup data
 	$(PY) benchmarks/scaling.py
 	$(PY) benchmarks/search_quality.py
 	$(PY) benchmarks/methods.py
+	$(PY) benchmarks/distillation.py
 
 lint: setup
 	$(VENV)/bin/ruff check spaces evaluators search tests benchmarks

@@ -41,6 +41,7 @@ from benchmarks.common import (  # noqa: E402
     update_readme,
     write_result,
 )
+from spaces import ArchSpec, StageSpec  # noqa: E402
 
 # Loose enough on this host (AMD EPYC, no VNNI) that the baselines and a range of searched
 # candidates fit, so that "does the front dominate them" has an answer.
@@ -48,6 +49,21 @@ BUDGET = {"latency_ms": 0.6, "peak_memory_kb": 256.0}
 # The demo's teacher (configs/fashion-mnist-cpu.yaml; cached, ~15 min on 2 CPU cores, seconds
 # on a GPU): distillation needs a teacher clearly better than what its students reach alone.
 TEACHER = {"widths": [32, 64, 128], "blocks": [1, 1, 1], "epochs": 3, "batch_size": 128}
+
+# The KD students: three sizes (also benchmarks/distillation.py's).
+STUDENTS = {
+    "small": ArchSpec(8, (StageSpec("dsconv", 1, 16, 3, stride=2),)),
+    "mid": ArchSpec(
+        16, (StageSpec("mbconv", 1, 24, 3, 2, stride=2), StageSpec("dsconv", 1, 32, 3))
+    ),
+    "large": ArchSpec(
+        16,
+        (
+            StageSpec("mbconv", 2, 32, 3, 4, stride=2),
+            StageSpec("dsconv", 2, 48, 3, stride=2),
+        ),
+    ),
+}
 
 
 def base_config(name: str, results: Path, args: argparse.Namespace, **changes) -> dict:
@@ -159,7 +175,7 @@ def kd_gain(args) -> list[dict]:
     from evaluators.data import load_dataset
     from evaluators.distill import TrainConfig, evaluate_accuracy, train
     from evaluators.teacher import TeacherConfig, prepare_teacher
-    from spaces import ArchSpec, Candidate, StageSpec, build_model
+    from spaces import Candidate, build_model
 
     dataset = load_dataset("fashion-mnist", seed=0)
     teacher = prepare_teacher(
@@ -172,21 +188,8 @@ def kd_gain(args) -> list[dict]:
         : args.subset
     ]
     images, labels = dataset.train.images[subset], dataset.train.labels[subset]
-    students = {
-        "small": ArchSpec(8, (StageSpec("dsconv", 1, 16, 3, stride=2),)),
-        "mid": ArchSpec(
-            16, (StageSpec("mbconv", 1, 24, 3, 2, stride=2), StageSpec("dsconv", 1, 32, 3))
-        ),
-        "large": ArchSpec(
-            16,
-            (
-                StageSpec("mbconv", 2, 32, 3, 4, stride=2),
-                StageSpec("dsconv", 2, 48, 3, stride=2),
-            ),
-        ),
-    }
     rows = []
-    for size, arch in students.items():
+    for size, arch in STUDENTS.items():
         row = {
             "student": size,
             "genome": Candidate(arch).genome,

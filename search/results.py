@@ -48,7 +48,20 @@ METRIC_COLUMNS = [
     "train_subset",
     "epochs",
 ]
-_PHASES = ["cost", "latency", "train", "prune", "finetune", "quantize", "qat", "export"]
+_PHASES = [
+    "cost",
+    "latency",
+    "train",
+    "prune",
+    "factorize",
+    "finetune",
+    "quantize",
+    "qat",
+    "export",
+]
+# Trial user attribute: the trial began when the run already had enough (two workers
+# checked the count at the same moment); failed before any work, not part of the run.
+SURPLUS = "surplus"
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -59,6 +72,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         t.system_attrs["failed_trial"]: t.number for t in trials if "failed_trial" in t.system_attrs
     }
     for trial in trials:
+        if SURPLUS in trial.user_attrs:  # never evaluated (search.worker)
+            continue
         metrics: dict[str, Any] = trial.user_attrs.get("metrics") or {}
         status = metrics.get("status")
         if status is None and trial.state == optuna.trial.TrialState.FAIL:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import TrialState
 
-from search.results import BASELINE
+from search.results import BASELINE, SURPLUS
 from search.storage import retry_dead_local_trials
 
 log = logging.getLogger("paretonas")
@@ -25,10 +25,14 @@ log = logging.getLogger("paretonas")
 TARGET = "target_trials"  # study user attribute: how many finished trials the run wants
 
 
+class SurplusTrial(RuntimeError):
+    """Raised in a trial that other workers' trials already make unnecessary."""
+
+
 def finished(trial: optuna.trial.FrozenTrial) -> bool:
     """Evaluated to an outcome (a failure with a reason counts; a dead worker's does not).
     Hand-designed baselines (``search.baselines``) are not trials of the search."""
-    if BASELINE in trial.user_attrs:
+    if BASELINE in trial.user_attrs or SURPLUS in trial.user_attrs:
         return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
@@ -50,6 +54,28 @@ def fail_stale(study: optuna.Study, max_retry: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
+
+
+def _unless_surplus(
+    objective: Callable[[optuna.Trial], list[float]], target: int
+) -> Callable[[optuna.Trial], list[float]]:
+    """``objective``, unless the trials numbered before this one (finished or running)
+    already reach ``target``: workers check the count and then ask for a trial, so two
+    can ask at once; the later trial steps aside before any work."""
+
+    def guarded(trial: optuna.Trial) -> list[float]:
+        ahead = sum(
+            1
+            for t in trial.study.get_trials(deepcopy=False)
+            if t.number < trial.number
+            and (finished(t) or (t.state == TrialState.RUNNING and BASELINE not in t.user_attrs))
+        )
+        if ahead >= target:
+            trial.set_user_attr(SURPLUS, True)
+            raise SurplusTrial(f"the run had its {target} trials when trial {trial.number} began")
+        return objective(trial)
+
+    return guarded
 
 
 def work(
@@ -74,7 +100,7 @@ def work(
             time.sleep(poll_seconds)
             continue
         study.optimize(
-            objective,
+            _unless_surplus(objective, target),
             n_trials=1,
             catch=(Exception,),
             callbacks=[after_trial] if after_trial else None,

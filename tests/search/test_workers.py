@@ -22,6 +22,7 @@ import yaml
 from optuna.trial import TrialState
 
 from search.config import parse_config
+from search.results import trials_frame
 from search.runner import run_search
 from search.storage import (
     WORKER,
@@ -31,7 +32,7 @@ from search.storage import (
     retry_dead_local_trials,
     worker_identity,
 )
-from search.worker import finished, progress
+from search.worker import SURPLUS, finished, progress, work
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -132,7 +133,11 @@ def _check_complete(url: str, name: str, target: int, interrupted: set[int]) -> 
         assert crashed.state == TrialState.FAIL and "metrics" not in crashed.user_attrs
         retries = [t for t in done if t.system_attrs.get("failed_trial") == number]
         assert len(retries) == 1, f"trial {number} was not retried exactly once"
-        assert retries[0].params == crashed.params
+        # Same parameters: all those the crashed trial had been given (a kill while it was
+        # still being proposed leaves the rest to be proposed afresh).
+        assert crashed.params and {k: retries[0].params[k] for k in crashed.params} == (
+            crashed.params
+        )
     return pd.DataFrame([{"number": t.number, "genome": t.user_attrs.get("genome")} for t in done])
 
 
@@ -264,3 +269,29 @@ def test_progress_counts_failures_with_a_reason_but_not_dead_workers(tmp_path):
     study.tell(study.ask(), state=TrialState.FAIL)  # no metrics: its worker died
     study.ask()
     assert progress(study) == (2, 1)
+
+
+def test_a_trial_begun_when_the_run_already_has_enough_steps_aside():
+    """Two workers can both see one trial missing and both ask for one: the later trial is
+    failed before any work, is not counted and is not listed."""
+    study = optuna.create_study(directions=["maximize"])
+    study.set_user_attr("target_trials", 1)
+    study.ask()  # another worker's trial, still running: the run's one trial
+    calls = []
+
+    def objective(trial):
+        calls.append(trial.number)
+        return [1.0]
+
+    # work() itself would wait for the running trial; ask as a racing worker would.
+    from search.worker import _unless_surplus
+
+    study.optimize(_unless_surplus(objective, 1), n_trials=1, catch=(Exception,))
+    surplus = study.trials[1]
+    assert calls == [] and surplus.state == TrialState.FAIL
+    assert surplus.user_attrs[SURPLUS] is True and not finished(surplus)
+    assert 1 not in set(trials_frame(study)["number"])
+
+    # With nothing ahead of it, a trial runs.
+    fresh = optuna.create_study(directions=["maximize"])
+    assert work(fresh, objective, 1) == 1 and calls == [0]
