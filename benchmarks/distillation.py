@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from benchmarks.common import markdown_table, source_line, update_readme, write_result  # noqa: E402
-from benchmarks.search_quality import STUDENTS, TEACHER  # noqa: E402
+from benchmarks.search_quality import STUDENTS, TEACHER, teacher_config  # noqa: E402
 from evaluators.data import load_dataset  # noqa: E402
 from evaluators.distill import (  # noqa: E402
     TrainConfig,
@@ -32,7 +32,7 @@ from evaluators.distill import (  # noqa: E402
     resolve_device,
     train,
 )
-from evaluators.teacher import TeacherConfig, prepare_teacher  # noqa: E402
+from evaluators.teacher import prepare_teacher  # noqa: E402
 from spaces import Candidate, build_model  # noqa: E402
 
 RECIPES = (("plain", 0.0, 4.0), ("KD T=1", 0.9, 1.0), ("KD T=2", 0.9, 2.0), ("KD T=4", 0.9, 4.0))
@@ -49,7 +49,7 @@ def main() -> int:
     dataset = load_dataset("fashion-mnist", seed=0)
     teacher = prepare_teacher(
         dataset,
-        TeacherConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TEACHER.items()}),
+        teacher_config(),
         ROOT / "results" / "teachers",
         progress=False,
         device=resolve_device("auto"),

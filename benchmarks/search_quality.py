@@ -50,6 +50,14 @@ BUDGET = {"latency_ms": 0.6, "peak_memory_kb": 256.0}
 # on a GPU): distillation needs a teacher clearly better than what its students reach alone.
 TEACHER = {"widths": [32, 64, 128], "blocks": [1, 1, 1], "epochs": 3, "batch_size": 128}
 
+
+def teacher_config():
+    """TEACHER as an ``evaluators.teacher.TeacherConfig`` (the same cache key as the runs')."""
+    from evaluators.teacher import TeacherConfig
+
+    return TeacherConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TEACHER.items()})
+
+
 # The KD students: three sizes (also benchmarks/distillation.py's).
 STUDENTS = {
     "small": ArchSpec(8, (StageSpec("dsconv", 1, 16, 3, stride=2),)),
@@ -174,13 +182,13 @@ def kd_gain(args) -> list[dict]:
 
     from evaluators.data import load_dataset
     from evaluators.distill import TrainConfig, evaluate_accuracy, train
-    from evaluators.teacher import TeacherConfig, prepare_teacher
+    from evaluators.teacher import prepare_teacher
     from spaces import Candidate, build_model
 
     dataset = load_dataset("fashion-mnist", seed=0)
     teacher = prepare_teacher(
         dataset,
-        TeacherConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TEACHER.items()}),
+        teacher_config(),
         ROOT / "results" / "teachers",
         progress=False,
     )

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 # Validation images judged after each epoch for early stopping (a cheap, fixed subset).
 VAL_CHECK = 1000
 # QAT fine-tunes a trained network whose batch norm is folded away: at the training rate
-# it can diverge (seen on Fashion-MNIST at lr 0.02, benchmarks/methods.py), so it runs at
+# it can diverge (a first run of benchmarks/methods.py at lr 0.02, not kept), so it runs at
 # a tenth of it, as fine-tuning recipes do.
 QAT_LR_FACTOR = 0.1
 
