@@ -64,7 +64,7 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 1e-2
     weight_decay: float = 1e-4
-    temperature: float = 4.0
+    temperature: float = 1.0  # the search's default (search.config.TrainingSection)
     alpha: float = 0.9
     seed: int = 0
 

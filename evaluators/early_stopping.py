@@ -7,11 +7,16 @@ params, MACs) are known before training, so the question is sharper: could this 
 at its cost, still end up non-dominated?
 
 After each epoch (from ``min_epochs`` on) the validation accuracy is extrapolated
-optimistically: learning curves flatten, so the remaining epochs gain at most the last
-epoch's gain each, plus ``slack`` for noise (compression after training only lowers
-accuracy, so it is not counted). If a finished trial on the current front costs no more on
-every cost objective and is at least that accurate, the candidate is dominated whatever
-happens next and its training stops: the trial is recorded as ``pruned`` with the epoch.
+optimistically. Once ``MIN_CURVES`` finished trials of the run have recorded their
+per-epoch validation curves (same schedule, same epochs), the extrapolation is empirical:
+from epoch e on, the candidate is granted the largest share of its remaining error that any
+of them closed from epoch e to the end (``1 - acc_e`` times that share), plus ``slack``;
+this follows the run's own learning-rate schedule (a one-cycle schedule's last epochs gain
+the most) instead of assuming a shape. Before that, the remaining epochs gain at most the
+last epoch's gain each, plus ``slack``. Compression after training only lowers accuracy, so
+it is not counted. If a finished trial on the current front costs no more on every cost
+objective and is at least that accurate, the candidate is dominated whatever happens next
+and its training stops: the trial is recorded as ``pruned`` with the epoch.
 """
 
 from __future__ import annotations
@@ -25,8 +30,12 @@ class EarlyStopping:
     """Settings (``training.early_stopping*`` in the config)."""
 
     enabled: bool = True
-    min_epochs: int = 2
+    min_epochs: int = 1
     slack: float = 0.02
+
+
+# Finished curves needed before the empirical extrapolation replaces the last-gain rule.
+MIN_CURVES = 3
 
 
 class StoppedEarly(Exception):
@@ -37,13 +46,34 @@ class StoppedEarly(Exception):
         self.reason, self.epoch, self.accuracy = reason, epoch, accuracy
 
 
-def optimistic_accuracy(history: Sequence[float], total_epochs: int, slack: float) -> float:
-    """The most the final accuracy can plausibly be, from the per-epoch accuracies so far."""
+def optimistic_accuracy(
+    history: Sequence[float],
+    total_epochs: int,
+    slack: float,
+    curves: Sequence[Sequence[float]] = (),
+) -> float:
+    """The most the final accuracy can plausibly be, from the per-epoch accuracies so far
+    and the full curves (``total_epochs`` long) of finished trials."""
     if not history:
         return 1.0
-    remaining = max(0, total_epochs - len(history))
-    gain = max(0.0, history[-1] - history[-2]) if len(history) >= 2 else 1.0
-    return min(1.0, history[-1] + remaining * gain + slack)
+    epoch = len(history)
+    now = history[-1]
+    finished = [c for c in curves if len(c) == total_epochs]
+    if len(finished) >= MIN_CURVES and epoch < total_epochs:
+        share = max(closed_share(c, epoch) for c in finished)
+        return min(1.0, now + share * (1.0 - now) + slack)
+    remaining = max(0, total_epochs - epoch)
+    gain = max(0.0, history[-1] - history[-2]) if epoch >= 2 else 1.0
+    return min(1.0, now + remaining * gain + slack)
+
+
+def closed_share(curve: Sequence[float], epoch: int) -> float:
+    """The share of its remaining error a finished curve closed from ``epoch`` (1-based) to
+    its end, in [0, 1]."""
+    at, end = curve[epoch - 1], curve[-1]
+    if at >= 1.0:
+        return 0.0
+    return min(1.0, max(0.0, (end - at) / (1.0 - at)))
 
 
 @dataclass(frozen=True)
@@ -51,12 +81,14 @@ class ParetoStopper:
     """Judges one candidate against the front of the trials finished so far.
 
     ``front`` holds each finished feasible trial's objective values (name -> value);
-    ``costs`` the candidate's values of the cost objectives (all minimised).
+    ``costs`` the candidate's values of the cost objectives (all minimised); ``curves`` the
+    per-epoch validation accuracies of the run's finished trained trials.
     """
 
     front: tuple[Mapping[str, float], ...]
     costs: Mapping[str, float]
     settings: EarlyStopping = EarlyStopping()
+    curves: tuple[tuple[float, ...], ...] = ()
 
     def dominator(self, accuracy: float) -> Mapping[str, float] | None:
         """A front member at least as accurate as ``accuracy`` and no costlier on any cost
@@ -77,7 +109,7 @@ class ParetoStopper:
         epoch = len(history)
         if not self.settings.enabled or epoch < self.settings.min_epochs or epoch >= total_epochs:
             return None
-        bound = optimistic_accuracy(history, total_epochs, self.settings.slack)
+        bound = optimistic_accuracy(history, total_epochs, self.settings.slack, self.curves)
         member = self.dominator(bound)
         if member is None:
             return None

@@ -41,6 +41,9 @@ class Metrics:
     channels: str | None = None  # channel counts as deployed, when pruned
     train_subset: int | None = None
     epochs: int | None = None
+    # PyTorch validation accuracy after each training epoch (on the pipeline's VAL_CHECK
+    # images): early stopping extrapolates from the run's finished curves.
+    val_curve: list[float] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

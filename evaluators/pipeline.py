@@ -138,12 +138,15 @@ def evaluate_candidate(
     artifact_dir: str | Path | None = None,
     description: str = "candidate",
     front: Sequence[Mapping[str, float]] = (),
+    curves: Sequence[Sequence[float]] = (),
 ) -> Metrics:
     """Judge ``candidate``; exceptions propagate (the caller records them as failed).
 
     ``front``: the objective values of the finished trials on the current Pareto front
     (name -> value, ``accuracy`` among them); with it, training stops early when the
     candidate cannot reach the front at its cost (``evaluators.early_stopping``).
+    ``curves``: the per-epoch validation curves of the run's finished trials, from which
+    the stopper extrapolates.
     """
     dataset = context.dataset
     shape = dataset.input_shape
@@ -245,21 +248,24 @@ def evaluate_candidate(
             "macs": float(cost.macs),
         },
         context.early_stopping,
+        tuple(tuple(c) for c in curves),
     )
     history: list[float] = []
     val_images, val_labels = dataset.val.images[:VAL_CHECK], dataset.val.labels[:VAL_CHECK]
 
+    watching = bool(front) and context.early_stopping.enabled
+
     def judge(epoch: int, model: torch.nn.Module) -> None:
+        # Recorded for every trial: later trials extrapolate from the finished curves.
         history.append(evaluate_accuracy(model, val_images, val_labels))
-        reason = stopper.check(history, context.train_config.epochs)
+        reason = stopper.check(history, context.train_config.epochs) if watching else None
         if reason is not None:
             raise StoppedEarly(reason, epoch, history[-1])
 
     torch.manual_seed(context.train_config.seed)
     model = build_model(candidate, channels, classes).to(context.device)
-    watching = bool(front) and context.early_stopping.enabled
     try:
-        fit(model, context.train_config.epochs, "train", judge if watching else None)
+        fit(model, context.train_config.epochs, "train", judge)
     except StoppedEarly as stopped:
         return Metrics(
             status="pruned",
@@ -272,6 +278,7 @@ def evaluate_candidate(
             int8=artifact.is_int8 if artifact else None,
             train_subset=len(subset),
             epochs=stopped.epoch,
+            val_curve=list(history),
             seconds=seconds,
             **common,
         )
@@ -334,6 +341,7 @@ def evaluate_candidate(
         int8=artifact.is_int8,
         train_subset=len(subset),
         epochs=context.train_config.epochs,
+        val_curve=list(history),
         seconds=seconds,
         **common,
     )

@@ -60,7 +60,8 @@ class DistillationRecipe:
 
     @classmethod
     def named(cls, name: str) -> DistillationRecipe:
-        """``kd``: alpha 0.9, T 4 (the project default); ``soft_labels_only``: alpha 1, T 4;
+        """``kd``: alpha 0.9, T 4 (Hinton's recipe, for training to convergence; a search's
+        short fidelity defaults to T 1); ``soft_labels_only``: alpha 1, T 4;
         ``hard_labels_only``: alpha 0 (no teacher: the baseline every KD gain is against)."""
         recipes = {
             "kd": cls(0.9, 4.0),

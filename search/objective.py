@@ -61,7 +61,8 @@ class Objective:
             artifacts = None
         else:
             front = current_front(trial.study, self.objectives, self.context.budget)
-            metrics, artifacts, failure = self.evaluate(candidate, trial.number, front)
+            curves = finished_curves(trial.study)
+            metrics, artifacts, failure = self.evaluate(candidate, trial.number, front, curves)
             if failure is not None:
                 record(trial, candidate, metrics, self.context.budget)
                 trial.set_user_attr("traceback", failure)
@@ -78,6 +79,7 @@ class Objective:
         candidate: Candidate,
         number: int | str,
         front: Sequence[Mapping[str, float]] = (),
+        curves: Sequence[Sequence[float]] = (),
     ) -> tuple[Metrics, str | None, str | None]:
         """(metrics, artifact folder relative to the run, traceback when it failed). Any
         exception of the evaluation is a failed candidate, never a failed search."""
@@ -89,6 +91,7 @@ class Objective:
                 artifact_dir=self.run_dir / artifacts,
                 description=f"trial {number}",
                 front=front,
+                curves=curves,
             )
         except Exception as error:
             reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
@@ -123,6 +126,17 @@ def current_front(
     directions = [OBJECTIVE_DIRECTIONS[name] for name in objectives]
     mask = pareto_mask(np.array([[r[n] for n in objectives] for r in rows]), directions)
     return [row for row, keep in zip(rows, mask, strict=True) if keep]
+
+
+def finished_curves(study: optuna.Study) -> list[list[float]]:
+    """The per-epoch validation curves of the study's trials trained to the end (one
+    fidelity per study: a run refuses a changed config)."""
+    curves = []
+    for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        metrics = other.user_attrs.get("metrics") or {}
+        if metrics.get("status") == "ok" and metrics.get("val_curve"):
+            curves.append(list(metrics["val_curve"]))
+    return curves
 
 
 class TrialFailed(Exception):

@@ -8,7 +8,12 @@ import torch
 from evaluators.budget import Budget
 from evaluators.data import load_dataset
 from evaluators.distill import TrainConfig
-from evaluators.early_stopping import EarlyStopping, ParetoStopper, optimistic_accuracy
+from evaluators.early_stopping import (
+    EarlyStopping,
+    ParetoStopper,
+    closed_share,
+    optimistic_accuracy,
+)
 from evaluators.hardware import Host
 from evaluators.pipeline import EvaluationContext, evaluate_candidate
 from spaces import get_candidate
@@ -23,6 +28,31 @@ def test_optimistic_accuracy_extrapolates_the_last_gain():
     assert optimistic_accuracy([0.6, 0.5], 3, 0.0) == pytest.approx(0.5)  # no negative gain
 
 
+def test_with_three_finished_curves_the_extrapolation_follows_them():
+    # Shares of the remaining error closed from epoch 2 to the end: 0.5, 0.25, 0 (fell).
+    curves = [(0.4, 0.6, 0.7, 0.8), (0.5, 0.6, 0.65, 0.7), (0.5, 0.7, 0.7, 0.6)]
+    assert [closed_share(c, 2) for c in curves] == pytest.approx([0.5, 0.25, 0.0])
+    # 0.5 + 0.5 x (1 - 0.5) + slack 0.02: the largest share, not the last epoch's gain.
+    assert optimistic_accuracy([0.3, 0.5], 4, 0.02, curves) == pytest.approx(0.77)
+    # From epoch 3 the shares are 1/3, 1/7, 0.
+    assert optimistic_accuracy([0.3, 0.5, 0.55], 4, 0.0, curves) == pytest.approx(0.7)
+    # After epoch 1, the shares from epoch 1 (0.67, 0.4, 0.2) apply.
+    assert optimistic_accuracy([0.4], 4, 0.0, curves) == pytest.approx(0.8)
+    # Two curves, or curves of another length, are not enough: the last-gain rule applies.
+    assert optimistic_accuracy([0.3, 0.5], 4, 0.02, curves[:2]) == pytest.approx(0.92)
+    assert optimistic_accuracy([0.3, 0.5], 4, 0.02, [c[:3] for c in curves]) == pytest.approx(0.92)
+
+
+def test_the_learned_extrapolation_stops_what_the_last_gain_rule_would_not():
+    curves = ((0.5, 0.6, 0.65, 0.7),) * 3  # closes 1/4 of the error from epoch 2
+    costs = {"latency_ms": 2.0, "peak_memory_kb": 20.0}
+    history = [0.3, 0.6]  # last gain 0.3: 0.6 + 2 x 0.3 reaches anything
+    assert ParetoStopper((MEMBER,), costs).check(history, 4) is None
+    # 0.6 + 0.25 x 0.4 + 0.02 = 0.72 < 0.9
+    reason = ParetoStopper((MEMBER,), costs, curves=curves).check(history, 4)
+    assert reason is not None and "at most 0.7200" in reason
+
+
 def test_a_costlier_candidate_that_cannot_catch_up_is_stopped():
     stopper = ParetoStopper((MEMBER,), {"latency_ms": 2.0, "peak_memory_kb": 20.0})
     reason = stopper.check([0.5, 0.55], 4)
@@ -35,7 +65,7 @@ def test_a_costlier_candidate_that_cannot_catch_up_is_stopped():
     [
         ({"latency_ms": 0.5, "peak_memory_kb": 20.0}, [0.5, 0.55], 4, "cheaper on latency"),
         ({"latency_ms": 2.0, "peak_memory_kb": 20.0}, [0.3, 0.6], 4, "still learning fast"),
-        ({"latency_ms": 2.0, "peak_memory_kb": 20.0}, [0.5], 4, "before min_epochs"),
+        ({"latency_ms": 2.0, "peak_memory_kb": 20.0}, [0.5], 4, "one epoch, no curves yet"),
         ({"latency_ms": 2.0, "peak_memory_kb": 20.0}, [0.5, 0.5, 0.5, 0.5], 4, "last epoch"),
     ],
 )
@@ -72,8 +102,12 @@ def test_a_real_candidate_is_stopped_and_recorded_as_pruned():
     front = [{"accuracy": 1.0, "latency_ms": 0.0, "peak_memory_kb": 0.0, "number": 0}]
     metrics = evaluate_candidate(get_candidate("tiny_dsconv"), context, front=front)
     assert metrics.status == "pruned"
-    assert metrics.epochs == 2 and "stopped after epoch 2 of 4" in metrics.reason
+    assert metrics.epochs == 1 and "stopped after epoch 1 of 4" in metrics.reason
     assert metrics.accuracy is not None and metrics.latency_ms > 0
+    assert metrics.val_curve == [metrics.accuracy]
     assert "export" not in metrics.seconds  # never compressed or exported
-    # Without a front (the first trials), the same candidate trains to the end.
-    assert evaluate_candidate(get_candidate("tiny_dsconv"), context).status == "ok"
+    # Without a front (the first trials), the same candidate trains to the end, and its
+    # curve is recorded for the extrapolation of later trials.
+    full = evaluate_candidate(get_candidate("tiny_dsconv"), context)
+    assert full.status == "ok" and len(full.val_curve) == 4
+    assert full.val_curve[0] == pytest.approx(metrics.accuracy)  # same seed, same start

@@ -114,3 +114,30 @@ def test_a_candidate_that_raises_is_failed_and_the_search_goes_on(tmp_path, monk
     failed = trials[trials["status"] == "failed"]
     assert len(failed) == 1 and "shape mismatch" in failed["reason"].iloc[0]
     assert failed["state"].iloc[0] == "FAIL"
+
+
+def test_each_trial_sees_the_finished_trials_curves_for_early_stopping(tmp_path, monkeypatch):
+    real = pipeline.evaluate_candidate
+    seen = []
+
+    def spy(candidate, context, *args, **kwargs):
+        seen.append([list(c) for c in kwargs["curves"]])
+        return real(candidate, context, *args, **kwargs)
+
+    monkeypatch.setattr("search.objective.evaluate_candidate", spy)
+    training = {**TINY["training"], "epochs": 2}
+    config = _config(tmp_path, name="curves", budget={"latency_ms": 50}, training=training)
+    result = run_search(config, trials=4, progress=False)
+    study = optuna.load_study(
+        study_name="curves", storage=f"sqlite:///{result.run_dir / 'study.db'}"
+    )
+    recorded = [
+        t.user_attrs["metrics"]["val_curve"]
+        for t in study.trials
+        if t.user_attrs["metrics"]["status"] == "ok" and "duplicate_of" not in t.user_attrs
+    ]
+    assert recorded and all(len(c) == 2 and all(0 <= a <= 1 for a in c) for c in recorded)
+    assert seen[0] == []  # the first trial has no one to learn from
+    # The last evaluated trial was handed the curves of every trial trained before it.
+    assert all(c in recorded for c in seen[-1])
+    assert len(seen[-1]) >= len(recorded) - 1
