@@ -123,12 +123,24 @@ def hypervolume(trials: pd.DataFrame) -> float:
 
 
 def search(config: dict) -> tuple[pd.DataFrame, float]:
+    """Run (or, in a kept --runs folder, resume) a search: its trials (baselines evaluated
+    into the run left out) and its wall-clock seconds, first trial start to last end."""
+    import optuna
+
     from search.config import parse_config
     from search.runner import run_search
+    from search.storage import default_storage
 
-    start = time.perf_counter()
     result = run_search(parse_config(config), progress=False)
-    return result.trials, time.perf_counter() - start
+    study = optuna.load_study(study_name=config["name"], storage=default_storage(result.run_dir))
+    searched = [t for t in study.trials if "baseline" not in t.user_attrs and t.datetime_complete]
+    seconds = (
+        max(t.datetime_complete for t in searched) - min(t.datetime_start for t in searched)
+    ).total_seconds()
+    trials = result.trials
+    if "baseline" in trials:
+        trials = trials[trials["baseline"].isna()]
+    return trials, seconds
 
 
 def samplers(results: Path, args) -> list[dict]:
@@ -184,15 +196,19 @@ def early_stopping(results: Path, args) -> list[dict]:
             study_name=f"tpe-{seed}",
             storage=default_storage(results / f"tpe-{seed}"),
         )
+        searched = [t for t in source.trials if "baseline" not in t.user_attrs]
         (results / name).mkdir(parents=True, exist_ok=True)
         replay = optuna.create_study(
             study_name=name,
             storage=default_storage(results / name),
             directions=[OBJECTIVE_DIRECTIONS[o] for o in config["objectives"]],
+            load_if_exists=True,
         )
-        for trial in sorted(source.trials, key=lambda t: t.number):
-            replay.enqueue_trial(trial.params)
-        off, _ = search({**config, "trials": len(source.trials)})
+        if not replay.trials:  # a kept --runs folder already holds the replay
+            for trial in sorted(searched, key=lambda t: t.number):
+                replay.enqueue_trial(trial.params)
+        off, _ = search({**config, "trials": len(searched)})
+        on = on[on["baseline"].isna()] if "baseline" in on else on
         row = {"seed": seed}
         for label, trials in (("on", on), ("off", off)):
             row[f"hypervolume_{label}"] = hypervolume(trials)
@@ -208,6 +224,10 @@ def early_stopping(results: Path, args) -> list[dict]:
         )
         row["epochs_saved"] = 1 - row["training_epochs_on"] / max(row["training_epochs_off"], 1)
         row["hypervolume_kept"] = row["hypervolume_on"] / max(row["hypervolume_off"], 1e-12)
+        row["what_if"] = [
+            stopping_what_if(replay_metrics(results / name, name), quantile, args.epochs)
+            for quantile in WHAT_IF_QUANTILES
+        ]
         rows.append(row)
         print(
             f"early stopping seed {seed}: {row['pruned']} pruned, training "
@@ -215,6 +235,80 @@ def early_stopping(results: Path, args) -> list[dict]:
             flush=True,
         )
     return rows
+
+
+# The rule's quantile (training.early_stopping_quantile) replayed on recorded curves.
+WHAT_IF_QUANTILES = (1.0, 0.9, 0.75, 0.5)
+
+
+def replay_metrics(run_dir: Path, name: str) -> list[dict]:
+    """The metrics of a run's searched trials, in trial order (duplicates left out: they
+    cost nothing)."""
+    import optuna
+
+    from search.storage import default_storage
+
+    study = optuna.load_study(study_name=name, storage=default_storage(run_dir))
+    return [
+        t.user_attrs["metrics"]
+        for t in sorted(study.trials, key=lambda t: t.number)
+        if "metrics" in t.user_attrs
+        and "baseline" not in t.user_attrs
+        and t.user_attrs.get("duplicate_of") is None
+    ]
+
+
+def stopping_what_if(metrics: list[dict], quantile: float, epochs: int) -> dict:
+    """Early stopping replayed on a run trained without it: the trials in order, each
+    judged after every epoch by ``ParetoStopper`` (the search's own rule) on its recorded
+    validation curve, against the trials kept so far. Epochs saved and hypervolume kept are
+    exact for these candidates; training seconds saved are estimated (a stopped trial's
+    train seconds x the share of epochs it skips)."""
+    from evaluators.early_stopping import EarlyStopping, ParetoStopper
+
+    settings = EarlyStopping(quantile=quantile)
+    kept, curves, stopped = [], [], 0
+    epochs_all = epochs_run = 0
+    seconds_all = seconds_saved = 0.0
+    for m in metrics:
+        if m.get("status") != "ok" or not m.get("val_curve"):
+            continue
+        curve, train_s = m["val_curve"], float((m.get("seconds") or {}).get("train", 0.0))
+        epochs_all += epochs
+        seconds_all += train_s
+        costs = {"latency_ms": m["latency_ms"], "peak_memory_kb": m["peak_memory_kb"]}
+        stopper = ParetoStopper(tuple(kept), costs, settings, tuple(tuple(c) for c in curves))
+        at = next((e for e in range(1, epochs) if stopper.check(curve[:e], epochs)), None)
+        if at is not None:
+            stopped += 1
+            epochs_run += at
+            seconds_saved += train_s * (1 - at / epochs)
+            continue
+        epochs_run += epochs
+        curves.append(curve)
+        if (
+            m["latency_ms"] <= BUDGET["latency_ms"]
+            and m["peak_memory_kb"] <= BUDGET["peak_memory_kb"]
+        ):
+            kept.append({k: m[k] for k in ("accuracy", "latency_ms", "peak_memory_kb")})
+    full = [
+        m
+        for m in metrics
+        if m.get("status") == "ok"
+        and m["latency_ms"] <= BUDGET["latency_ms"]
+        and m["peak_memory_kb"] <= BUDGET["peak_memory_kb"]
+    ]
+    as_frame = lambda rows: pd.DataFrame(  # noqa: E731
+        [{**r, "status": "ok", "feasible": True} for r in rows],
+        columns=["status", "feasible", "accuracy", "latency_ms", "peak_memory_kb"],
+    )
+    return {
+        "quantile": quantile,
+        "stopped": stopped,
+        "epochs_saved": 1 - epochs_run / max(epochs_all, 1),
+        "training_seconds_saved_estimated": seconds_saved / max(seconds_all, 1e-9),
+        "hypervolume_kept": hypervolume(as_frame(kept)) / max(hypervolume(as_frame(full)), 1e-12),
+    }
 
 
 def kd_gain(args) -> list[dict]:
@@ -327,12 +421,20 @@ def main() -> int:
     parser.add_argument("--subset", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--runs",
+        default=None,
+        help="keep the searches' runs (reports, studies) in this folder; run again with the "
+        "same folder, finished searches are read back instead of repeated",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="paretonas-quality-") as tmp:
-        results = Path(tmp)
+        results = Path(args.runs or tmp)
+        results.mkdir(parents=True, exist_ok=True)
         # The cached teacher (and its logits) of this checkout, shared by every search.
-        os.symlink(ROOT / "results" / "teachers", results / "teachers")
+        if not (results / "teachers").exists():
+            os.symlink(ROOT / "results" / "teachers", results / "teachers")
         sampler_rows = samplers(results, args)
         stopping_rows = early_stopping(results, args)
         fronts = [pd.read_csv(results / f"tpe-{i}" / "pareto.csv") for i in range(args.seeds)]
@@ -348,6 +450,12 @@ def main() -> int:
     )
     result = {
         "fidelity": {"train_subset": args.subset, "epochs": args.epochs, "trials": args.trials},
+        "what_if_measurement": (
+            "early_stopping[].what_if: each replay (trained without early stopping) judged "
+            "again trial by trial with training.early_stopping_quantile at each value, by the "
+            "search's own ParetoStopper on the recorded validation curves; epochs saved and "
+            "hypervolume kept are exact for those candidates, training seconds estimated"
+        ),
         "teacher": TEACHER,
         "budget": BUDGET,
         "reference_point": {"accuracy": 0.0, **BUDGET},
@@ -400,6 +508,28 @@ def main() -> int:
                     f"{r['hypervolume_kept']:.1%}",
                 ]
                 for r in stopping_rows
+            ],
+        ),
+        markdown_table(
+            [
+                "early_stopping_quantile (replayed)",
+                "trials stopped",
+                "epochs saved",
+                "training s saved (est.)",
+                "hypervolume kept",
+            ],
+            [
+                [
+                    f"{q:g}" + (" (default)" if q == 1.0 else ""),
+                    " / ".join(str(w["stopped"]) for w in whats),
+                    " / ".join(f"{w['epochs_saved']:.0%}" for w in whats),
+                    " / ".join(f"{w['training_seconds_saved_estimated']:.0%}" for w in whats),
+                    " / ".join(f"{w['hypervolume_kept']:.1%}" for w in whats),
+                ]
+                for q, whats in (
+                    (q, [w for r in stopping_rows for w in r["what_if"] if w["quantile"] == q])
+                    for q in WHAT_IF_QUANTILES
+                )
             ],
         ),
         markdown_table(

@@ -10,7 +10,9 @@ After each epoch (from ``min_epochs`` on) the validation accuracy is extrapolate
 optimistically. Once ``MIN_CURVES`` finished trials of the run have recorded their
 per-epoch validation curves (same schedule, same epochs), the extrapolation is empirical:
 from epoch e on, the candidate is granted the largest share of its remaining error that any
-of them closed from epoch e to the end (``1 - acc_e`` times that share), plus ``slack``;
+of them closed from epoch e to the end (``1 - acc_e`` times that share), plus ``slack``
+(``quantile`` below 1 grants that quantile of the shares instead: less optimistic, stops
+more, may lose front members);
 this follows the run's own learning-rate schedule (a one-cycle schedule's last epochs gain
 the most) instead of assuming a shape. Before that, the remaining epochs gain at most the
 last epoch's gain each, plus ``slack``. Compression after training only lowers accuracy, so
@@ -24,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class EarlyStopping:
@@ -32,6 +36,7 @@ class EarlyStopping:
     enabled: bool = True
     min_epochs: int = 1
     slack: float = 0.02
+    quantile: float = 1.0
 
 
 # Finished curves needed before the empirical extrapolation replaces the last-gain rule.
@@ -51,6 +56,7 @@ def optimistic_accuracy(
     total_epochs: int,
     slack: float,
     curves: Sequence[Sequence[float]] = (),
+    quantile: float = 1.0,
 ) -> float:
     """The most the final accuracy can plausibly be, from the per-epoch accuracies so far
     and the full curves (``total_epochs`` long) of finished trials."""
@@ -60,7 +66,7 @@ def optimistic_accuracy(
     now = history[-1]
     finished = [c for c in curves if len(c) == total_epochs]
     if len(finished) >= MIN_CURVES and epoch < total_epochs:
-        share = max(closed_share(c, epoch) for c in finished)
+        share = float(np.quantile([closed_share(c, epoch) for c in finished], quantile))
         return min(1.0, now + share * (1.0 - now) + slack)
     remaining = max(0, total_epochs - epoch)
     gain = max(0.0, history[-1] - history[-2]) if epoch >= 2 else 1.0
@@ -109,7 +115,9 @@ class ParetoStopper:
         epoch = len(history)
         if not self.settings.enabled or epoch < self.settings.min_epochs or epoch >= total_epochs:
             return None
-        bound = optimistic_accuracy(history, total_epochs, self.settings.slack, self.curves)
+        bound = optimistic_accuracy(
+            history, total_epochs, self.settings.slack, self.curves, self.settings.quantile
+        )
         member = self.dominator(bound)
         if member is None:
             return None

@@ -98,6 +98,13 @@ class TrainingSection(_Section):
     early_stopping_slack: float = Field(
         0.02, ge=0, le=1, description="accuracy added to the optimistic extrapolation"
     )
+    early_stopping_quantile: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="which quantile of the finished curves' late gains a candidate is "
+        "granted: 1 = the largest (optimistic); lower stops more",
+    )
 
     @field_validator("device")
     @classmethod

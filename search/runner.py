@@ -230,6 +230,7 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
             config.training.early_stopping,
             config.training.early_stopping_min_epochs,
             config.training.early_stopping_slack,
+            config.training.early_stopping_quantile,
         ),
     )
     objective = Objective(config.search_space(), context, config.objectives, run_dir)

@@ -38,6 +38,8 @@ def test_with_three_finished_curves_the_extrapolation_follows_them():
     assert optimistic_accuracy([0.3, 0.5, 0.55], 4, 0.0, curves) == pytest.approx(0.7)
     # After epoch 1, the shares from epoch 1 (0.67, 0.4, 0.2) apply.
     assert optimistic_accuracy([0.4], 4, 0.0, curves) == pytest.approx(0.8)
+    # A lower quantile grants less: the median share 0.25, so 0.5 + 0.25 x 0.5 + 0.02.
+    assert optimistic_accuracy([0.3, 0.5], 4, 0.02, curves, quantile=0.5) == pytest.approx(0.645)
     # Two curves, or curves of another length, are not enough: the last-gain rule applies.
     assert optimistic_accuracy([0.3, 0.5], 4, 0.02, curves[:2]) == pytest.approx(0.92)
     assert optimistic_accuracy([0.3, 0.5], 4, 0.02, [c[:3] for c in curves]) == pytest.approx(0.92)

@@ -215,7 +215,9 @@ def test_qat_model_fine_tunes_with_distillation(digits, trained):
         images[:512],
         labels[:512],
         teacher_logits[:512],
-        TrainConfig(epochs=1, batch_size=128, lr=3e-3, alpha=0.9),
+        # Hinton's T=4, not the search's default T=1: the margin below was set with it (at
+        # T=1 one epoch won back 0.16 on the lent H100, under the 0.2 asked here).
+        TrainConfig(epochs=1, batch_size=128, lr=3e-3, alpha=0.9, temperature=4.0),
         progress=False,
     )
     assert np.isfinite(result.final_loss)
