@@ -181,23 +181,27 @@ def _training_seconds(trials: pd.DataFrame) -> float:
     return float(trials[columns].fillna(0).to_numpy().sum())
 
 
-def early_stopping(results: Path, args) -> list[dict]:
-    """Each TPE search (early stopping on) against the replay of its candidates with it off."""
+def early_stopping(results: Path, args, quantile: float | None = None) -> list[dict]:
+    """Each TPE search (early stopping on) against the replay of its candidates with it off.
+    With ``quantile``, TPE searches of their own at that early_stopping_quantile (else the
+    sampler comparison's, at the default)."""
     import optuna
 
-    from search.config import OBJECTIVE_DIRECTIONS
+    from search.config import OBJECTIVE_DIRECTIONS, TrainingSection
     from search.storage import default_storage
 
     rows = []
     for seed in range(args.seeds):
-        on = pd.read_csv(results / f"tpe-{seed}" / "trials.csv")
-        name = f"tpe-{seed}-es-off"
+        stopped = f"tpe-{seed}" if quantile is None else f"tpe-{seed}-q{quantile:g}"
+        if quantile is not None:
+            config = base_config(stopped, results, args, sampler="tpe", sampler_seed=seed)
+            config["training"] = {**config["training"], "early_stopping_quantile": quantile}
+            search({**config, "trials": args.trials})
+        on = pd.read_csv(results / stopped / "trials.csv")
+        name = f"{stopped}-es-off"
         config = base_config(name, results, args, sampler="tpe", sampler_seed=seed)
         config["training"] = {**config["training"], "early_stopping": False}
-        source = optuna.load_study(
-            study_name=f"tpe-{seed}",
-            storage=default_storage(results / f"tpe-{seed}"),
-        )
+        source = optuna.load_study(study_name=stopped, storage=default_storage(results / stopped))
         searched = [t for t in source.trials if "baseline" not in t.user_attrs]
         (results / name).mkdir(parents=True, exist_ok=True)
         replay = optuna.create_study(
@@ -211,7 +215,8 @@ def early_stopping(results: Path, args) -> list[dict]:
                 replay.enqueue_trial(trial.params)
         off, _ = search({**config, "trials": len(searched)})
         on = on[on["baseline"].isna()] if "baseline" in on else on
-        row = {"seed": seed}
+        default = TrainingSection().early_stopping_quantile
+        row = {"seed": seed, "quantile": default if quantile is None else quantile}
         for label, trials in (("on", on), ("off", off)):
             row[f"hypervolume_{label}"] = hypervolume(trials)
             row[f"training_seconds_{label}"] = _training_seconds(trials)
@@ -226,13 +231,18 @@ def early_stopping(results: Path, args) -> list[dict]:
         )
         row["epochs_saved"] = 1 - row["training_epochs_on"] / max(row["training_epochs_off"], 1)
         row["hypervolume_kept"] = row["hypervolume_on"] / max(row["hypervolume_off"], 1e-12)
-        row["what_if"] = [
-            stopping_what_if(replay_metrics(results / name, name), quantile, args.epochs)
-            for quantile in WHAT_IF_QUANTILES
-        ]
+        row["what_if"] = (
+            []
+            if quantile is not None
+            else [
+                stopping_what_if(replay_metrics(results / name, name), quantile, args.epochs)
+                for quantile in WHAT_IF_QUANTILES
+            ]
+        )
         rows.append(row)
         print(
-            f"early stopping seed {seed}: {row['pruned']} pruned, training "
+            f"early stopping seed {seed}, quantile {row['quantile']:g}: {row['pruned']} pruned, "
+            "training "
             f"{row['training_saved']:.0%} saved, hypervolume {row['hypervolume_kept']:.1%} kept",
             flush=True,
         )
@@ -424,6 +434,13 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--out", default=None)
     parser.add_argument(
+        "--live-quantile",
+        type=float,
+        default=None,
+        help="also run TPE searches at this training.early_stopping_quantile, each against "
+        "its replay with early stopping off",
+    )
+    parser.add_argument(
         "--runs",
         default=None,
         help="keep the searches' runs (reports, studies) in this folder; run again with the "
@@ -442,6 +459,8 @@ def main() -> int:
         # can reach in this space at this fidelity.
         union_hypervolume = hypervolume(pd.concat(sampler_frames, ignore_index=True))
         stopping_rows = early_stopping(results, args)
+        if args.live_quantile is not None:
+            stopping_rows += early_stopping(results, args, args.live_quantile)
         fronts = [pd.read_csv(results / f"tpe-{i}" / "pareto.csv") for i in range(args.seeds)]
         baseline_rows = baselines(results, args, fronts)
     kd_rows = kd_gain(args)
@@ -510,6 +529,7 @@ def main() -> int:
         markdown_table(
             [
                 "TPE seed",
+                "quantile",
                 "stopped early",
                 "training s on / off",
                 "training saved",
@@ -520,6 +540,7 @@ def main() -> int:
             [
                 [
                     r["seed"],
+                    f"{r['quantile']:g}",
                     f"{r['pruned']} of {r['trained']}",
                     f"{r['training_seconds_on']:.0f} / {r['training_seconds_off']:.0f}",
                     f"{r['training_saved']:.0%}",

@@ -69,17 +69,21 @@ EXPERIMENT_PREFIX, DONE_MARK = "tune-", ".paretonas-done"
 
 @dataclass(frozen=True)
 class _DefineByRun:
-    """The define-by-run space for OptunaSearch (a picklable callable)."""
+    """The define-by-run space for OptunaSearch (a picklable callable). It runs in the
+    driver as soon as the trial exists, so it marks the driver first: a driver killed while
+    the sampler still proposes leaves a trial that a rerun knows to be dead."""
 
     space: SearchSpace
 
     def __call__(self, trial: optuna.Trial) -> None:
+        mark_worker(trial.study, trial._trial_id)
         self.space.suggest(trial)
 
 
 class _StudySearcher(OptunaSearch):
-    """OptunaSearch that records a finished trial as the Optuna backend does, and marks the
-    driver process on every trial it asks, so a dead driver's trials are retried."""
+    """OptunaSearch that records a finished trial as the Optuna backend does; the driver
+    process is marked on every trial it asks (``_DefineByRun``), so a dead driver's trials
+    are retried."""
 
     def __init__(self, *args: Any, budget: Budget, objectives: list[str], **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -92,10 +96,7 @@ class _StudySearcher(OptunaSearch):
         done, running = study_progress(self._ot_study)
         if done + running >= int(self._ot_study.user_attrs.get(TARGET, 0)):
             return Searcher.FINISHED
-        params = super().suggest(trial_id)
-        ot_trial = self._ot_trials[trial_id]
-        mark_worker(self._ot_study, ot_trial._trial_id)
-        return params
+        return super().suggest(trial_id)  # _DefineByRun marks the driver on the trial
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False

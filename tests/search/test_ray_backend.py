@@ -112,3 +112,26 @@ def test_sigkill_of_the_ray_driver_mid_trial_then_rerun(tmp_path):
     assert "restoring the interrupted Tune experiment tune-1" in rerun.stderr
     assert (experiment / ".paretonas-done").exists()
     _check_complete(url, "raycrash", 3, interrupted)
+
+
+def test_the_driver_is_marked_on_a_trial_before_any_parameter_is_proposed():
+    # A driver killed while the sampler proposes must leave a trial a rerun can tell is
+    # dead (search.storage.retry_dead_local_trials reads the mark).
+    import optuna
+
+    from search.ray_backend import _DefineByRun
+    from search.storage import WORKER, worker_identity
+
+    class Killed(Exception):
+        pass
+
+    class DiesWhileProposing:
+        def suggest(self, trial):
+            raise Killed
+
+    study = optuna.create_study()
+    trial = study.ask()
+    with pytest.raises(Killed):
+        _DefineByRun(DiesWhileProposing())(trial)
+    frozen = study.trials[0]
+    assert frozen.params == {} and frozen.system_attrs[WORKER] == worker_identity()
