@@ -21,19 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import torch  # noqa: E402
-
 from benchmarks.common import markdown_table, source_line, update_readme, write_result  # noqa: E402
-from benchmarks.search_quality import STUDENTS, TEACHER, teacher_config  # noqa: E402
-from evaluators.data import load_dataset  # noqa: E402
-from evaluators.distill import (  # noqa: E402
-    TrainConfig,
-    evaluate_accuracy,
-    resolve_device,
-    train,
+from benchmarks.search_quality import (  # noqa: E402
+    STUDENTS,
+    TEACHER,
+    teacher_and_data,
+    train_student,
 )
-from evaluators.teacher import prepare_teacher  # noqa: E402
-from spaces import Candidate, build_model  # noqa: E402
 
 RECIPES = (("plain", 0.0, 4.0), ("KD T=1", 0.9, 1.0), ("KD T=2", 0.9, 2.0), ("KD T=4", 0.9, 4.0))
 
@@ -46,36 +40,16 @@ def main() -> int:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     started = time.perf_counter()
-    dataset = load_dataset("fashion-mnist", seed=0)
-    teacher = prepare_teacher(
-        dataset,
-        teacher_config(),
-        ROOT / "results" / "teachers",
-        progress=False,
-        device=resolve_device("auto"),
-    )
-    order = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(0))
+    dataset, teacher, order = teacher_and_data()
     rows = []
     for images in (args.short, args.long):
         subset = order[:images]
         for size, arch in STUDENTS.items():
             row: dict = {"train_images": images, "epochs": args.epochs, "student": size}
             for name, alpha, temperature in RECIPES:
-                torch.manual_seed(0)
-                model = build_model(Candidate(arch), 1, 10)
-                recipe = TrainConfig(
-                    epochs=args.epochs, lr=0.02, temperature=temperature, alpha=alpha
+                row[name], row["params"] = train_student(
+                    arch, dataset, teacher, subset, args.epochs, alpha, temperature
                 )
-                train(
-                    model,
-                    dataset.train.images[subset],
-                    dataset.train.labels[subset],
-                    teacher.train_logits[subset],
-                    recipe,
-                    progress=False,
-                )
-                row[name] = evaluate_accuracy(model, dataset.test.images, dataset.test.labels)
-            row["params"] = sum(p.numel() for p in model.parameters())
             rows.append(row)
             print(json.dumps(row), flush=True)
     result = {

@@ -107,19 +107,34 @@ def base_config(name: str, results: Path, args: argparse.Namespace, **changes) -
 def hypervolume(trials: pd.DataFrame) -> float:
     """Of the trained trials within budget, in the unit cube scaled by the reference point
     (accuracy 0 -> 1 - accuracy <= 1; latency and memory divided by their budget)."""
+    ok = trials[(trials["status"] == "ok") & trials["feasible"].astype(bool)]
+    return points_hypervolume(ok[["accuracy", "latency_ms", "peak_memory_kb"]].to_dict("records"))
+
+
+def points_hypervolume(points: list[dict]) -> float:
+    """``hypervolume`` of bare (accuracy, latency_ms, peak_memory_kb) records."""
     from optuna._hypervolume import compute_hypervolume  # exact WFG; Optuna's own
 
-    ok = trials[(trials["status"] == "ok") & trials["feasible"].astype(bool)]
-    if ok.empty:
+    if not points:
         return 0.0
-    points = np.column_stack(
+    scaled = np.array(
         [
-            1.0 - ok["accuracy"].to_numpy(float),
-            ok["latency_ms"].to_numpy(float) / BUDGET["latency_ms"],
-            ok["peak_memory_kb"].to_numpy(float) / BUDGET["peak_memory_kb"],
+            [
+                1.0 - float(p["accuracy"]),
+                float(p["latency_ms"]) / BUDGET["latency_ms"],
+                float(p["peak_memory_kb"]) / BUDGET["peak_memory_kb"],
+            ]
+            for p in points
         ]
     )
-    return float(compute_hypervolume(points, np.ones(3)))
+    return float(compute_hypervolume(scaled, np.ones(3)))
+
+
+def within_budget(metrics: dict) -> bool:
+    return (
+        metrics["latency_ms"] <= BUDGET["latency_ms"]
+        and metrics["peak_memory_kb"] <= BUDGET["peak_memory_kb"]
+    )
 
 
 def search(config: dict) -> tuple[pd.DataFrame, float]:
@@ -298,39 +313,26 @@ def stopping_what_if(metrics: list[dict], quantile: float, epochs: int) -> dict:
             continue
         epochs_run += epochs
         curves.append(curve)
-        if (
-            m["latency_ms"] <= BUDGET["latency_ms"]
-            and m["peak_memory_kb"] <= BUDGET["peak_memory_kb"]
-        ):
-            kept.append({k: m[k] for k in ("accuracy", "latency_ms", "peak_memory_kb")})
-    full = [
-        m
-        for m in metrics
-        if m.get("status") == "ok"
-        and m["latency_ms"] <= BUDGET["latency_ms"]
-        and m["peak_memory_kb"] <= BUDGET["peak_memory_kb"]
-    ]
-    as_frame = lambda rows: pd.DataFrame(  # noqa: E731
-        [{**r, "status": "ok", "feasible": True} for r in rows],
-        columns=["status", "feasible", "accuracy", "latency_ms", "peak_memory_kb"],
-    )
+        if within_budget(m):
+            kept.append(m)
+    full = [m for m in metrics if m.get("status") == "ok" and within_budget(m)]
     return {
         "quantile": quantile,
         "stopped": stopped,
         "epochs_saved": 1 - epochs_run / max(epochs_all, 1),
         "training_seconds_saved_estimated": seconds_saved / max(seconds_all, 1e-9),
-        "hypervolume_kept": hypervolume(as_frame(kept)) / max(hypervolume(as_frame(full)), 1e-12),
+        "hypervolume_kept": points_hypervolume(kept) / max(points_hypervolume(full), 1e-12),
     }
 
 
-def kd_gain(args) -> list[dict]:
+def teacher_and_data():
+    """Fashion-MNIST, the demo's cached teacher (trained once if missing), and the order of
+    the training images every student sees (a subset of N is its first N)."""
     import torch
 
     from evaluators.data import load_dataset
-    from evaluators.distill import TrainConfig, evaluate_accuracy, train
+    from evaluators.distill import resolve_device
     from evaluators.teacher import prepare_teacher
-    from search.config import TrainingSection
-    from spaces import Candidate, build_model
 
     dataset = load_dataset("fashion-mnist", seed=0)
     teacher = prepare_teacher(
@@ -338,11 +340,41 @@ def kd_gain(args) -> list[dict]:
         teacher_config(),
         ROOT / "results" / "teachers",
         progress=False,
+        device=resolve_device("auto"),
     )
-    subset = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(0))[
-        : args.subset
-    ]
-    images, labels = dataset.train.images[subset], dataset.train.labels[subset]
+    order = torch.randperm(len(dataset.train), generator=torch.Generator().manual_seed(0))
+    return dataset, teacher, order
+
+
+def train_student(arch, dataset, teacher, subset, epochs: int, alpha: float, temperature: float):
+    """(test accuracy, parameters) of ``arch`` trained from seed 0 on ``subset`` of the
+    training split (AdamW, lr 0.02, one-cycle), KD from ``teacher``'s cached logits."""
+    import torch
+
+    from evaluators.distill import TrainConfig, evaluate_accuracy, train
+    from spaces import Candidate, build_model
+
+    torch.manual_seed(0)
+    model = build_model(Candidate(arch), 1, 10)
+    recipe = TrainConfig(epochs=epochs, lr=0.02, temperature=temperature, alpha=alpha)
+    train(
+        model,
+        dataset.train.images[subset],
+        dataset.train.labels[subset],
+        teacher.train_logits[subset],
+        recipe,
+        progress=False,
+    )
+    accuracy = evaluate_accuracy(model, dataset.test.images, dataset.test.labels)
+    return accuracy, sum(p.numel() for p in model.parameters())
+
+
+def kd_gain(args) -> list[dict]:
+    from search.config import TrainingSection
+    from spaces import Candidate
+
+    dataset, teacher, order = teacher_and_data()
+    subset = order[: args.subset]
     rows = []
     for size, arch in STUDENTS.items():
         row = {
@@ -356,14 +388,11 @@ def kd_gain(args) -> list[dict]:
             ("plain", 0.0, 4.0),
             ("kd_search_default", 0.9, TrainingSection().temperature),
         ):
-            torch.manual_seed(0)
-            model = build_model(Candidate(arch), 1, 10)
-            recipe = TrainConfig(epochs=args.epochs, lr=0.02, temperature=temperature, alpha=alpha)
-            train(model, images, labels, teacher.train_logits[subset], recipe, progress=False)
-            row[f"{label}_test_accuracy"] = evaluate_accuracy(
-                model, dataset.test.images, dataset.test.labels
+            accuracy, params = train_student(
+                arch, dataset, teacher, subset, args.epochs, alpha, temperature
             )
-        row["params"] = sum(p.numel() for p in model.parameters())
+            row[f"{label}_test_accuracy"] = accuracy
+        row["params"] = params
         row["gain_points"] = 100 * (row["kd_test_accuracy"] - row["plain_test_accuracy"])
         row["search_default_temperature"] = TrainingSection().temperature
         row["gain_points_search_default"] = 100 * (
