@@ -12,7 +12,8 @@ budget on latency and peak memory (BUDGET below):
    trials), so the two differ only in what early stopping did: training seconds spent vs
    hypervolume reached;
 3. KD gain: test accuracy of three students of different sizes trained with KD (T=4,
-   alpha=0.9) and without (alpha=0), same epochs and images;
+   alpha=0.9) and without (alpha=0), same epochs and images: at the search fidelity and
+   trained close to convergence (--kd-epochs);
 4. baselines: the hand-designed networks of ``spaces.baselines`` evaluated by the same
    pipeline (same recipe, same device, same measurement); for each, whether a member of
    the TPE front (first seed) dominates it.
@@ -264,6 +265,62 @@ def early_stopping(results: Path, args, quantile: float | None = None) -> list[d
     return rows
 
 
+def whole_searches(results: Path, args) -> list[dict]:
+    """Whole TPE searches at the default early_stopping_quantile and at --live-quantile,
+    seeds 0 to --quantile-seeds - 1: where each search ends (hypervolume) and what it spent
+    on training. The replays above hold the candidates fixed; this also shows whether
+    stopping more steers the sampler elsewhere (a stopped trial reports the accuracy it had
+    when it stopped)."""
+    from search.config import TrainingSection
+
+    default = TrainingSection().early_stopping_quantile
+    rows = []
+    for quantile in (default, args.live_quantile):
+        for seed in range(args.quantile_seeds):
+            name = f"tpe-{seed}" if quantile == default else f"tpe-{seed}-q{quantile:g}"
+            config = base_config(
+                name, results, args, sampler="tpe", sampler_seed=seed, trials=args.trials
+            )
+            if quantile != default:  # the default's searches are the sampler comparison's
+                config["training"] = {**config["training"], "early_stopping_quantile": quantile}
+            trials, seconds = search(config)
+            rows.append(
+                {
+                    "quantile": quantile,
+                    "seed": seed,
+                    "hypervolume": hypervolume(trials),
+                    "training_seconds": _training_seconds(trials),
+                    "training_epochs": int(trials["epochs"].fillna(0).sum()),
+                    "pruned": int((trials["status"] == "pruned").sum()),
+                    "seconds": seconds,
+                }
+            )
+            print(
+                f"{name}: HV {rows[-1]['hypervolume']:.4f}, "
+                f"{rows[-1]['training_seconds']:.0f} s training",
+                flush=True,
+            )
+    return rows
+
+
+def whole_search_summary(rows: list[dict]) -> list[dict]:
+    frame = pd.DataFrame(rows)
+    summary = (
+        frame.groupby("quantile")
+        .agg(
+            searches=("seed", "count"),
+            hypervolume_mean=("hypervolume", "mean"),
+            hypervolume_std=("hypervolume", "std"),
+            training_seconds_mean=("training_seconds", "mean"),
+            training_epochs_mean=("training_epochs", "mean"),
+            pruned_mean=("pruned", "mean"),
+        )
+        .reset_index()
+        .sort_values("quantile", ascending=False)
+    )
+    return summary.to_dict("records")
+
+
 # The rule's quantile (training.early_stopping_quantile) replayed on recorded curves.
 WHAT_IF_QUANTILES = (1.0, 0.9, 0.75, 0.5)
 
@@ -370,40 +427,46 @@ def train_student(arch, dataset, teacher, subset, epochs: int, alpha: float, tem
 
 
 def kd_gain(args) -> list[dict]:
+    """Each student with KD at the issue's recipe (T=4, alpha 0.9), without KD, and with
+    KD at the search's default temperature, from the same start; at the search fidelity
+    (--epochs) and trained close to convergence (--kd-epochs, same images)."""
     from search.config import TrainingSection
     from spaces import Candidate
 
     dataset, teacher, order = teacher_and_data()
     subset = order[: args.subset]
+    default_temperature = TrainingSection().temperature
     rows = []
-    for size, arch in STUDENTS.items():
-        row = {
-            "student": size,
-            "genome": Candidate(arch).genome,
-            "teacher_test_accuracy": teacher.test_accuracy,
-        }
-        # The issue's recipe (T=4), plain training, and the search's own default (T=1).
-        for label, alpha, temperature in (
-            ("kd", 0.9, 4.0),
-            ("plain", 0.0, 4.0),
-            ("kd_search_default", 0.9, TrainingSection().temperature),
-        ):
-            accuracy, params = train_student(
-                arch, dataset, teacher, subset, args.epochs, alpha, temperature
+    for epochs in (args.epochs, args.kd_epochs):
+        for size, arch in STUDENTS.items():
+            row = {
+                "student": size,
+                "epochs": epochs,
+                "train_images": args.subset,
+                "genome": Candidate(arch).genome,
+                "teacher_test_accuracy": teacher.test_accuracy,
+            }
+            for label, alpha, temperature in (
+                ("kd", 0.9, 4.0),
+                ("plain", 0.0, 4.0),
+                ("kd_search_default", 0.9, default_temperature),
+            ):
+                accuracy, params = train_student(
+                    arch, dataset, teacher, subset, epochs, alpha, temperature
+                )
+                row[f"{label}_test_accuracy"] = accuracy
+            row["params"] = params
+            row["gain_points"] = 100 * (row["kd_test_accuracy"] - row["plain_test_accuracy"])
+            row["search_default_temperature"] = default_temperature
+            row["gain_points_search_default"] = 100 * (
+                row["kd_search_default_test_accuracy"] - row["plain_test_accuracy"]
             )
-            row[f"{label}_test_accuracy"] = accuracy
-        row["params"] = params
-        row["gain_points"] = 100 * (row["kd_test_accuracy"] - row["plain_test_accuracy"])
-        row["search_default_temperature"] = TrainingSection().temperature
-        row["gain_points_search_default"] = 100 * (
-            row["kd_search_default_test_accuracy"] - row["plain_test_accuracy"]
-        )
-        rows.append(row)
-        print(
-            f"KD {size}: {row['gain_points']:+.2f} points at T=4, "
-            f"{row['gain_points_search_default']:+.2f} at the search's default",
-            flush=True,
-        )
+            rows.append(row)
+            print(
+                f"KD {size}, {epochs} epochs: {row['gain_points']:+.2f} points at T=4, "
+                f"{row['gain_points_search_default']:+.2f} at the search's default",
+                flush=True,
+            )
     return rows
 
 
@@ -461,6 +524,12 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--subset", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument(
+        "--kd-epochs",
+        type=int,
+        default=30,
+        help="the KD rows also train the students this many epochs (close to convergence)",
+    )
     parser.add_argument("--out", default=None)
     parser.add_argument(
         "--live-quantile",
@@ -470,12 +539,21 @@ def main() -> int:
         "its replay with early stopping off",
     )
     parser.add_argument(
+        "--quantile-seeds",
+        type=int,
+        default=None,
+        help="with --live-quantile: whole TPE searches at the default quantile and at it, "
+        "this many seeds each (default --seeds), compared by where they end",
+    )
+    parser.add_argument(
         "--runs",
         default=None,
         help="keep the searches' runs (reports, studies) in this folder; run again with the "
         "same folder, finished searches are read back instead of repeated",
     )
     args = parser.parse_args()
+    if args.quantile_seeds is None:
+        args.quantile_seeds = args.seeds
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="paretonas-quality-") as tmp:
         results = Path(args.runs or tmp)
@@ -488,8 +566,10 @@ def main() -> int:
         # can reach in this space at this fidelity.
         union_hypervolume = hypervolume(pd.concat(sampler_frames, ignore_index=True))
         stopping_rows = early_stopping(results, args)
+        whole_rows = []
         if args.live_quantile is not None:
             stopping_rows += early_stopping(results, args, args.live_quantile)
+            whole_rows = whole_searches(results, args)
         fronts = [pd.read_csv(results / f"tpe-{i}" / "pareto.csv") for i in range(args.seeds)]
         baseline_rows = baselines(results, args, fronts)
     kd_rows = kd_gain(args)
@@ -523,6 +603,8 @@ def main() -> int:
         "union_over_random": union_hypervolume
         / next(r["mean"] for r in summary if r["sampler"] == "random"),
         "early_stopping": stopping_rows,
+        "whole_searches": whole_rows,
+        "whole_search_summary": whole_search_summary(whole_rows) if whole_rows else [],
         "kd_gain": kd_rows,
         "baselines": baseline_rows,
         "seconds": time.perf_counter() - started,
@@ -582,6 +664,35 @@ def main() -> int:
         ),
         markdown_table(
             [
+                "early_stopping_quantile (whole searches)",
+                "searches",
+                "hypervolume mean (std)",
+                "per seed",
+                "training s (mean)",
+                "epochs trained (mean)",
+                "stopped early (mean)",
+            ],
+            [
+                [
+                    f"{r['quantile']:g}" + (" (default)" if r["quantile"] == 1.0 else ""),
+                    r["searches"],
+                    f"{r['hypervolume_mean']:.4f} ({r['hypervolume_std']:.4f})",
+                    " / ".join(
+                        f"{w['hypervolume']:.3f}"
+                        for w in whole_rows
+                        if w["quantile"] == r["quantile"]
+                    ),
+                    f"{r['training_seconds_mean']:.0f}",
+                    f"{r['training_epochs_mean']:.1f}",
+                    f"{r['pruned_mean']:.1f}",
+                ]
+                for r in result["whole_search_summary"]
+            ],
+        )
+        if whole_rows
+        else None,
+        markdown_table(
+            [
                 "early_stopping_quantile (replayed)",
                 "trials stopped",
                 "epochs saved",
@@ -606,6 +717,7 @@ def main() -> int:
             [
                 "student",
                 "params",
+                "images x epochs",
                 "test acc with KD (T=4, alpha 0.9)",
                 "without KD",
                 "gain (points)",
@@ -616,6 +728,7 @@ def main() -> int:
                 [
                     r["student"],
                     f"{r['params']:,}",
+                    f"{r['train_images']} x {r['epochs']}",
                     f"{r['kd_test_accuracy']:.4f}",
                     f"{r['plain_test_accuracy']:.4f}",
                     f"{r['gain_points']:+.2f}",
@@ -651,6 +764,7 @@ def main() -> int:
             ],
         ),
     ]
+    tables = [table for table in tables if table is not None]
     if args.out is None:
         update_readme(
             "search_quality",

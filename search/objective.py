@@ -130,10 +130,13 @@ def current_front(
 
 def finished_curves(study: optuna.Study) -> list[list[float]]:
     """The per-epoch validation curves of the study's trials trained to the end (one
-    fidelity per study: a run refuses a changed config)."""
+    fidelity per study: a run refuses a changed config), each once: a duplicate trial
+    carries its earlier trial's curve, and counting it twice would weight the quantile."""
     curves = []
     for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         metrics = other.user_attrs.get("metrics") or {}
+        if other.user_attrs.get("duplicate_of") is not None:
+            continue
         if metrics.get("status") == "ok" and metrics.get("val_curve"):
             curves.append(list(metrics["val_curve"]))
     return curves

@@ -141,3 +141,17 @@ def test_each_trial_sees_the_finished_trials_curves_for_early_stopping(tmp_path,
     # The last evaluated trial was handed the curves of every trial trained before it.
     assert all(c in recorded for c in seen[-1])
     assert len(seen[-1]) >= len(recorded) - 1
+
+
+def test_a_duplicate_trials_curve_is_counted_once():
+    from search.objective import finished_curves
+
+    study = optuna.create_study(directions=["maximize"])
+    trained = {"status": "ok", "val_curve": [0.3, 0.6, 0.8]}
+    stopped = {"status": "pruned", "val_curve": [0.2]}
+    study.add_trial(optuna.trial.create_trial(value=0.8, user_attrs={"metrics": trained}))
+    study.add_trial(
+        optuna.trial.create_trial(value=0.8, user_attrs={"metrics": trained, "duplicate_of": 0})
+    )
+    study.add_trial(optuna.trial.create_trial(value=0.2, user_attrs={"metrics": stopped}))
+    assert finished_curves(study) == [[0.3, 0.6, 0.8]]
