@@ -6,11 +6,13 @@ budget on latency and peak memory (BUDGET below):
 
 1. samplers: hypervolume after --trials evaluated candidates for TPE, NSGA-II and random
    search, --seeds seeds each, with one reference point for all (accuracy 0, the budget's
-   latency and peak memory), objectives scaled to [0, 1] by it;
+   latency and peak memory), objectives scaled to [0, 1] by it; with --compression-space,
+   TPE and random search again in the space that adds per-stage pruning and int8;
 2. early stopping on vs off: the TPE searches above stop early (the default); each is
    replayed with early stopping off on the same candidates in the same order (enqueued
    trials), so the two differ only in what early stopping did: training seconds spent vs
-   hypervolume reached;
+   hypervolume reached; with --live-quantile, the same at another quantile, and whole
+   searches at both (--quantile-seeds seeds each) compared by where they end;
 3. KD gain: test accuracy of three students of different sizes trained with KD (T=4,
    alpha=0.9) and without (alpha=0), same epochs and images: at the search fidelity and
    trained close to convergence (--kd-epochs);
@@ -159,17 +161,30 @@ def search(config: dict) -> tuple[pd.DataFrame, float]:
     return trials, seconds
 
 
-def samplers(results: Path, args) -> tuple[list[dict], list[pd.DataFrame]]:
-    """One row per search, and the searches' trials."""
+# The compression dimensions the product searches with the architecture (per stage):
+# channel pruning and int8 weights / activations, as in configs/quickstart.yaml.
+COMPRESSION_SPACE = {
+    "prune_ratio": [0.0, 0.25, 0.5],
+    "weight_bits": [8, 32],
+    "activation_bits": [8, 32],
+}
+
+
+def samplers(
+    results: Path, args, names=("tpe", "nsga2", "random"), compression: bool = False
+) -> tuple[list[dict], list[pd.DataFrame]]:
+    """One row per search, and the searches' trials; with ``compression``, in the space
+    that adds COMPRESSION_SPACE (runs named ``<sampler>-c<seed>``)."""
     rows, frames = [], []
-    for sampler in ("tpe", "nsga2", "random"):
+    for sampler in names:
         for seed in range(args.seeds):
-            name = f"{sampler}-{seed}"
-            trials, seconds = search(
-                base_config(
-                    name, results, args, sampler=sampler, sampler_seed=seed, trials=args.trials
-                )
+            name = f"{sampler}-c{seed}" if compression else f"{sampler}-{seed}"
+            config = base_config(
+                name, results, args, sampler=sampler, sampler_seed=seed, trials=args.trials
             )
+            if compression:
+                config["space"] = {**config["space"], **COMPRESSION_SPACE}
+            trials, seconds = search(config)
             rows.append(
                 {
                     "sampler": sampler,
@@ -301,6 +316,16 @@ def whole_searches(results: Path, args) -> list[dict]:
                 flush=True,
             )
     return rows
+
+
+def sampler_summary(rows: list[dict]) -> list[dict]:
+    return (
+        pd.DataFrame(rows)
+        .groupby("sampler")["hypervolume"]
+        .agg(["mean", "std", "min", "max"])
+        .reset_index()
+        .to_dict("records")
+    )
 
 
 def whole_search_summary(rows: list[dict]) -> list[dict]:
@@ -518,6 +543,34 @@ def baselines(results: Path, args, fronts: list[pd.DataFrame]) -> list[dict]:
     return rows
 
 
+def sampler_table(summary: list[dict], union: float, searches: int, label: str = "") -> str:
+    random_mean = next(r["mean"] for r in summary if r["sampler"] == "random")
+    return markdown_table(
+        ["sampler", "hypervolume (mean)", "std", "min", "max", "mean / random's"],
+        [
+            [
+                label + r["sampler"],
+                f"{r['mean']:.4f}",
+                f"{r['std']:.4f}",
+                f"{r['min']:.4f}",
+                f"{r['max']:.4f}",
+                f"{r['mean'] / random_mean:.3f}",
+            ]
+            for r in summary
+        ]
+        + [
+            [
+                f"{label}all {searches} searches' candidates together",
+                f"{union:.4f}",
+                "",
+                "",
+                "",
+                f"{union / random_mean:.3f}",
+            ]
+        ],
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=32)
@@ -537,6 +590,12 @@ def main() -> int:
         default=None,
         help="also run TPE searches at this training.early_stopping_quantile, each against "
         "its replay with early stopping off",
+    )
+    parser.add_argument(
+        "--compression-space",
+        action="store_true",
+        help="also compare TPE and random search in the space with per-stage pruning and "
+        "int8 bit-widths (COMPRESSION_SPACE)",
     )
     parser.add_argument(
         "--quantile-seeds",
@@ -566,6 +625,13 @@ def main() -> int:
         # can reach in this space at this fidelity.
         union_hypervolume = hypervolume(pd.concat(sampler_frames, ignore_index=True))
         stopping_rows = early_stopping(results, args)
+        compression_rows: list[dict] = []
+        compression_union = None
+        if args.compression_space:
+            compression_rows, compression_frames = samplers(
+                results, args, ("tpe", "random"), compression=True
+            )
+            compression_union = hypervolume(pd.concat(compression_frames, ignore_index=True))
         whole_rows = []
         if args.live_quantile is not None:
             stopping_rows += early_stopping(results, args, args.live_quantile)
@@ -574,13 +640,8 @@ def main() -> int:
         baseline_rows = baselines(results, args, fronts)
     kd_rows = kd_gain(args)
 
-    summary = (
-        pd.DataFrame(sampler_rows)
-        .groupby("sampler")["hypervolume"]
-        .agg(["mean", "std", "min", "max"])
-        .reset_index()
-        .to_dict("records")
-    )
+    summary = sampler_summary(sampler_rows)
+    compression_summary = sampler_summary(compression_rows) if compression_rows else []
     result = {
         "fidelity": {"train_subset": args.subset, "epochs": args.epochs, "trials": args.trials},
         "what_if_measurement": (
@@ -602,6 +663,14 @@ def main() -> int:
         "union_hypervolume": union_hypervolume,
         "union_over_random": union_hypervolume
         / next(r["mean"] for r in summary if r["sampler"] == "random"),
+        "compression_space": {
+            "space": COMPRESSION_SPACE,
+            "samplers": compression_rows,
+            "sampler_summary": compression_summary,
+            "union_hypervolume": compression_union,
+        }
+        if compression_rows
+        else None,
         "early_stopping": stopping_rows,
         "whole_searches": whole_rows,
         "whole_search_summary": whole_search_summary(whole_rows) if whole_rows else [],
@@ -611,32 +680,16 @@ def main() -> int:
     }
     path = write_result("search_quality", result, args.out)
     record = json.loads(path.read_text())
-    random_mean = next(r["mean"] for r in summary if r["sampler"] == "random")
     tables = [
-        markdown_table(
-            ["sampler", "hypervolume (mean)", "std", "min", "max", "mean / random's"],
-            [
-                [
-                    r["sampler"],
-                    f"{r['mean']:.4f}",
-                    f"{r['std']:.4f}",
-                    f"{r['min']:.4f}",
-                    f"{r['max']:.4f}",
-                    f"{r['mean'] / random_mean:.3f}",
-                ]
-                for r in summary
-            ]
-            + [
-                [
-                    f"all {len(sampler_rows)} searches' candidates together",
-                    f"{union_hypervolume:.4f}",
-                    "",
-                    "",
-                    "",
-                    f"{union_hypervolume / random_mean:.3f}",
-                ]
-            ],
-        ),
+        sampler_table(summary, union_hypervolume, len(sampler_rows)),
+        sampler_table(
+            compression_summary,
+            compression_union,
+            len(compression_rows),
+            "with pruning and int8 per stage: ",
+        )
+        if compression_rows
+        else None,
         markdown_table(
             [
                 "TPE seed",

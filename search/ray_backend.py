@@ -10,6 +10,9 @@ The only module that imports ray. The pieces are the Optuna backend's:
 - a trial is ``search.objective.Objective.evaluate`` in a Ray worker; the evaluation context
   (data, cached teacher logits, budget) travels through Ray's object store, so worker
   machines need the package and nothing else;
+- Pareto-aware early stopping needs the front and the finished curves, which live in the
+  study: the driver reads them when it proposes a trial and they travel in the trial's
+  config (``_DefineByRun``);
 - results land in the same trials.csv / trials.parquet / pareto.csv / report.html.
 
 Resuming: a rerun of the same run restores the interrupted Tune experiment
@@ -50,7 +53,7 @@ from ray.tune.search.optuna import OptunaSearch
 from evaluators.budget import Budget
 from evaluators.metrics import Metrics
 from search.config import RunConfig
-from search.objective import Objective, record
+from search.objective import Objective, current_front, finished_curves, record
 from search.runner import ReportThrottle, RunResult, prepare, write_results
 from search.storage import mark_worker, open_storage, retry_dead_local_trials
 from search.worker import TARGET
@@ -63,6 +66,8 @@ log = logging.getLogger("paretonas")
 NODE = "ray_node"
 # Ray flattens nested results before the searcher sees them: these travel as JSON text.
 METRICS, CANDIDATE = "metrics_json", "candidate_json"
+# The early-stopping context a trial's config carries from the driver (``_DefineByRun``).
+STOPPING = "paretonas_stopping_json"
 # Tune experiments live in <run>/ray/tune-<n>; this file marks one that ended normally.
 EXPERIMENT_PREFIX, DONE_MARK = "tune-", ".paretonas-done"
 
@@ -71,13 +76,35 @@ EXPERIMENT_PREFIX, DONE_MARK = "tune-", ".paretonas-done"
 class _DefineByRun:
     """The define-by-run space for OptunaSearch (a picklable callable). It runs in the
     driver as soon as the trial exists, so it marks the driver first: a driver killed while
-    the sampler still proposes leaves a trial that a rerun knows to be dead."""
+    the sampler still proposes leaves a trial that a rerun knows to be dead.
+
+    With early stopping on, it also hands the trial what Pareto-aware early stopping needs
+    from the study, which Ray workers do not open: the current front and the finished
+    validation curves, as a constant of the trial's config (OptunaSearch adds a returned
+    dict to it). They are read when the trial is proposed; trials finishing meanwhile are
+    not seen, which only makes stopping more cautious."""
 
     space: SearchSpace
+    objectives: tuple[str, ...] = ()
+    budget: Budget | None = None
+    early_stopping: bool = False
 
-    def __call__(self, trial: optuna.Trial) -> None:
+    def __call__(self, trial: optuna.Trial) -> dict[str, str] | None:
         mark_worker(trial.study, trial._trial_id)
         self.space.suggest(trial)
+        if not self.early_stopping or self.budget is None:
+            return None
+        front = current_front(trial.study, list(self.objectives), self.budget)
+        context = {"front": front, "curves": finished_curves(trial.study) if front else []}
+        return {STOPPING: json.dumps(context)}
+
+
+def _stopping_context(params: dict) -> tuple[dict, list[dict], list[list[float]]]:
+    """A Ray trial's config split into the candidate's parameters and the early-stopping
+    context ``_DefineByRun`` added (front, finished curves; empty without it)."""
+    params = dict(params)
+    context = json.loads(params.pop(STOPPING, None) or '{"front": [], "curves": []}')
+    return params, context["front"], context["curves"]
 
 
 class _StudySearcher(OptunaSearch):
@@ -167,9 +194,10 @@ def _evaluate_trial(params: dict, objective: Objective, threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, threads))
+    params, front, curves = _stopping_context(params)
     candidate = objective.space.suggest(optuna.trial.FixedTrial(params))
     key = f"ray-{tune.get_context().get_trial_id()}"
-    metrics, artifacts, failure = objective.evaluate(candidate, key)
+    metrics, artifacts, failure = objective.evaluate(candidate, key, front, curves)
     values = {
         name: float(getattr(metrics, name) or 0.0) if metrics.status != "failed" else 0.0
         for name in objective.objectives
@@ -220,7 +248,12 @@ def run_ray(
     # trials, and the driver marks them (a dead driver's trials are retried on rerun).
     storage = open_storage(url, heartbeats=False)
     searcher = _StudySearcher(
-        space=_DefineByRun(config.search_space()),
+        space=_DefineByRun(
+            config.search_space(),
+            tuple(config.objectives),
+            config.budget_value(),
+            session.objective.context.early_stopping.enabled,
+        ),
         metric=list(config.objectives),
         mode=["max" if d == "maximize" else "min" for d in config.directions],
         sampler=study.sampler,
@@ -237,7 +270,10 @@ def run_ray(
         ),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )
+    # The study is the record: Tune's per-trial result files are not written, so its
+    # end-of-run analysis would warn "Failed to fetch metrics" for every trial.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     experiments = run_dir / "ray"
     interrupted = _interrupted_experiment(experiments)
     if interrupted is not None:
@@ -259,6 +295,7 @@ def run_ray(
                 # A new actor per trial pays a process start and the context fetch each
                 # time; reused, a no-op trial costs ~0.2 s here (benchmarks/scaling.py).
                 reuse_actors=True,
+                trial_dirname_creator=_trial_dirname,
             ),
             run_config=tune.RunConfig(
                 name=name,
@@ -271,6 +308,12 @@ def run_ray(
         tuner.fit()
         (experiments / name / DONE_MARK).touch()
     return session.write()
+
+
+def _trial_dirname(trial: Any) -> str:
+    """Tune names a trial's folder after its config by default, which would spell out the
+    early-stopping context; the study holds the parameters anyway."""
+    return f"trial-{trial.trial_id}"
 
 
 def _experiment_number(experiments: Path) -> int:

@@ -135,3 +135,41 @@ def test_the_driver_is_marked_on_a_trial_before_any_parameter_is_proposed():
         _DefineByRun(DiesWhileProposing())(trial)
     frozen = study.trials[0]
     assert frozen.params == {} and frozen.system_attrs[WORKER] == worker_identity()
+
+
+def test_a_ray_trial_carries_the_front_and_curves_for_early_stopping():
+    # Ray workers never open the study: the driver hands each trial what the Pareto-aware
+    # stopper needs, read when the trial is proposed.
+    import optuna
+
+    from evaluators.budget import Budget
+    from search.objective import current_front, finished_curves
+    from search.ray_backend import STOPPING, _DefineByRun, _stopping_context
+
+    objectives = ("accuracy", "latency_ms")
+    budget = Budget(latency_ms=1.0)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for accuracy, latency, curve in ((0.8, 0.5, [0.5, 0.8]), (0.6, 0.2, [0.4, 0.6])):
+        metrics = {
+            "status": "ok",
+            "accuracy": accuracy,
+            "latency_ms": latency,
+            "peak_memory_kb": 10.0,
+            "flash_kb": 5.0,
+            "val_curve": curve,
+        }
+        study.add_trial(
+            optuna.trial.create_trial(values=[accuracy, latency], user_attrs={"metrics": metrics})
+        )
+    space = parse_config({**TINY, "name": "x"}).search_space()
+
+    trial = study.ask()
+    constants = _DefineByRun(space, objectives, budget, early_stopping=True)(trial)
+    params, front, curves = _stopping_context({**trial.params, **constants})
+    assert params == trial.params and STOPPING not in params
+    assert front == current_front(study, list(objectives), budget) and len(front) == 2
+    assert curves == finished_curves(study) == [[0.5, 0.8], [0.4, 0.6]]
+
+    # Early stopping off: nothing added, and a trial without the context gets none.
+    assert _DefineByRun(space, objectives, budget, early_stopping=False)(study.ask()) is None
+    assert _stopping_context({"x": 1}) == ({"x": 1}, [], [])
