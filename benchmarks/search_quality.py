@@ -212,6 +212,16 @@ def _training_seconds(trials: pd.DataFrame) -> float:
     return float(trials[columns].fillna(0).to_numpy().sum())
 
 
+def tpe_config(results: Path, args, seed: int, quantile: float | None = None) -> dict:
+    """A TPE search of --trials candidates: the sampler comparison's (``tpe-<seed>``), or
+    with ``quantile``, one at that early_stopping_quantile (``tpe-<seed>-q<quantile>``)."""
+    name = f"tpe-{seed}" if quantile is None else f"tpe-{seed}-q{quantile:g}"
+    config = base_config(name, results, args, sampler="tpe", sampler_seed=seed, trials=args.trials)
+    if quantile is not None:
+        config["training"] = {**config["training"], "early_stopping_quantile": quantile}
+    return config
+
+
 def early_stopping(results: Path, args, quantile: float | None = None) -> list[dict]:
     """Each TPE search (early stopping on) against the replay of its candidates with it off.
     With ``quantile``, TPE searches of their own at that early_stopping_quantile (else the
@@ -223,11 +233,9 @@ def early_stopping(results: Path, args, quantile: float | None = None) -> list[d
 
     rows = []
     for seed in range(args.seeds):
-        stopped = f"tpe-{seed}" if quantile is None else f"tpe-{seed}-q{quantile:g}"
+        stopped = tpe_config(results, args, seed, quantile)["name"]
         if quantile is not None:
-            config = base_config(stopped, results, args, sampler="tpe", sampler_seed=seed)
-            config["training"] = {**config["training"], "early_stopping_quantile": quantile}
-            search({**config, "trials": args.trials})
+            search(tpe_config(results, args, seed, quantile))
         on = pd.read_csv(results / stopped / "trials.csv")
         name = f"{stopped}-es-off"
         config = base_config(name, results, args, sampler="tpe", sampler_seed=seed)
@@ -292,12 +300,9 @@ def whole_searches(results: Path, args) -> list[dict]:
     rows = []
     for quantile in (default, args.live_quantile):
         for seed in range(args.quantile_seeds):
-            name = f"tpe-{seed}" if quantile == default else f"tpe-{seed}-q{quantile:g}"
-            config = base_config(
-                name, results, args, sampler="tpe", sampler_seed=seed, trials=args.trials
-            )
-            if quantile != default:  # the default's searches are the sampler comparison's
-                config["training"] = {**config["training"], "early_stopping_quantile": quantile}
+            # The default's searches are the sampler comparison's.
+            config = tpe_config(results, args, seed, None if quantile == default else quantile)
+            name = config["name"]
             trials, seconds = search(config)
             rows.append(
                 {

@@ -60,8 +60,7 @@ class Objective:
                 trial.set_user_attr("artifacts", earlier.user_attrs["artifacts"])
             artifacts = None
         else:
-            front = current_front(trial.study, self.objectives, self.context.budget)
-            curves = finished_curves(trial.study)
+            front, curves = stopping_inputs(trial.study, self.objectives, self.context.budget)
             metrics, artifacts, failure = self.evaluate(candidate, trial.number, front, curves)
             if failure is not None:
                 record(trial, candidate, metrics, self.context.budget)
@@ -126,6 +125,14 @@ def current_front(
     directions = [OBJECTIVE_DIRECTIONS[name] for name in objectives]
     mask = pareto_mask(np.array([[r[n] for n in objectives] for r in rows]), directions)
     return [row for row, keep in zip(rows, mask, strict=True) if keep]
+
+
+def stopping_inputs(
+    study: optuna.Study, objectives: list[str], budget: Budget
+) -> tuple[list[dict[str, float]], list[list[float]]]:
+    """What Pareto-aware early stopping reads from the study for the next trial: the
+    current front and the finished validation curves (both backends)."""
+    return current_front(study, objectives, budget), finished_curves(study)
 
 
 def finished_curves(study: optuna.Study) -> list[list[float]]:

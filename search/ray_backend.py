@@ -53,7 +53,7 @@ from ray.tune.search.optuna import OptunaSearch
 from evaluators.budget import Budget
 from evaluators.metrics import Metrics
 from search.config import RunConfig
-from search.objective import Objective, current_front, finished_curves, record
+from search.objective import Objective, record, stopping_inputs
 from search.runner import ReportThrottle, RunResult, prepare, write_results
 from search.storage import mark_worker, open_storage, retry_dead_local_trials
 from search.worker import TARGET
@@ -94,9 +94,8 @@ class _DefineByRun:
         self.space.suggest(trial)
         if not self.early_stopping or self.budget is None:
             return None
-        front = current_front(trial.study, list(self.objectives), self.budget)
-        context = {"front": front, "curves": finished_curves(trial.study) if front else []}
-        return {STOPPING: json.dumps(context)}
+        front, curves = stopping_inputs(trial.study, list(self.objectives), self.budget)
+        return {STOPPING: json.dumps({"front": front, "curves": curves})}
 
 
 def _stopping_context(params: dict) -> tuple[dict, list[dict], list[list[float]]]:
