@@ -29,6 +29,23 @@ class SurplusTrial(RuntimeError):
     """Raised in a trial that other workers' trials already make unnecessary."""
 
 
+class _QuietSurplus(logging.Filter):
+    """Optuna logs every failed trial as two warnings, one with the traceback; a trial
+    stepping aside is not a failure the user must read about (it gets one info line)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numbers: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(f"Trial {n} failed ") for n in self.numbers)
+
+
+_quiet_surplus = _QuietSurplus()
+logging.getLogger("optuna.study._optimize").addFilter(_quiet_surplus)
+
+
 def finished(trial: optuna.trial.FrozenTrial) -> bool:
     """Evaluated to an outcome (a failure with a reason counts; a dead worker's does not).
     Hand-designed baselines (``search.baselines``) are not trials of the search."""
@@ -72,6 +89,8 @@ def _unless_surplus(
         )
         if ahead >= target:
             trial.set_user_attr(SURPLUS, True)
+            _quiet_surplus.numbers.add(trial.number)
+            log.info("trial %d: not needed, the run already has its trials", trial.number)
             raise SurplusTrial(f"the run had its {target} trials when trial {trial.number} began")
         return objective(trial)
 
@@ -90,12 +109,18 @@ def work(
     """Run trials until the study holds ``target`` finished ones; return how many this
     worker ran. While the last trials run elsewhere, wait for them rather than overshoot:
     if their worker dies, one of those waiting retries them."""
-    ran = 0
+    ran = []
+
+    def count(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if SURPLUS not in trial.user_attrs:
+            ran.append(trial.number)
+
+    callbacks = [count] + ([after_trial] if after_trial else [])
     while True:
         fail_stale(study, max_retry)
         done, running = progress(study)
         if done >= target:
-            return ran
+            return len(ran)
         if done + running >= target:
             time.sleep(poll_seconds)
             continue
@@ -103,8 +128,7 @@ def work(
             _unless_surplus(objective, target),
             n_trials=1,
             catch=(Exception,),
-            callbacks=[after_trial] if after_trial else None,
+            callbacks=callbacks,
             gc_after_trial=False,
             show_progress_bar=False,
         )
-        ran += 1

@@ -271,9 +271,10 @@ def test_progress_counts_failures_with_a_reason_but_not_dead_workers(tmp_path):
     assert progress(study) == (2, 1)
 
 
-def test_a_trial_begun_when_the_run_already_has_enough_steps_aside():
+def test_a_trial_begun_when_the_run_already_has_enough_steps_aside(capfd):
     """Two workers can both see one trial missing and both ask for one: the later trial is
-    failed before any work, is not counted and is not listed."""
+    failed before any work, is not counted, is not listed, and Optuna does not report it
+    as a failed trial with a traceback."""
     study = optuna.create_study(directions=["maximize"])
     study.set_user_attr("target_trials", 1)
     study.ask()  # another worker's trial, still running: the run's one trial
@@ -291,6 +292,8 @@ def test_a_trial_begun_when_the_run_already_has_enough_steps_aside():
     assert calls == [] and surplus.state == TrialState.FAIL
     assert surplus.user_attrs[SURPLUS] is True and not finished(surplus)
     assert 1 not in set(trials_frame(study)["number"])
+    err = capfd.readouterr().err
+    assert "Trial 1 failed" not in err and "Traceback" not in err
 
     # With nothing ahead of it, a trial runs.
     fresh = optuna.create_study(directions=["maximize"])
