@@ -12,7 +12,8 @@ budget on latency and peak memory (BUDGET below):
    replayed with early stopping off on the same candidates in the same order (enqueued
    trials), so the two differ only in what early stopping did: training seconds spent vs
    hypervolume reached; with --live-quantile, the same at another quantile, and whole
-   searches at both (--quantile-seeds seeds each) compared by where they end;
+   searches at both (--quantile-seeds seeds each) compared by where they end; with
+   --equal-compute-trials, also by what each reaches with the same compute;
 3. KD gain: test accuracy of three students of different sizes trained with KD (T=4,
    alpha=0.9) and without (alpha=0), same epochs and images: at the search fidelity and
    trained close to convergence (--kd-epochs);
@@ -323,6 +324,65 @@ def whole_searches(results: Path, args) -> list[dict]:
     return rows
 
 
+def equal_compute(results: Path, args, whole_rows: list[dict]) -> list[dict]:
+    """Early stopping judged per hour of compute: TPE searches at --live-quantile given
+    --equal-compute-trials candidates (``tpe-<seed>-q<quantile>-n<N>``), each cut where it
+    has spent what the default's whole search of the same seed spent (wall seconds, first
+    trial start to last end; and, separately, training seconds), and compared by the
+    hypervolume of that prefix. A stopped candidate frees its remaining epochs for more
+    candidates: this asks whether they buy more than the replays' stops cost."""
+    import optuna
+
+    from search.storage import default_storage
+
+    default = {r["seed"]: r for r in whole_rows if r["quantile"] != args.live_quantile}
+    rows = []
+    for seed in range(args.quantile_seeds):
+        config = tpe_config(results, args, seed, args.live_quantile)
+        config["name"] += f"-n{args.equal_compute_trials}"
+        config["trials"] = args.equal_compute_trials
+        trials, _ = search(config)
+        study = optuna.load_study(
+            study_name=config["name"], storage=default_storage(results / config["name"])
+        )
+        ended = {t.number: t.datetime_complete for t in study.trials if t.datetime_complete}
+        started = min(t.datetime_start for t in study.trials if t.number in set(trials["number"]))
+        trials = trials.sort_values("number").reset_index(drop=True)
+        wall = np.array([(ended[n] - started).total_seconds() for n in trials["number"]])
+        columns = [c for c in TRAINING_PHASES if c in trials]
+        training = np.cumsum(trials[columns].fillna(0).to_numpy().sum(axis=1))
+        budget = default[seed]
+        by_wall = trials[wall <= budget["seconds"]]
+        by_training = trials[training <= budget["training_seconds"]]
+        rows.append(
+            {
+                "seed": seed,
+                "quantile": args.live_quantile,
+                "default_hypervolume": budget["hypervolume"],
+                "default_seconds": budget["seconds"],
+                "default_training_seconds": budget["training_seconds"],
+                "candidates_given": args.equal_compute_trials,
+                "candidates_at_equal_wall": len(by_wall),
+                "hypervolume_at_equal_wall": hypervolume(by_wall),
+                "candidates_at_equal_training": len(by_training),
+                "hypervolume_at_equal_training": hypervolume(by_training),
+                # False: the N candidates ran out before the default's compute did, so the
+                # prefix is all N and understates what equal compute would reach.
+                "reached_equal_wall": bool(wall[-1] >= budget["seconds"]),
+                "reached_equal_training": bool(training[-1] >= budget["training_seconds"]),
+                "hypervolume_first_trials": hypervolume(trials.head(args.trials)),
+            }
+        )
+        r = rows[-1]
+        print(
+            f"{config['name']}: at the default's wall time {r['candidates_at_equal_wall']} "
+            f"candidates, HV {r['hypervolume_at_equal_wall']:.4f} against "
+            f"{r['default_hypervolume']:.4f}",
+            flush=True,
+        )
+    return rows
+
+
 def sampler_summary(rows: list[dict]) -> list[dict]:
     return (
         pd.DataFrame(rows)
@@ -610,6 +670,13 @@ def main() -> int:
         "this many seeds each (default --seeds), compared by where they end",
     )
     parser.add_argument(
+        "--equal-compute-trials",
+        type=int,
+        default=None,
+        help="with --live-quantile: also give its whole searches this many candidates and "
+        "compare them with the default's at equal compute (wall and training seconds)",
+    )
+    parser.add_argument(
         "--runs",
         default=None,
         help="keep the searches' runs (reports, studies) in this folder; run again with the "
@@ -637,10 +704,12 @@ def main() -> int:
                 results, args, ("tpe", "random"), compression=True
             )
             compression_union = hypervolume(pd.concat(compression_frames, ignore_index=True))
-        whole_rows = []
+        whole_rows, equal_rows = [], []
         if args.live_quantile is not None:
             stopping_rows += early_stopping(results, args, args.live_quantile)
             whole_rows = whole_searches(results, args)
+            if args.equal_compute_trials:
+                equal_rows = equal_compute(results, args, whole_rows)
         fronts = [pd.read_csv(results / f"tpe-{i}" / "pareto.csv") for i in range(args.seeds)]
         baseline_rows = baselines(results, args, fronts)
     kd_rows = kd_gain(args)
@@ -679,6 +748,7 @@ def main() -> int:
         "early_stopping": stopping_rows,
         "whole_searches": whole_rows,
         "whole_search_summary": whole_search_summary(whole_rows) if whole_rows else [],
+        "equal_compute": equal_rows,
         "kd_gain": kd_rows,
         "baselines": baseline_rows,
         "seconds": time.perf_counter() - started,
@@ -748,6 +818,37 @@ def main() -> int:
             ],
         )
         if whole_rows
+        else None,
+        markdown_table(
+            [
+                "TPE seed",
+                "default (quantile 1): candidates, wall s, hypervolume",
+                f"quantile {args.live_quantile:g} at the same wall s: candidates, hypervolume",
+                "at the same training s: candidates, hypervolume",
+            ],
+            [
+                [
+                    r["seed"],
+                    f"{args.trials}, {r['default_seconds']:.0f}, {r['default_hypervolume']:.4f}",
+                    f"{r['candidates_at_equal_wall']}"
+                    + ("" if r["reached_equal_wall"] else " (all given)")
+                    + f", {r['hypervolume_at_equal_wall']:.4f}",
+                    f"{r['candidates_at_equal_training']}"
+                    + ("" if r["reached_equal_training"] else " (all given)")
+                    + f", {r['hypervolume_at_equal_training']:.4f}",
+                ]
+                for r in equal_rows
+            ]
+            + [
+                [
+                    "mean",
+                    f"{np.mean([r['default_hypervolume'] for r in equal_rows]):.4f}",
+                    f"{np.mean([r['hypervolume_at_equal_wall'] for r in equal_rows]):.4f}",
+                    f"{np.mean([r['hypervolume_at_equal_training'] for r in equal_rows]):.4f}",
+                ]
+            ],
+        )
+        if equal_rows
         else None,
         markdown_table(
             [
