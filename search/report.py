@@ -898,8 +898,10 @@ def _recommendation(
         )
     else:
         intro = (
-            "For each budget, the model to ship is the Pareto member with the highest test "
-            f"accuracy among those within every bound of that budget. {measured}"
+            "For each budget, the model to ship is the Pareto member with the highest "
+            "validation accuracy among those within every bound of that budget; its accuracy "
+            "below is on the held-out test split, which played no part in choosing it. "
+            f"{measured}"
         )
         if teacher.get("latency_ms") is None:
             intro += (
@@ -954,9 +956,9 @@ def _looser(tier: dict[str, Any], configured: dict[str, Any]) -> bool:
 
 
 def _highlights(run: dict[str, Any], pareto: pd.DataFrame) -> list[tuple[str, Any]]:
-    """(tag, row label) of the recommended Pareto members: each tier's pick (by test
-    accuracy, the number the reader cares about) and the knee point (over the run's own
-    objectives, on validation accuracy, the same numbers the front was built from)."""
+    """(tag, row label) of the recommended Pareto members: each tier's pick and the knee
+    point, both on validation accuracy (the numbers the front was built from; the test
+    split only reports)."""
     picks: list[tuple[str, Any]] = []
     if pareto.empty:
         return picks

@@ -6,7 +6,9 @@ the report and the machine-readable summary can never disagree: both call ``reco
 A *tier* is a budget with a name: the configured budget, plus the tiers ``run.json`` lists
 under ``tiers`` (each like the budget, with a ``name``), or, when it lists none, a tighter
 (bounds x0.5) and a looser (bounds x2) one. The recommended model of a tier is the feasible
-Pareto member with the highest test accuracy among those within that tier's every bound.
+Pareto member with the highest validation accuracy among those within that tier's every
+bound; its test accuracy is reported, never used to choose (a pick by test accuracy would
+report a number biased upward by the choice).
 
 ``write_importance`` is the one function here that needs Optuna: it is called by the runner
 with the study, and leaves ``importance.json`` for the report (which reads files only).
@@ -77,12 +79,14 @@ def meets(row: pd.Series | dict[str, Any], budget: dict[str, Any] | None) -> boo
 
 
 def recommend(pareto: pd.DataFrame, budget: dict[str, Any] | None) -> pd.Series | None:
-    """The feasible Pareto member with the highest test accuracy among those within every
-    bound of ``budget``; None when no member meets it.
+    """The feasible Pareto member with the highest validation accuracy among those within
+    every bound of ``budget``; None when no member meets it.
 
-    Test accuracy is what the reader cares about; when no member has one yet (an old run),
-    validation accuracy ranks instead. Equal accuracy goes to the lower latency, then the
-    earlier row. The returned row keeps its index label in ``pareto``.
+    Validation accuracy is what the search ranked on and what made the front; the test split
+    stays held out, so the test accuracy reported for the pick is an unbiased estimate (a
+    front member with no validation accuracy, from a hand-edited table, ranks by test
+    accuracy). Equal accuracy goes to the lower latency, then the earlier row. The returned
+    row keeps its index label in ``pareto``.
     """
     if pareto is None or pareto.empty:
         return None
@@ -94,9 +98,7 @@ def recommend(pareto: pd.DataFrame, budget: dict[str, Any] | None) -> pd.Series 
         usable &= _flags([_truthy(value) for value in frame["feasible"]], frame.index)
     usable &= _flags([meets(row, budget) for _, row in frame.iterrows()], frame.index)
     candidates = frame[usable]
-    score = candidates["test_accuracy"]
-    if score.isna().all():
-        score = candidates["accuracy"]
+    score = candidates["accuracy"].fillna(candidates["test_accuracy"])
     candidates = candidates.assign(_score=score)[score.notna()]
     if candidates.empty:
         return None

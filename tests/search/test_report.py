@@ -376,7 +376,8 @@ def test_each_tier_recommends_the_most_accurate_member_within_it(
         assert _within(row, tier["budget"])
         assert row["genome"] == tier["genome"]
         assert tier["test_accuracy"] == pytest.approx(row["test_accuracy"])
-        assert not (meeting["test_accuracy"] > tier["test_accuracy"]).any()
+        # Chosen on validation accuracy: the test split played no part in the choice.
+        assert not (meeting["accuracy"] > row["accuracy"]).any()
     if "tiers" in run:
         impossible = next(t for t in summary["tiers"] if t["name"] == "impossible")
         assert impossible["trial"] is None
@@ -386,22 +387,29 @@ def test_each_tier_recommends_the_most_accurate_member_within_it(
         assert "no Pareto member meets this budget." in text
 
 
-def test_recommend_ranks_on_test_accuracy_and_reads_raw_csv_values():
+def test_recommend_ranks_on_validation_accuracy_and_reads_raw_csv_values():
     pareto = pd.DataFrame(
         [
             {"number": 1, "status": "ok", "feasible": "True", "test_accuracy": "0.9",
              "accuracy": 0.99, "latency_ms": 1.0, "peak_memory_kb": 10},
             {"number": 2, "status": "ok", "feasible": True, "test_accuracy": 0.95,
-             "accuracy": 0.90, "latency_ms": 2.0, "peak_memory_kb": None},
+             "accuracy": "0.90", "latency_ms": 2.0, "peak_memory_kb": None},
             {"number": 3, "status": "ok", "feasible": False, "test_accuracy": 0.99,
              "accuracy": 0.99, "latency_ms": 0.1, "peak_memory_kb": 1},
         ]
     )  # fmt: skip
-    assert recommend(pareto, {"latency_ms": 5})["number"] == 2
-    # An unknown peak memory does not meet a memory bound.
-    assert recommend(pareto, {"latency_ms": 5, "peak_memory_kb": 50})["number"] == 1
+    # Trial 2 has the higher test accuracy, but the choice is made on validation: a pick by
+    # test accuracy would report a test figure biased by that very choice.
+    assert recommend(pareto, {"latency_ms": 5})["number"] == 1
+    assert recommend(pareto, {"latency_ms": 5, "peak_memory_kb": 5}) is None
+    # An unknown peak memory does not meet a memory bound; without that bound it does.
+    assert recommend(pareto.iloc[1:], {"latency_ms": 5})["number"] == 2
+    assert recommend(pareto.iloc[1:], {"latency_ms": 5, "peak_memory_kb": 50}) is None
     assert recommend(pareto, {"latency_ms": 0.5}) is None
     assert recommend(pareto.iloc[0:0], {}) is None
+    # Rows without a validation accuracy (a hand-edited table) rank by test accuracy.
+    no_validation = pareto.assign(accuracy=None)
+    assert recommend(no_validation, {"latency_ms": 5})["number"] == 2
     assert meets({"latency_ms": 1.0}, {"latency_ms": 1.0, "flash_kb": None})
 
 
