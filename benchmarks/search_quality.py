@@ -494,11 +494,20 @@ def teacher_and_data():
 
 
 def train_student(arch, dataset, teacher, subset, epochs: int, alpha: float, temperature: float):
-    """(test accuracy, parameters) of ``arch`` trained from seed 0 on ``subset`` of the
-    training split (AdamW, lr 0.02, one-cycle), KD from ``teacher``'s cached logits."""
+    """(test accuracy, parameters) of ``arch`` trained by ``trained_student``."""
+    from evaluators.distill import evaluate_accuracy
+
+    model = trained_student(arch, dataset, teacher, subset, epochs, alpha, temperature)
+    accuracy = evaluate_accuracy(model, dataset.test.images, dataset.test.labels)
+    return accuracy, sum(p.numel() for p in model.parameters())
+
+
+def trained_student(arch, dataset, teacher, subset, epochs: int, alpha: float, temperature: float):
+    """``arch`` trained from seed 0 on ``subset`` of the training split (AdamW, lr 0.02,
+    one-cycle), KD from ``teacher``'s cached logits."""
     import torch
 
-    from evaluators.distill import TrainConfig, evaluate_accuracy, train
+    from evaluators.distill import TrainConfig, train
     from spaces import Candidate, build_model
 
     torch.manual_seed(0)
@@ -512,8 +521,7 @@ def train_student(arch, dataset, teacher, subset, epochs: int, alpha: float, tem
         recipe,
         progress=False,
     )
-    accuracy = evaluate_accuracy(model, dataset.test.images, dataset.test.labels)
-    return accuracy, sum(p.numel() for p in model.parameters())
+    return model
 
 
 def kd_gain(args) -> list[dict]:

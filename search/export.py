@@ -78,6 +78,12 @@ def manifest(run_dir: Path, row: pd.Series, out: Path) -> dict[str, Any]:
             "flash_kb": "computed: weights packed at the policy's bit-widths (+ sparse index), "
             "32-bit biases and scales, 64 bytes of metadata per layer",
             "artifact_bytes": "measured: size of model.onnx",
+            "torch_test_accuracy": "top-1 in PyTorch on the test split of the module "
+            "exported to model.onnx, just before export (fake-quantized under QAT)",
+            "latency_p90_ms": "the 90th percentile of the same timed runs as latency_ms",
+            "predicted_latency_ms": metrics["predicted_latency_source"]
+            or "not predicted (no calibrated predictor for this device)",
+            "model.pt": _weights_note(out, config_text),
         },
         "teacher": run.get("teacher"),
         "files": {name: _sha256(out / name) for name in ARTIFACT_FILES},
@@ -87,6 +93,35 @@ def manifest(run_dir: Path, row: pd.Series, out: Path) -> dict[str, Any]:
         "machine": f"{platform.system()} {platform.machine()}",
         "exported": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def _weights_note(out: Path, config_text: bytes) -> str:
+    """What model.pt holds for this candidate: no figure in the manifest was measured on it
+    as such, and how far it is from model.onnx depends on the policy."""
+    import yaml
+
+    from spaces.candidate import Candidate
+
+    stages = Candidate.from_json((out / "candidate.json").read_text()).policy.stages
+    config = yaml.safe_load(config_text) if config_text else None
+    compression = (config or {}).get("compression") or {}
+    mode = compression.get("quantization", "qat")
+    note = (
+        "fp32 state dict of the pruned / factorized module after its KD fine-tune, for "
+        "search.export.load_exported; not itself measured (model.onnx is)"
+    )
+    quantized = any(s.weight_bits < 32 or s.activation_bits < 32 for s in stages)
+    sparse = any(s.sparsity > 0 for s in stages)
+    if quantized and mode == "qat":
+        note += "; before quantization-aware training, whose fine-tune and folded batch "
+        note += "norm are only in model.onnx"
+        if sparse:
+            note += "; dense (the unstructured sparsity was applied after QAT)"
+    elif quantized:
+        note += "; before post-training quantization (model.onnx holds the int8 result)"
+    if sparse and not (quantized and mode == "qat"):
+        note += "; with the unstructured sparsity applied"
+    return note
 
 
 def _plain(value: Any) -> Any:

@@ -192,7 +192,9 @@ def describe(metrics: Metrics, candidate: Candidate) -> str:
     if metrics.accuracy is not None:
         parts.append(f"val acc {metrics.accuracy:.4f}")
     if metrics.latency_ms is not None:
-        parts.append(f"latency {metrics.latency_ms:.3f} ms")
+        # "measured: ..." or "predicted (...)": the log says which, as the report does.
+        how = (metrics.latency_source or "").split(" ")[0].rstrip(":")
+        parts.append(f"latency {metrics.latency_ms:.3f} ms" + (f" ({how})" if how else ""))
     if metrics.peak_memory_kb is not None:
         parts.append(f"peak mem {metrics.peak_memory_kb:.1f} KB")
     parts.append(f"{metrics.seconds_total:.1f} s")

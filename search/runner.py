@@ -188,6 +188,16 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
     run_dir = Path(config.results_dir) / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
     latency = LatencyOracle.for_device(config.target(), config.results_dir)
+    calibrated = (latency.predictor.meta.get("threads") if latency.predictor else None) or None
+    if latency.measures and calibrated and calibrated != config.device.threads:
+        log.warning(
+            "the host's latency predictor was calibrated with %s thread(s) and this run measures "
+            "with %d: predicted and measured latency will differ for that reason alone; run "
+            "`paretonas calibrate --device host --threads %d` to compare like with like",
+            calibrated,
+            config.device.threads,
+            config.device.threads,
+        )
     dataset = load_dataset(
         config.dataset.name,
         config.dataset.root,

@@ -250,6 +250,11 @@ def summarise(
         result["hypervolume"] = (
             None if progress.empty else _plain(float(progress["hypervolume"].iloc[-1]))
         )
+        result["hypervolume_scale"] = (
+            "computed: of the feasible trials, each objective scaled between this run's best "
+            "value and its reference (the budget on a bounded cost, else the worst feasible "
+            "value made 10% worse); comparable across this run's trials, not between runs"
+        )
     return _plain(result)
 
 

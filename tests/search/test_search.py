@@ -155,3 +155,20 @@ def test_a_duplicate_trials_curve_is_counted_once():
     )
     study.add_trial(optuna.trial.create_trial(value=0.2, user_attrs={"metrics": stopped}))
     assert finished_curves(study) == [[0.3, 0.6, 0.8]]
+
+
+@pytest.mark.parametrize(
+    ("source", "tag"),
+    [
+        ("measured: onnxruntime 1.22, 1 thread(s), batch 1", "(measured)"),
+        ("predicted (roofline of cortex-m7's public numbers)", "(predicted)"),
+    ],
+)
+def test_a_trials_log_line_says_whether_its_latency_was_measured(source, tag):
+    from evaluators.metrics import Metrics
+    from search.objective import describe
+    from spaces import ArchSpec, Candidate, StageSpec
+
+    candidate = Candidate(ArchSpec(8, (StageSpec("dsconv", 1, 16, 3),)))
+    line = describe(Metrics(status="ok", latency_ms=0.5, latency_source=source), candidate)
+    assert f"latency 0.500 ms {tag}" in line
