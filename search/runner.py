@@ -183,21 +183,28 @@ class Session:
         return write_results(self.study, self.config, self.run_dir, self.facts, report=report)
 
 
+def predictor_mismatch(latency: LatencyOracle, threads: int) -> str | None:
+    """Why the host's predicted and measured latency would differ by construction: its
+    predictor was calibrated at another thread count than the run measures with."""
+    calibrated = latency.predictor.meta.get("threads") if latency.predictor else None
+    if not latency.measures or not calibrated or calibrated == threads:
+        return None
+    return (
+        f"the host's latency predictor was calibrated with {calibrated} thread(s) and this run "
+        f"measures with {threads}: predicted and measured latency will differ for that reason "
+        f"alone; run `paretonas calibrate --device host --threads {threads}` to compare like "
+        "with like"
+    )
+
+
 def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) -> Session:
     """Dataset, teacher (trained once, then cached) and the evaluation context."""
     run_dir = Path(config.results_dir) / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
     latency = LatencyOracle.for_device(config.target(), config.results_dir)
-    calibrated = (latency.predictor.meta.get("threads") if latency.predictor else None) or None
-    if latency.measures and calibrated and calibrated != config.device.threads:
-        log.warning(
-            "the host's latency predictor was calibrated with %s thread(s) and this run measures "
-            "with %d: predicted and measured latency will differ for that reason alone; run "
-            "`paretonas calibrate --device host --threads %d` to compare like with like",
-            calibrated,
-            config.device.threads,
-            config.device.threads,
-        )
+    mismatch = predictor_mismatch(latency, config.device.threads)
+    if mismatch:
+        log.warning(mismatch)
     dataset = load_dataset(
         config.dataset.name,
         config.dataset.root,

@@ -172,3 +172,19 @@ def test_a_trials_log_line_says_whether_its_latency_was_measured(source, tag):
     candidate = Candidate(ArchSpec(8, (StageSpec("dsconv", 1, 16, 3),)))
     line = describe(Metrics(status="ok", latency_ms=0.5, latency_source=source), candidate)
     assert f"latency 0.500 ms {tag}" in line
+
+
+def test_a_run_names_a_host_predictor_calibrated_at_another_thread_count():
+    from types import SimpleNamespace
+
+    from search.runner import predictor_mismatch
+
+    def oracle(threads, measures=True):
+        predictor = SimpleNamespace(meta={"threads": threads}) if threads else None
+        return SimpleNamespace(predictor=predictor, measures=measures)
+
+    assert "calibrated with 1 thread(s)" in predictor_mismatch(oracle(1), 4)
+    assert "--threads 4" in predictor_mismatch(oracle(1), 4)
+    assert predictor_mismatch(oracle(4), 4) is None
+    assert predictor_mismatch(oracle(None), 4) is None  # no predictor: nothing to compare
+    assert predictor_mismatch(oracle(1, measures=False), 4) is None  # a predicted device
