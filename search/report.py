@@ -190,10 +190,10 @@ def render_report(
         _recommendation(run, trials, pareto, device, how),
         "<h2>Accuracy against latency</h2>",
         plots["figure-1"],
-        _caption(trials, latency, colour=memory),
+        _caption(trials, latency, colour=memory, run=run),
         "<h2>Accuracy against peak memory</h2>",
         plots["figure-2"],
-        _caption(trials, memory, colour=latency),
+        _caption(trials, memory, colour=latency, run=run),
         "<h2>Accuracy, latency and peak memory together</h2>",
         plots[FIGURE_3D],
         _caption_3d(),
@@ -804,7 +804,9 @@ def _hover(row: pd.Series) -> str:
     return "<br>".join(lines)
 
 
-def _caption(trials: pd.DataFrame, x: _Axis, colour: _Axis) -> str:
+def _caption(
+    trials: pd.DataFrame, x: _Axis, colour: _Axis, run: dict[str, Any] | None = None
+) -> str:
     parts = [
         f"Each dot is one trial. Coloured dots were trained and are within every budget "
         f"(colour = {colour.noun}); red rings are the Pareto members and the red step is the "
@@ -813,11 +815,36 @@ def _caption(trials: pd.DataFrame, x: _Axis, colour: _Axis) -> str:
     ]
     if x.budget is not None:
         parts.append(f"The dashed line is the budget ({x.budget:g} {x.unit}).")
+    if (trials["baseline"] != "").any():
+        parts.append(_baseline_training((run or {}).get("fidelity") or {}))
     drawable = _feasible(trials) | np.logical_or.reduce([m for _, m, _ in _groups(trials)])
     missing = int((drawable & trials[x.column].isna()).sum())
     if missing:
         parts.append(f"{missing} trial(s) without a {x.noun} value are not drawn.")
     return f'<p class="caption">{_esc(" ".join(parts))}</p>'
+
+
+def _baseline_training(fidelity: dict[str, Any]) -> str:
+    """How much training the baselines had against the candidates: the same KD recipe and
+    epochs, but a compressed candidate also fine-tunes after pruning and under QAT."""
+    text = (
+        f"Labelled squares are the hand-designed baselines (fp32, uncompressed), trained with "
+        f"the run's KD recipe for {fidelity.get('epochs', 'the same')} epochs"
+    )
+    extra = [
+        f"{fidelity[key]} {what}"
+        for key, what in (
+            ("finetune_epochs", "fine-tune epoch(s) after pruning or factorizing"),
+            ("qat_epochs", "QAT epoch(s)"),
+        )
+        if fidelity.get(key)
+    ]
+    if extra:
+        text += (
+            "; a compressed candidate also had " + " and ".join(extra) + ", which a baseline, "
+            "with nothing to recover from, did not"
+        )
+    return text + "."
 
 
 # -- text sections ---------------------------------------------------------------------------

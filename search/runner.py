@@ -380,6 +380,9 @@ def write_results(
                 config.training.train_subset or facts["train_images"], facts["train_images"]
             ),
             "epochs": config.training.epochs,
+            # Extra training a compressed candidate gets (after pruning; under QAT).
+            "finetune_epochs": config.compression.finetune_epochs,
+            "qat_epochs": config.compression.qat_epochs,
         },
         "backend": config.execution.backend,
         "sampler": config.sampler,

@@ -630,3 +630,14 @@ def test_baselines_are_drawn_beside_the_front_not_on_it(tmp_path: Path):
     text = write_report(run_dir).read_text(encoding="utf-8")
     assert "hand-designed baselines (1)" in text and "mobilenetv2_035" in text
     assert "within budget (4)" in text  # the 4 searched feasible trials; not the baseline
+    # The caption says how the baselines' training compares with the candidates'.
+    assert "trained with the run&#x27;s KD recipe for 2 epochs." in text
+
+
+def test_the_caption_says_baselines_skip_the_compressed_candidates_fine_tunes():
+    from search.report import _baseline_training
+
+    text = _baseline_training({"epochs": 4, "finetune_epochs": 2, "qat_epochs": 1})
+    assert "for 4 epochs; a compressed candidate also had 2 fine-tune epoch(s)" in text
+    assert "and 1 QAT epoch(s)" in text
+    assert "also had" not in _baseline_training({"epochs": 4, "qat_epochs": 0})
