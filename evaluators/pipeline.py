@@ -299,15 +299,14 @@ def evaluate_candidate(
     check_deadline(deadline, "pruning")
     deployable_weights = model  # the pruned / factorized fp32 module: what model.pt holds
 
-    quantized = any(s.weight_bits < 32 or s.activation_bits < 32 for s in candidate.policy.stages)
-    if quantized and settings.quantization == "qat":
+    if candidate.policy.quantized and settings.quantization == "qat":
         begin = time.perf_counter()
         model = prepare_qat(model, candidate)
         calibrate(model, context.calibration_images)
         seconds["quantize"] = time.perf_counter() - begin
         fit(model.to(context.device), settings.qat_epochs, "qat", lr_factor=QAT_LR_FACTOR)
         model = model.cpu().eval()
-    if any(s.sparsity > 0 for s in candidate.policy.stages):
+    if candidate.policy.sparse:
         apply_sparsity(model, candidate, settings.sparsity_method)
 
     check_deadline(deadline, "quantization")

@@ -102,7 +102,7 @@ def _weights_note(out: Path, config_text: bytes) -> str:
 
     from spaces.candidate import Candidate
 
-    stages = Candidate.from_json((out / "candidate.json").read_text()).policy.stages
+    policy = Candidate.from_json((out / "candidate.json").read_text()).policy
     config = yaml.safe_load(config_text) if config_text else None
     compression = (config or {}).get("compression") or {}
     mode = compression.get("quantization", "qat")
@@ -110,8 +110,7 @@ def _weights_note(out: Path, config_text: bytes) -> str:
         "fp32 state dict of the pruned / factorized module after its KD fine-tune, for "
         "search.export.load_exported; not itself measured (model.onnx is)"
     )
-    quantized = any(s.weight_bits < 32 or s.activation_bits < 32 for s in stages)
-    sparse = any(s.sparsity > 0 for s in stages)
+    quantized, sparse = policy.quantized, policy.sparse
     if quantized and mode == "qat":
         note += "; before quantization-aware training, whose fine-tune and folded batch "
         note += "norm are only in model.onnx"

@@ -10,6 +10,7 @@ copy is queued (``search.storage``), which the next free worker takes.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -30,16 +31,28 @@ class SurplusTrial(RuntimeError):
 
 
 class _QuietSurplus(logging.Filter):
-    """Optuna logs every failed trial as two warnings, one with the traceback; a trial
-    stepping aside is not a failure the user must read about (it gets one info line)."""
+    """Optuna logs every failed trial as two warnings in a row, the first with the
+    traceback; a trial stepping aside is not a failure the user must read about (it gets
+    one info line). The first is known by its exception; the second by following it."""
+
+    _FAILED = re.compile(r"Trial (\d+) failed ")
 
     def __init__(self) -> None:
         super().__init__()
-        self.numbers: set[int] = set()
+        self.pending: set[int] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(message.startswith(f"Trial {n} failed ") for n in self.numbers)
+        failed = self._FAILED.match(record.getMessage())
+        if failed is None:
+            return True
+        number = int(failed.group(1))
+        if record.exc_info and isinstance(record.exc_info[1], SurplusTrial):
+            self.pending.add(number)
+            return False
+        if number in self.pending:
+            self.pending.discard(number)
+            return False
+        return True
 
 
 _quiet_surplus = _QuietSurplus()
@@ -89,7 +102,6 @@ def _unless_surplus(
         )
         if ahead >= target:
             trial.set_user_attr(SURPLUS, True)
-            _quiet_surplus.numbers.add(trial.number)
             log.info("trial %d: not needed, the run already has its trials", trial.number)
             raise SurplusTrial(f"the run had its {target} trials when trial {trial.number} began")
         return objective(trial)

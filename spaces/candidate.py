@@ -167,6 +167,16 @@ class CompressionPolicy:
         return all(stage == StagePolicy() for stage in self.stages)
 
     @property
+    def quantized(self) -> bool:
+        """Whether any stage's weights or activations are below 32 bits."""
+        return any(s.weight_bits < 32 or s.activation_bits < 32 for s in self.stages)
+
+    @property
+    def sparse(self) -> bool:
+        """Whether any stage has unstructured sparsity."""
+        return any(s.sparsity > 0 for s in self.stages)
+
+    @property
     def genome(self) -> str:
         return ",".join(stage.genome for stage in self.stages)
 
