@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from evaluators.timing_lock import computing
+
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite: the candidate is failed, not trained further."""
@@ -128,23 +130,24 @@ def train(
         running = 0.0
         for step in range(steps_per_epoch):
             index = order[step * config.batch_size : (step + 1) * config.batch_size]
-            x = images[index].to(device, non_blocking=True)
-            y = labels[index].to(device, non_blocking=True)
-            t = teacher_logits[index].to(device) if teacher_logits is not None else None
-            loss = kd_loss(model(x), t, y, config.temperature, config.alpha)
-            if deadline is not None and time.monotonic() > deadline:
-                bar.close()
-                check_deadline(deadline, f"{description}, epoch {epoch + 1}")
-            if not torch.isfinite(loss):
-                bar.close()
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            running += loss.item()
+            with computing():
+                x = images[index].to(device, non_blocking=True)
+                y = labels[index].to(device, non_blocking=True)
+                t = teacher_logits[index].to(device) if teacher_logits is not None else None
+                loss = kd_loss(model(x), t, y, config.temperature, config.alpha)
+                if deadline is not None and time.monotonic() > deadline:
+                    bar.close()
+                    check_deadline(deadline, f"{description}, epoch {epoch + 1}")
+                if not torch.isfinite(loss):
+                    bar.close()
+                    raise TrainingDiverged(
+                        f"loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                running += loss.item()
             bar.update(1)
         loss_value = running / steps_per_epoch
         bar.set_postfix(epoch=epoch + 1, loss=f"{loss_value:.3f}")
@@ -169,10 +172,10 @@ def train(
 def predict_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     model.eval()
     device = next(model.parameters()).device
-    outputs = [
-        model(images[i : i + batch_size].to(device)).float().cpu()
-        for i in range(0, len(images), batch_size)
-    ]
+    outputs = []
+    for i in range(0, len(images), batch_size):
+        with computing():
+            outputs.append(model(images[i : i + batch_size].to(device)).float().cpu())
     return torch.cat(outputs) if outputs else torch.empty(0)
 
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from evaluators.files import write_atomic
+from evaluators.timing_lock import timing
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -150,13 +151,14 @@ def measure_onnx_latency(
     feed = {
         INPUT_NAME: np.random.default_rng(0).standard_normal((1, *input_shape), dtype=np.float32)
     }
-    for _ in range(warmup):
-        session.run(None, feed)
     times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append((time.perf_counter() - start) * 1000)
+    with timing():  # no other worker on this host computes meanwhile
+        for _ in range(warmup):
+            session.run(None, feed)
+        for _ in range(runs):
+            start = time.perf_counter()
+            session.run(None, feed)
+            times.append((time.perf_counter() - start) * 1000)
     times.sort()
     return LatencyMeasurement(
         median_ms=statistics.median(times),

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from evaluators import timing_lock
 from evaluators.layer_features import OPS, LayerFeatures, layer_features
 from evaluators.probes import (
     Probe,
@@ -619,7 +620,8 @@ def calibrate_host(
                 path = Path(tmp) / probe.name
                 probe.build(path)
                 begin = time.perf_counter()
-                best[probe.name] = measure(path, threads, warmup, runs)
+                with timing_lock.timing():
+                    best[probe.name] = measure(path, threads, warmup, runs)
                 timing += time.perf_counter() - begin
                 kept.append(probe)
                 bar.update()

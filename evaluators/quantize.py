@@ -56,6 +56,7 @@ from torch import nn
 from evaluators.distill import accuracy
 from evaluators.files import write_atomic
 from evaluators.hardware import INPUT_NAME, export_onnx, onnx_session
+from evaluators.timing_lock import computing
 from spaces.build import stage_of_parameter
 from spaces.candidate import Candidate, StagePolicy
 
@@ -817,10 +818,10 @@ def onnx_logits(path: str | Path, images: torch.Tensor, batch_size: int = 256) -
     batch_axis = session.get_inputs()[0].shape[0]
     step = batch_size if not isinstance(batch_axis, int) else batch_axis
     array = images.detach().cpu().float().numpy()
-    outputs = [
-        session.run(None, {INPUT_NAME: array[start : start + step]})[0]
-        for start in range(0, len(array), step)
-    ]
+    outputs = []
+    for start in range(0, len(array), step):
+        with computing():
+            outputs.append(session.run(None, {INPUT_NAME: array[start : start + step]})[0])
     return torch.from_numpy(np.concatenate(outputs)) if outputs else torch.empty(0)
 
 
