@@ -167,6 +167,29 @@ class Dataset:
         digest.update(self.train.images[:64].contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
+    def split_fingerprints(self) -> dict[str, str]:
+        """A short hash of the validation and the test split: two runs whose hashes differ
+        did not measure accuracy on the same images, so their accuracies cannot be set side
+        by side as if they had. It hashes the labels in order and the first 64 images in
+        pixel units (normalisation undone and rounded to 1/255), because the normalisation
+        follows the train split: Fashion-MNIST's test images are the same under every seed."""
+        return {
+            "validation": self._split_hash(self.val),
+            "test": self._split_hash(self.test),
+        }
+
+    def _split_hash(self, split: Split) -> str:
+        images = split.images[:64].double()
+        if self.mean and self.std:
+            shape = (1, -1, 1, 1)
+            std = torch.tensor(self.std, dtype=torch.float64).view(shape)
+            images = images * std + torch.tensor(self.mean, dtype=torch.float64).view(shape)
+        pixels = (images * 255).round().clamp(0, 255).to(torch.uint8)
+        digest = hashlib.sha256(f"{self.name}|{len(split)}|{self.input_shape}".encode())
+        digest.update(split.labels.numpy().tobytes())
+        digest.update(pixels.contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
 
 class DatasetLoader(Protocol):
     """What ``register_dataset`` decorates; called by ``load_dataset`` with these arguments."""

@@ -16,7 +16,12 @@ more, may lose front members);
 this follows the run's own learning-rate schedule (a one-cycle schedule's last epochs gain
 the most) instead of assuming a shape. Before that, the remaining epochs gain at most the
 last epoch's gain each, plus ``slack``. Compression after training only lowers accuracy, so
-it is not counted. If a finished trial on the current front costs no more on every cost
+it is not counted: the bound (fp32, PyTorch, on the first ``pipeline.VAL_CHECK`` validation
+images) is held against what the front's members achieved as deployed (the ONNX file's
+accuracy on the whole validation split), which keeps the rule safe; comparing with their
+fp32 curves instead would stop a plain candidate because a member that later lost accuracy
+to int8 had once been more accurate. The subset's sampling error (about one point at 1000
+images) is what ``slack`` covers. If a finished trial on the current front costs no more on every cost
 objective and is at least that accurate, the candidate is dominated whatever happens next
 and its training stops: the trial is recorded as ``pruned`` with the epoch.
 """

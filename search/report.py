@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import math
 import os
 import re
@@ -42,6 +43,8 @@ from search.summary import (
     teacher_facts,
     write_summary,
 )
+
+log = logging.getLogger(__name__)
 
 REPORT = "report.html"
 COMPARE = "report-compare.html"
@@ -126,6 +129,10 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path | None = No
         run, trials, pareto = read_run(Path(run_dir))
         runs.append((Path(run_dir), run, trials, pareto))
     target = Path(out) if out is not None else Path(run_dirs[0]) / COMPARE
+    for note in comparability_notes(
+        [(label, run) for label, (_, run, _, _) in zip(_run_labels(runs), runs, strict=True)]
+    ):
+        log.warning("%s", note)
     _write_html(target, render_comparison(runs))
     return target
 
@@ -1299,9 +1306,11 @@ def render_comparison(
         }
     )
     names = ", ".join(label for label, *_ in prepared)
+    notes = comparability_notes([(label, run) for label, _, run, _, _ in prepared])
     sections = [
         f"<h1>paretonas: {_esc(len(prepared))} runs compared</h1>",
         f'<p class="meta">{_esc(names)}</p>',
+        *(f'<p class="warning">{_esc(note)}</p>' for note in notes),
         "<h2>Recommendation of each run at its configured budget</h2>",
         _comparison_table(prepared),
         "<h2>Accuracy against latency</h2>",
@@ -1314,6 +1323,62 @@ def render_comparison(
         "validation accuracy each search ranked on.</p>",
     ]
     return _page(f"paretonas: {names}", sections)
+
+
+def comparability_notes(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+    """What makes the accuracies of overlaid runs unlike, one sentence per difference, each
+    run against the first: other data, other validation or test images (the split follows
+    the run's ``seed``), another training fidelity. Pure: ``runs`` is (label, run.json)."""
+    if len(runs) < 2:
+        return []
+    first_label, first = runs[0]
+    notes = []
+    for label, run in runs[1:]:
+        pair = f"{first_label} and {label}"
+        if run.get("dataset") != first.get("dataset"):
+            notes.append(
+                f"{pair} searched different datasets ({first.get('dataset')} and "
+                f"{run.get('dataset')}): their accuracies are not comparable."
+            )
+            continue
+        differ = _differing_splits(first, run)
+        if differ:
+            seeds = (first.get("seed"), run.get("seed"))
+            why = (
+                f"the split follows the run's seed, {seeds[0]} and {seeds[1]}"
+                if seeds[0] != seeds[1]
+                else "other data files or val_fraction"
+            )
+            notes.append(
+                f"{pair} measured accuracy on different {' and '.join(differ)} images "
+                f"({why}), so a gap between their accuracies is partly the data's; to "
+                "compare two searches on the same images, vary sampler_seed and keep seed."
+            )
+        fidelities = (_fidelity_text(first), _fidelity_text(run))
+        if fidelities[0] != fidelities[1]:
+            notes.append(
+                f"{pair} trained each candidate differently ({fidelities[0]} against "
+                f"{fidelities[1]}): their accuracies are not from the same recipe."
+            )
+    return notes
+
+
+def _differing_splits(first: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """Which of validation and test hold other images in ``other`` than in ``first``; for
+    runs that predate run.json's ``data_splits``, a different seed is taken as a sign."""
+    mine, theirs = first.get("data_splits"), other.get("data_splits")
+    if mine and theirs:
+        return [split for split in ("validation", "test") if mine.get(split) != theirs.get(split)]
+    return ["validation"] if first.get("seed") != other.get("seed") else []
+
+
+def _fidelity_text(run: dict[str, Any]) -> str:
+    fidelity = run.get("fidelity") or {}
+    text = f"{fidelity.get('train_subset', '?')} images x {fidelity.get('epochs', '?')} epochs"
+    for key, what in (("finetune_epochs", "fine-tune"), ("qat_epochs", "QAT")):
+        if fidelity.get(key):
+            text += f" + {fidelity[key]} {what}"
+    return text
 
 
 def _run_labels(runs: Sequence[tuple[Path, dict[str, Any], pd.DataFrame, pd.DataFrame]]) -> list:
@@ -1484,6 +1549,7 @@ body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; max-
 h1 { font-size: 1.6em; margin-bottom: 0.3em; }
 h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #e0e0e0; }
 .meta, .note, .caption, .footer, .counts { color: #424242; }
+.warning { color: #8a4b00; background: #fff4e0; padding: 6px 10px; border-left: 3px solid #e69500; }
 .caption, .footer { font-size: 0.9em; }
 .warn { background: #fff3e0; border-left: 4px solid #ef6c00; padding: 0.6em 0.9em; }
 table { border-collapse: collapse; width: 100%; font-size: 0.9em; }

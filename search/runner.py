@@ -338,6 +338,7 @@ def run_facts(dataset: Dataset, teacher: Teacher, device_description: str) -> di
         "teacher": teacher.summary(),
         "device_description": device_description,
         "train_images": len(dataset.train),
+        "splits": dataset.split_fingerprints(),
     }
 
 
@@ -363,6 +364,8 @@ def write_results(
         "input_shape": facts["input_shape"],
         "num_classes": facts["num_classes"],
         "teacher": facts["teacher"],
+        # Which images each split holds: runs compared side by side should share them.
+        "data_splits": facts.get("splits"),
         "budget": asdict(config.budget_value()),  # with the device's SRAM and flash
         "tiers": [tier.model_dump() for tier in config.tiers],
         "objectives": [

@@ -160,6 +160,22 @@ def test_fashion_from_synthetic_idx_files(tmp_path: Path) -> None:
     assert ds.test.labels.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
 
 
+def test_split_fingerprints_tell_which_images_a_run_measured_on(tmp_path: Path) -> None:
+    _write_fashion(tmp_path)
+    first = load_dataset("fashion-mnist", root=tmp_path, val_fraction=0.25, seed=0)
+    again = load_dataset("fashion-mnist", root=tmp_path, val_fraction=0.25, seed=0)
+    reseeded = load_dataset("fashion-mnist", root=tmp_path, val_fraction=0.25, seed=1)
+    assert first.split_fingerprints() == again.split_fingerprints()
+    # Another seed carves another validation split out of train and so normalises with
+    # other statistics, yet the official test images are the same ones.
+    assert first.mean != reseeded.mean
+    assert first.split_fingerprints()["validation"] != reseeded.split_fingerprints()["validation"]
+    assert first.split_fingerprints()["test"] == reseeded.split_fingerprints()["test"]
+    # Digits has no official test split: another seed holds out other test images.
+    digits = [load_dataset("digits", seed=seed).split_fingerprints()["test"] for seed in (0, 1)]
+    assert digits[0] != digits[1]
+
+
 def test_fashion_in_torchvision_layout(tmp_path: Path) -> None:
     _write_fashion(tmp_path / "FashionMNIST" / "raw")
     ds = load_dataset("fashion-mnist", root=tmp_path)

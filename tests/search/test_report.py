@@ -18,6 +18,7 @@ from search.report import (
     NO_FEASIBLE,
     REPORT,
     architecture_strip,
+    comparability_notes,
     parse_genome,
     write_report,
 )
@@ -603,6 +604,46 @@ def test_report_overlays_several_runs(tmp_path: Path, capsys):
     target = tmp_path / "out" / "both.html"
     assert main(["report", str(first), str(second), "--out", str(target)]) == 0
     assert target.is_file() and not (second / COMPARE).exists()
+
+
+SPLITS = {"validation": "v0", "test": "t"}
+
+
+def test_runs_on_the_same_images_and_recipe_compare_without_a_note():
+    runs = [("a", {**RUN, "data_splits": SPLITS}), ("b", {**RUN, "data_splits": SPLITS})]
+    assert comparability_notes(runs) == []
+    other_device = {**RUN, "data_splits": SPLITS, "device": {"name": "cortex-m7"}}
+    assert comparability_notes([runs[0], ("m7", other_device)]) == []
+
+
+def test_a_note_names_the_splits_the_seed_and_the_recipe_that_differ():
+    first = ("a", {**RUN, "data_splits": SPLITS})
+    reseeded = ("b", {**RUN, "seed": 1, "data_splits": {"validation": "v1", "test": "t"}})
+    [note] = comparability_notes([first, reseeded])
+    assert "different validation images" in note and "test" not in note.split("(")[0]
+    assert "seed, 0 and 1" in note and "sampler_seed" in note
+    both = ("c", {**RUN, "seed": 2, "data_splits": {"validation": "v2", "test": "t2"}})
+    assert "validation and test images" in comparability_notes([first, both])[0]
+    longer = ("d", {**RUN, "data_splits": SPLITS, "fidelity": {"train_subset": 1000, "epochs": 8}})
+    [note] = comparability_notes([first, longer])
+    assert "1000 images x 2 epochs against 1000 images x 8 epochs" in note
+    other_data = ("e", {**RUN, "dataset": "fashion-mnist"})
+    assert "different datasets" in comparability_notes([first, other_data])[0]
+    # A run.json from before data_splits: a different seed is the sign it has.
+    old = ("f", {k: v for k, v in RUN.items() if k != "data_splits"} | {"seed": 3})
+    assert "validation images" in comparability_notes([first, old])[0]
+
+
+def test_the_overlay_report_and_the_command_warn_when_runs_used_other_images(
+    tmp_path: Path, caplog
+):
+    first = _write_run(tmp_path / "a", PARETO + OTHERS, PARETO)
+    second = _random_run(tmp_path / "b", 0, {**RUN_3D, "name": "digits-nsga2", "seed": 1})
+    with caplog.at_level("WARNING", logger="search.report"):
+        assert main(["report", str(first), str(second)]) == 0
+    assert "different validation images" in caplog.text
+    page = (first / COMPARE).read_text(encoding="utf-8")
+    assert '<p class="warning">digits-mcu and digits-nsga2 measured accuracy' in page
 
 
 def test_report_command_of_one_run(tmp_path: Path, capsys):

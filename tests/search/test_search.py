@@ -83,6 +83,8 @@ def test_a_run_resumes_its_study_and_keeps_every_trial(tmp_path):
         }
     saved = (result.run_dir / "config.yaml").read_text()
     assert "latency_ms: 50" in saved
+    splits = json.loads((result.run_dir / "run.json").read_text())["data_splits"]
+    assert set(splits) == {"validation", "test"} and all(len(v) == 16 for v in splits.values())
 
 
 def test_a_changed_config_is_not_mixed_into_an_existing_run(tmp_path):
