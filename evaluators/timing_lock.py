@@ -47,6 +47,7 @@ class _HostLock:
         self._files: tuple[int, int] | None = None
         self._computing = 0
         self._timing = 0
+        self._held: str | None = None
         self._warned = False
 
     def _open(self) -> tuple[int, int] | None:
@@ -81,53 +82,55 @@ class _HostLock:
                 os.close(descriptor)
         self._files = None
         self._computing = self._timing = 0
+        self._held: str | None = None  # what this process holds: "shared", "exclusive"
 
     @contextlib.contextmanager
     def computing(self) -> Iterator[None]:
         with self._guard:
             files = self._open()
-            first = files is not None and self._computing == 0 and self._timing == 0
-            if first:
+            if files is not None and self._held is None:
                 lock, turnstile = files
                 fcntl.flock(turnstile, fcntl.LOCK_EX)
                 try:
                     fcntl.flock(lock, fcntl.LOCK_SH)
                 finally:
                     fcntl.flock(turnstile, fcntl.LOCK_UN)
+                self._held = "shared"
             self._computing += 1
         try:
             yield
         finally:
             with self._guard:
                 self._computing -= 1
-                if first:
-                    fcntl.flock(files[0], fcntl.LOCK_UN)
+                if self._computing == 0 and self._held == "shared":
+                    fcntl.flock(self._files[0], fcntl.LOCK_UN)
+                    self._held = None
 
     @contextlib.contextmanager
     def timing(self) -> Iterator[None]:
         with self._guard:
             files = self._open()
-            first = files is not None and self._timing == 0
-            if first:
+            if files is not None and self._held != "exclusive":
                 lock, turnstile = files
-                if self._computing:
+                if self._held == "shared":
                     # Inside this process's own step: let go of the shared hold before
                     # queueing, or two processes doing this would wait for each other.
                     fcntl.flock(lock, fcntl.LOCK_UN)
+                    self._held = None
                 fcntl.flock(turnstile, fcntl.LOCK_EX)
                 fcntl.flock(lock, fcntl.LOCK_EX)
+                self._held = "exclusive"
             self._timing += 1
         try:
             yield
         finally:
             with self._guard:
                 self._timing -= 1
-                if first:
-                    lock, turnstile = files
-                    if self._computing:
-                        fcntl.flock(lock, fcntl.LOCK_SH)
-                    else:
-                        fcntl.flock(lock, fcntl.LOCK_UN)
+                if self._timing == 0 and self._held == "exclusive":
+                    lock, turnstile = self._files
+                    # Back to a shared hold if this process is still inside its step.
+                    fcntl.flock(lock, fcntl.LOCK_SH if self._computing else fcntl.LOCK_UN)
+                    self._held = "shared" if self._computing else None
                     fcntl.flock(turnstile, fcntl.LOCK_UN)
 
 

@@ -10,6 +10,7 @@ import contextlib
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -165,3 +166,36 @@ def test_training_holds_the_lock_for_each_step_and_timing_for_the_runs(monkeypat
     path = hardware.export_onnx(model, (1, 4, 4), tmp_path / "m.onnx")
     hardware.measure_onnx_latency(path, (1, 4, 4), warmup=1, runs=3)
     assert measurements.entered == 1
+
+
+def test_the_shared_hold_lasts_until_the_last_thread_of_the_process_leaves_its_step():
+    first_in, first_may_leave, second_in, second_may_leave = (threading.Event() for _ in range(4))
+
+    def step(entered: threading.Event, may_leave: threading.Event) -> None:
+        with computing():
+            entered.set()
+            may_leave.wait(10)
+
+    threads = [
+        threading.Thread(target=step, args=(first_in, first_may_leave)),
+        threading.Thread(target=step, args=(second_in, second_may_leave)),
+    ]
+    threads[0].start()
+    first_in.wait(10)
+    threads[1].start()
+    second_in.wait(10)
+    first_may_leave.set()
+    threads[0].join(10)
+    worker = child(
+        """
+        print("ready", flush=True)
+        start = time.monotonic()
+        with lock.timing():
+            print(round(time.monotonic() - start, 3), flush=True)
+        """
+    )
+    expect(worker, "ready")
+    time.sleep(0.6)
+    second_may_leave.set()
+    threads[1].join(10)
+    assert float(finish(worker).strip()) >= 0.4
