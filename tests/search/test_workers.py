@@ -110,8 +110,23 @@ def _kill_during_a_trial(command: list[str], url: str, name: str, group: bool) -
         # Parameters are set once the candidate is proposed: the trial is past its first step.
         return done >= 1 and any(t.params for t in running)
 
+    def signal_it(number: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            (os.killpg if group else os.kill)(process.pid, number)
+
+    def frozen_mid_trial() -> bool:
+        # On a loaded machine the trial seen running may finish before the kill lands
+        # (reading the study takes a while): freeze the run, look again, and kill it frozen.
+        if not mid_trial():
+            return False
+        signal_it(signal.SIGSTOP)
+        if mid_trial():
+            return True
+        signal_it(signal.SIGCONT)
+        return False
+
     try:
-        _wait_for(mid_trial, 240, "a trial in progress after one finished", process)
+        _wait_for(frozen_mid_trial, 240, "a trial in progress after one finished", process)
     finally:
         with contextlib.suppress(ProcessLookupError):  # it may have exited on its own
             if group:
