@@ -29,6 +29,7 @@ Writes results/benchmarks/search_quality.json and the README table.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -472,6 +473,7 @@ def stopping_what_if(metrics: list[dict], quantile: float, epochs: int) -> dict:
     }
 
 
+@functools.cache
 def teacher_and_data():
     """Fashion-MNIST, the demo's cached teacher (trained once if missing), and the order of
     the training images every student sees (a subset of N is its first N)."""
@@ -527,45 +529,62 @@ def trained_student(arch, dataset, teacher, subset, epochs: int, alpha: float, t
 def kd_gain(args) -> list[dict]:
     """Each student with KD at the issue's recipe (T=4, alpha 0.9), without KD, and with
     KD at the search's default temperature, from the same start; at the search fidelity
-    (--epochs) and trained close to convergence (--kd-epochs, same images)."""
-    from search.config import TrainingSection
-    from spaces import Candidate
-
-    dataset, teacher, order = teacher_and_data()
-    subset = order[: args.subset]
-    default_temperature = TrainingSection().temperature
+    (--epochs) and trained close to convergence (--kd-epochs, same images); then, with
+    --kd-patience-epochs, much longer with and without KD at T=4 only (does the gap close?).
+    With --runs, each row is kept in RUNS/kd/ and read back instead of trained again."""
     rows = []
-    for epochs in (args.epochs, args.kd_epochs):
-        for size, arch in STUDENTS.items():
-            row = {
-                "student": size,
-                "epochs": epochs,
-                "train_images": args.subset,
-                "genome": Candidate(arch).genome,
-                "teacher_test_accuracy": teacher.test_accuracy,
-            }
-            for label, alpha, temperature in (
-                ("kd", 0.9, 4.0),
-                ("plain", 0.0, 4.0),
-                ("kd_search_default", 0.9, default_temperature),
-            ):
-                accuracy, params = train_student(
-                    arch, dataset, teacher, subset, epochs, alpha, temperature
-                )
-                row[f"{label}_test_accuracy"] = accuracy
-            row["params"] = params
-            row["gain_points"] = 100 * (row["kd_test_accuracy"] - row["plain_test_accuracy"])
-            row["search_default_temperature"] = default_temperature
-            row["gain_points_search_default"] = 100 * (
-                row["kd_search_default_test_accuracy"] - row["plain_test_accuracy"]
-            )
+    for epochs in (args.epochs, args.kd_epochs, *args.kd_patience_epochs):
+        for size in STUDENTS:
+            patience = epochs in args.kd_patience_epochs
+            row = kd_row(size, epochs, args.subset, not patience, args.runs)
             rows.append(row)
             print(
-                f"KD {size}, {epochs} epochs: {row['gain_points']:+.2f} points at T=4, "
-                f"{row['gain_points_search_default']:+.2f} at the search's default",
+                f"KD {size}, {epochs} epochs: {row['gain_points']:+.2f} points at T=4",
                 flush=True,
             )
     return rows
+
+
+def kd_row(size: str, epochs: int, subset_size: int, search_default: bool, runs) -> dict:
+    """One student's KD row (see ``kd_gain``); kept under ``runs``/kd/ when ``runs`` is set."""
+    from search.config import TrainingSection
+    from spaces import Candidate
+
+    kept = Path(runs) / "kd" / f"{size}-{subset_size}x{epochs}.json" if runs else None
+    if kept is not None and kept.is_file():
+        return json.loads(kept.read_text())
+    dataset, teacher, order = teacher_and_data()
+    subset = order[:subset_size]
+    arch = STUDENTS[size]
+    default_temperature = TrainingSection().temperature
+    row = {
+        "student": size,
+        "epochs": epochs,
+        "train_images": subset_size,
+        "genome": Candidate(arch).genome,
+        "teacher_test_accuracy": teacher.test_accuracy,
+    }
+    variants = [("kd", 0.9, 4.0), ("plain", 0.0, 4.0)]
+    if search_default:
+        variants.append(("kd_search_default", 0.9, default_temperature))
+    for label, alpha, temperature in variants:
+        accuracy, params = train_student(arch, dataset, teacher, subset, epochs, alpha, temperature)
+        row[f"{label}_test_accuracy"] = accuracy
+    row["params"] = params
+    row["gain_points"] = 100 * (row["kd_test_accuracy"] - row["plain_test_accuracy"])
+    if search_default:
+        row["search_default_temperature"] = default_temperature
+        row["gain_points_search_default"] = 100 * (
+            row["kd_search_default_test_accuracy"] - row["plain_test_accuracy"]
+        )
+    if kept is not None:
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        kept.write_text(json.dumps(row, indent=2))
+    return row
+
+
+def _cell(value, form: str) -> str:
+    return "-" if value is None else form.format(value)
 
 
 def _dominator(row: pd.Series, front: pd.DataFrame) -> int | None:
@@ -655,6 +674,13 @@ def main() -> int:
         type=int,
         default=30,
         help="the KD rows also train the students this many epochs (close to convergence)",
+    )
+    parser.add_argument(
+        "--kd-patience-epochs",
+        type=int,
+        nargs="*",
+        default=[],
+        help="and these many epochs, with and without KD at T=4 only",
     )
     parser.add_argument("--out", default=None)
     parser.add_argument(
@@ -902,8 +928,8 @@ def main() -> int:
                     f"{r['kd_test_accuracy']:.4f}",
                     f"{r['plain_test_accuracy']:.4f}",
                     f"{r['gain_points']:+.2f}",
-                    f"{r['kd_search_default_test_accuracy']:.4f}",
-                    f"{r['gain_points_search_default']:+.2f}",
+                    _cell(r.get("kd_search_default_test_accuracy"), "{:.4f}"),
+                    _cell(r.get("gain_points_search_default"), "{:+.2f}"),
                 ]
                 for r in kd_rows
             ],
