@@ -277,7 +277,9 @@ class RaySection(_Section):
     """Ray Tune: where the cluster is and what one trial may use there."""
 
     address: str | None = Field(
-        None, description="auto, HOST:PORT or ray://HOST:PORT; null = a local Ray on this machine"
+        None,
+        description="auto, HOST:PORT or ray://HOST:PORT; null = RAY_ADDRESS when set, else a "
+        "new local Ray on this machine",
     )
     concurrent: int = Field(2, ge=1, description="trials running at once")
     cpus_per_trial: float = Field(1.0, gt=0)

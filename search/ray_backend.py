@@ -213,6 +213,14 @@ def _evaluate_trial(params: dict, objective: Objective, threads: int) -> None:
     )
 
 
+def ray_address(configured: str | None) -> str:
+    """Where the run's Ray is: the configured address, else ``RAY_ADDRESS`` (set for a
+    script submitted as a Ray job), else ``local``: a new Ray on this machine. Ray's own
+    default would join whatever cluster was last started on this machine (it reads
+    /tmp/ray/ray_current_cluster), which a config saying "local" must not do."""
+    return configured or os.environ.get("RAY_ADDRESS") or "local"
+
+
 def run_ray(
     config: RunConfig, study: optuna.Study, url: str, target: int, *, progress: bool = True
 ) -> RunResult:
@@ -227,9 +235,10 @@ def run_ray(
     if todo <= 0:
         return session.write()
     settings = execution.ray
+    address = ray_address(settings.address)
     if not ray.is_initialized():
         ray.init(
-            address=settings.address,
+            address=address,
             include_dashboard=False,
             log_to_driver=False,
             configure_logging=False,
@@ -239,7 +248,7 @@ def run_ray(
         config.name,
         done,
         target,
-        settings.address or "local",
+        address,
         ray.cluster_resources().get("CPU", 0),
         settings.concurrent,
     )

@@ -173,3 +173,17 @@ def test_a_ray_trial_carries_the_front_and_curves_for_early_stopping():
     # Early stopping off: nothing added, and a trial without the context gets none.
     assert _DefineByRun(space, objectives, budget, early_stopping=False)(study.ask()) is None
     assert _stopping_context({"x": 1}) == ({"x": 1}, [], [])
+
+
+def test_no_address_means_a_new_local_ray_unless_ray_address_names_one(monkeypatch):
+    # Ray's own default joins whatever cluster was last started on this machine; a run
+    # configured without an address must start its own (this module's two-node cluster
+    # once caught the crash test's search, whose trials then failed at once).
+    from search.ray_backend import ray_address
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_address(None) == "local"
+    assert ray_address("auto") == "auto"
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert ray_address(None) == "10.0.0.1:6379"
+    assert ray_address("ray://head:10001") == "ray://head:10001"
