@@ -73,27 +73,33 @@ def _measurement_wait_beside_a_one_second_step(prelude: str = "") -> float:
     return waited
 
 
+def waiting_child(kind: str) -> subprocess.Popen:
+    """A process that, once ready, takes ``lock.<kind>()`` and prints how long it waited."""
+    worker = child(
+        f"""
+        print("ready", flush=True)
+        start = time.monotonic()
+        with lock.{kind}():
+            print(round(time.monotonic() - start, 3), flush=True)
+        """
+    )
+    expect(worker, "ready")
+    return worker
+
+
 def test_a_measurement_waits_for_the_step_another_process_is_in():
     assert _measurement_wait_beside_a_one_second_step() >= 0.7
 
 
 def test_a_step_waits_while_another_process_measures():
     with timing():
-        worker = child(
-            """
-            print("ready", flush=True)
-            start = time.monotonic()
-            with lock.computing():
-                print(round(time.monotonic() - start, 3), flush=True)
-            """
-        )
-        expect(worker, "ready")
+        worker = waiting_child("computing")
         time.sleep(0.6)
     waited = float(finish(worker).strip())
     assert waited >= 0.4
 
 
-def test_a_stream_of_steps_from_two_processes_does_not_starve_a_measurement():
+def test_a_stream_of_steps_from_three_processes_does_not_starve_a_measurement():
     # Without the turnstile the processes' shared holds overlap without a gap, and
     # flock lets each new one in ahead of the waiting measurement.
     body = """
@@ -120,15 +126,7 @@ def test_measuring_inside_this_process_own_step_keeps_its_shared_hold():
         with timing():
             pass
         # Still inside the step: another process's measurement must wait for it.
-        worker = child(
-            """
-            print("ready", flush=True)
-            start = time.monotonic()
-            with lock.timing():
-                print(round(time.monotonic() - start, 3), flush=True)
-            """
-        )
-        expect(worker, "ready")
+        worker = waiting_child("timing")
         time.sleep(0.6)
     assert float(finish(worker).strip()) >= 0.4
 
@@ -186,15 +184,7 @@ def test_the_shared_hold_lasts_until_the_last_thread_of_the_process_leaves_its_s
     second_in.wait(10)
     first_may_leave.set()
     threads[0].join(10)
-    worker = child(
-        """
-        print("ready", flush=True)
-        start = time.monotonic()
-        with lock.timing():
-            print(round(time.monotonic() - start, 3), flush=True)
-        """
-    )
-    expect(worker, "ready")
+    worker = waiting_child("timing")
     time.sleep(0.6)
     second_may_leave.set()
     threads[1].join(10)
