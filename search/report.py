@@ -1310,7 +1310,7 @@ def render_comparison(
     sections = [
         f"<h1>paretonas: {_esc(len(prepared))} runs compared</h1>",
         f'<p class="meta">{_esc(names)}</p>',
-        *(f'<p class="warning">{_esc(note)}</p>' for note in notes),
+        *(f'<p class="warn">{_esc(note)}</p>' for note in notes),
         "<h2>Recommendation of each run at its configured budget</h2>",
         _comparison_table(prepared),
         "<h2>Accuracy against latency</h2>",
@@ -1549,7 +1549,6 @@ body { font-family: system-ui, -apple-system, Segoe UI, Roboto, sans-serif; max-
 h1 { font-size: 1.6em; margin-bottom: 0.3em; }
 h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #e0e0e0; }
 .meta, .note, .caption, .footer, .counts { color: #424242; }
-.warning { color: #8a4b00; background: #fff4e0; padding: 6px 10px; border-left: 3px solid #e69500; }
 .caption, .footer { font-size: 0.9em; }
 .warn { background: #fff3e0; border-left: 4px solid #ef6c00; padding: 0.6em 0.9em; }
 table { border-collapse: collapse; width: 100%; font-size: 0.9em; }

@@ -643,7 +643,7 @@ def test_the_overlay_report_and_the_command_warn_when_runs_used_other_images(
         assert main(["report", str(first), str(second)]) == 0
     assert "different validation images" in caplog.text
     page = (first / COMPARE).read_text(encoding="utf-8")
-    assert '<p class="warning">digits-mcu and digits-nsga2 measured accuracy' in page
+    assert '<p class="warn">digits-mcu and digits-nsga2 measured accuracy' in page
 
 
 def test_report_command_of_one_run(tmp_path: Path, capsys):
