@@ -7,13 +7,15 @@ budget on latency and peak memory (BUDGET below):
 1. samplers: hypervolume after --trials evaluated candidates for TPE, NSGA-II and random
    search, --seeds seeds each, with one reference point for all (accuracy 0, the budget's
    latency and peak memory), objectives scaled to [0, 1] by it; with --compression-space,
-   TPE and random search again in the space that adds per-stage pruning and int8;
+   TPE and random search again in the space that adds per-stage pruning and int8; the
+   same comparison with the reference point's accuracy raised (ACCURACY_FLOORS);
 2. early stopping on vs off: the TPE searches above stop early (the default); each is
    replayed with early stopping off on the same candidates in the same order (enqueued
    trials), so the two differ only in what early stopping did: training seconds spent vs
    hypervolume reached; with --live-quantile, the same at another quantile, and whole
    searches at both (--quantile-seeds seeds each) compared by where they end; with
-   --equal-compute-trials, also by what each reaches with the same compute;
+   --equal-compute-trials, also by what each reaches with the same compute, and by the
+   compute each needs to reach a share of the hypervolume without early stopping (anytime);
 3. KD gain: test accuracy of three students of different sizes trained with KD (T=4,
    alpha=0.9) and without (alpha=0), same epochs and images: at the search fidelity,
    trained close to convergence (--kd-epochs) and, with --kd-patience-epochs, far longer
@@ -110,23 +112,27 @@ def base_config(name: str, results: Path, args: argparse.Namespace, **changes) -
     return config
 
 
-def hypervolume(trials: pd.DataFrame) -> float:
+def hypervolume(trials: pd.DataFrame, accuracy_floor: float = 0.0) -> float:
     """Of the trained trials within budget, in the unit cube scaled by the reference point
-    (accuracy 0 -> 1 - accuracy <= 1; latency and memory divided by their budget)."""
+    (accuracy 0 -> 1 - accuracy <= 1; latency and memory divided by their budget). With
+    ``accuracy_floor``, the reference point's accuracy is that instead of 0."""
     ok = trials[(trials["status"] == "ok") & trials["feasible"].astype(bool)]
-    return points_hypervolume(ok[["accuracy", "latency_ms", "peak_memory_kb"]].to_dict("records"))
+    return points_hypervolume(
+        ok[["accuracy", "latency_ms", "peak_memory_kb"]].to_dict("records"), accuracy_floor
+    )
 
 
-def points_hypervolume(points: list[dict]) -> float:
+def points_hypervolume(points: list[dict], accuracy_floor: float = 0.0) -> float:
     """``hypervolume`` of bare (accuracy, latency_ms, peak_memory_kb) records."""
     from optuna._hypervolume import compute_hypervolume  # exact WFG; Optuna's own
 
+    points = [p for p in points if float(p["accuracy"]) > accuracy_floor]
     if not points:
         return 0.0
     scaled = np.array(
         [
             [
-                1.0 - float(p["accuracy"]),
+                (1.0 - float(p["accuracy"])) / (1.0 - accuracy_floor),
                 float(p["latency_ms"]) / BUDGET["latency_ms"],
                 float(p["peak_memory_kb"]) / BUDGET["peak_memory_kb"],
             ]
@@ -205,6 +211,36 @@ def samplers(
     return rows, frames
 
 
+# Reference-point accuracies for the sampler comparison besides the declared 0: a floor
+# below which a decision maker would not ship, so that only the front above it counts.
+ACCURACY_FLOORS = (0.0, 0.5, 0.7)
+
+
+def floor_sensitivity(rows: list[dict], frames: list[pd.DataFrame]) -> list[dict]:
+    """The sampler comparison (``samplers``' rows and trials) with the reference point's
+    accuracy at each of ACCURACY_FLOORS: does the ratio to random search depend on it?"""
+    out = []
+    for floor in ACCURACY_FLOORS:
+        means = (
+            pd.DataFrame(
+                {"sampler": r["sampler"], "hypervolume": hypervolume(trials, floor)}
+                for r, trials in zip(rows, frames, strict=True)
+            )
+            .groupby("sampler")["hypervolume"]
+            .mean()
+        )
+        union = hypervolume(pd.concat(frames, ignore_index=True), floor)
+        out.append(
+            {
+                "accuracy_floor": floor,
+                "mean_hypervolume": means.to_dict(),
+                "over_random": (means / means["random"]).to_dict(),
+                "union_over_random": union / means["random"],
+            }
+        )
+    return out
+
+
 # Seconds of training: what early stopping can save (cost, latency and export are spent
 # before training or would be spent by any search).
 TRAINING_PHASES = ("seconds_train", "seconds_finetune", "seconds_quantize", "seconds_qat")
@@ -225,14 +261,40 @@ def tpe_config(results: Path, args, seed: int, quantile: float | None = None) ->
     return config
 
 
+def replay_without_stopping(
+    results: Path, args, seed: int, stopped: str
+) -> tuple[str, pd.DataFrame]:
+    """The searched candidates of run ``stopped`` trained again in the same order (enqueued
+    trials) with early stopping off, as run ``<stopped>-es-off``: its name and trials."""
+    import optuna
+
+    from search.config import OBJECTIVE_DIRECTIONS
+    from search.storage import default_storage
+
+    name = f"{stopped}-es-off"
+    config = base_config(name, results, args, sampler="tpe", sampler_seed=seed)
+    config["training"] = {**config["training"], "early_stopping": False}
+    source = optuna.load_study(study_name=stopped, storage=default_storage(results / stopped))
+    searched = [t for t in source.trials if "baseline" not in t.user_attrs]
+    (results / name).mkdir(parents=True, exist_ok=True)
+    replay = optuna.create_study(
+        study_name=name,
+        storage=default_storage(results / name),
+        directions=[OBJECTIVE_DIRECTIONS[o] for o in config["objectives"]],
+        load_if_exists=True,
+    )
+    if not replay.trials:  # a kept --runs folder already holds the replay
+        for trial in sorted(searched, key=lambda t: t.number):
+            replay.enqueue_trial(trial.params)
+    off, _ = search({**config, "trials": len(searched)})
+    return name, off
+
+
 def early_stopping(results: Path, args, quantile: float | None = None) -> list[dict]:
     """Each TPE search (early stopping on) against the replay of its candidates with it off.
     With ``quantile``, TPE searches of their own at that early_stopping_quantile (else the
     sampler comparison's, at the default)."""
-    import optuna
-
-    from search.config import OBJECTIVE_DIRECTIONS, TrainingSection
-    from search.storage import default_storage
+    from search.config import TrainingSection
 
     rows = []
     for seed in range(args.seeds):
@@ -240,22 +302,7 @@ def early_stopping(results: Path, args, quantile: float | None = None) -> list[d
         if quantile is not None:
             search(tpe_config(results, args, seed, quantile))
         on = pd.read_csv(results / stopped / "trials.csv")
-        name = f"{stopped}-es-off"
-        config = base_config(name, results, args, sampler="tpe", sampler_seed=seed)
-        config["training"] = {**config["training"], "early_stopping": False}
-        source = optuna.load_study(study_name=stopped, storage=default_storage(results / stopped))
-        searched = [t for t in source.trials if "baseline" not in t.user_attrs]
-        (results / name).mkdir(parents=True, exist_ok=True)
-        replay = optuna.create_study(
-            study_name=name,
-            storage=default_storage(results / name),
-            directions=[OBJECTIVE_DIRECTIONS[o] for o in config["objectives"]],
-            load_if_exists=True,
-        )
-        if not replay.trials:  # a kept --runs folder already holds the replay
-            for trial in sorted(searched, key=lambda t: t.number):
-                replay.enqueue_trial(trial.params)
-        off, _ = search({**config, "trials": len(searched)})
+        name, off = replay_without_stopping(results, args, seed, stopped)
         on = on[on["baseline"].isna()] if "baseline" in on else on
         default = TrainingSection().early_stopping_quantile
         row = {"seed": seed, "quantile": default if quantile is None else quantile}
@@ -326,6 +373,14 @@ def whole_searches(results: Path, args) -> list[dict]:
     return rows
 
 
+def equal_compute_config(results: Path, args, seed: int) -> dict:
+    """A TPE search at --live-quantile given --equal-compute-trials candidates."""
+    config = tpe_config(results, args, seed, args.live_quantile)
+    config["name"] += f"-n{args.equal_compute_trials}"
+    config["trials"] = args.equal_compute_trials
+    return config
+
+
 def equal_compute(results: Path, args, whole_rows: list[dict]) -> list[dict]:
     """Early stopping judged per hour of compute: TPE searches at --live-quantile given
     --equal-compute-trials candidates (``tpe-<seed>-q<quantile>-n<N>``), each cut where it
@@ -340,9 +395,7 @@ def equal_compute(results: Path, args, whole_rows: list[dict]) -> list[dict]:
     default = {r["seed"]: r for r in whole_rows if r["quantile"] != args.live_quantile}
     rows = []
     for seed in range(args.quantile_seeds):
-        config = tpe_config(results, args, seed, args.live_quantile)
-        config["name"] += f"-n{args.equal_compute_trials}"
-        config["trials"] = args.equal_compute_trials
+        config = equal_compute_config(results, args, seed)
         trials, _ = search(config)
         study = optuna.load_study(
             study_name=config["name"], storage=default_storage(results / config["name"])
@@ -383,6 +436,114 @@ def equal_compute(results: Path, args, whole_rows: list[dict]) -> list[dict]:
             flush=True,
         )
     return rows
+
+
+# Shares of the final hypervolume of the search without early stopping that each search
+# is asked to reach in the anytime comparison.
+ANYTIME_TARGETS = (0.9, 0.95, 0.99)
+
+
+def compute_curve(trials: pd.DataFrame) -> list[dict]:
+    """After each trial, in trial order: training seconds and epochs spent so far, and the
+    hypervolume reached so far."""
+    trials = trials.sort_values("number").reset_index(drop=True)
+    columns = [c for c in TRAINING_PHASES if c in trials]
+    seconds = np.cumsum(trials[columns].fillna(0).to_numpy().sum(axis=1))
+    epochs = np.cumsum(trials["epochs"].fillna(0).to_numpy())
+    return [
+        {
+            "trials": i + 1,
+            "training_seconds": float(seconds[i]),
+            "training_epochs": int(epochs[i]),
+            "hypervolume": hypervolume(trials.iloc[: i + 1]),
+        }
+        for i in range(len(trials))
+    ]
+
+
+def first_reach(curve: list[dict], target: float) -> dict | None:
+    """The first point of ``curve`` whose hypervolume is at least ``target``; None if none."""
+    return next((point for point in curve if point["hypervolume"] >= target), None)
+
+
+def anytime(results: Path, args) -> list[dict]:
+    """Early stopping as compute spent against hypervolume reached, per seed: three searches'
+    curves (``compute_curve``) and the compute at which each first reached each share
+    (ANYTIME_TARGETS) of the final hypervolume of the search without early stopping. The
+    searches: that one (the default's candidates replayed with early stopping off; seeds
+    past --seeds get their replay here), the default (quantile 1), and --live-quantile given
+    --equal-compute-trials candidates. Unlike the equal-compute cut, this also asks when
+    the search without early stopping itself got there."""
+    rows = []
+    for seed in range(args.quantile_seeds):
+        default = tpe_config(results, args, seed)
+        _, off = replay_without_stopping(results, args, seed, default["name"])
+        searches = {
+            "off": off,
+            "default": search(default)[0],
+            "live": search(equal_compute_config(results, args, seed))[0],
+        }
+        curves = {label: compute_curve(trials) for label, trials in searches.items()}
+        reference = curves["off"][-1]
+        reach = []
+        for target in ANYTIME_TARGETS:
+            for label, curve in curves.items():
+                point = first_reach(curve, target * reference["hypervolume"])
+                reach.append(
+                    {
+                        "target": target,
+                        "search": label,
+                        "reached": point is not None,
+                        **(point or {}),
+                    }
+                )
+        rows.append(
+            {
+                "seed": seed,
+                "quantile": args.live_quantile,
+                "reference_hypervolume": reference["hypervolume"],
+                "reference_training_seconds": reference["training_seconds"],
+                "reference_training_epochs": reference["training_epochs"],
+                "reach": reach,
+                "curves": curves,
+            }
+        )
+        at = {r["search"]: r for r in reach if r["target"] == 0.95}
+        print(
+            f"anytime seed {seed}: 95 % of {reference['hypervolume']:.4f} after "
+            + ", ".join(
+                f"{label} {at[label].get('training_seconds', float('nan')):.0f} s"
+                for label in curves
+            ),
+            flush=True,
+        )
+    return rows
+
+
+def anytime_summary(rows: list[dict]) -> list[dict]:
+    """Per target and search: seeds that reached it, and the mean compute to reach it as a
+    share of what the search without early stopping spent on all its candidates."""
+    reach = pd.DataFrame(
+        {
+            **r,
+            "seed": row["seed"],
+            "seconds_share": r.get("training_seconds", np.nan) / row["reference_training_seconds"],
+            "epochs_share": r.get("training_epochs", np.nan) / row["reference_training_epochs"],
+        }
+        for row in rows
+        for r in row["reach"]
+    )
+    return (
+        reach.groupby(["target", "search"], sort=False)
+        .agg(
+            seeds=("seed", "nunique"),
+            reached=("reached", "sum"),
+            seconds_share_mean=("seconds_share", "mean"),
+            epochs_share_mean=("epochs_share", "mean"),
+        )
+        .reset_index()
+        .to_dict("records")
+    )
 
 
 def sampler_summary(rows: list[dict]) -> list[dict]:
@@ -555,6 +716,29 @@ def kd_gain(args) -> list[dict]:
     return rows
 
 
+def kd_seed_summary(rows: list[dict]) -> list[dict]:
+    """Means over seeds of each (student, epochs) that was trained from more than one."""
+    frame = pd.DataFrame(rows)
+    out = []
+    for (student, epochs), group in frame.groupby(["student", "epochs"], sort=False):
+        if len(group) > 1:
+            out.append(
+                {
+                    "student": student,
+                    "epochs": int(epochs),
+                    "train_images": int(group["train_images"].iloc[0]),
+                    "params": int(group["params"].iloc[0]),
+                    "seeds": len(group),
+                    "kd_test_accuracy": float(group["kd_test_accuracy"].mean()),
+                    "plain_test_accuracy": float(group["plain_test_accuracy"].mean()),
+                    "gain_points": float(group["gain_points"].mean()),
+                    "gain_std": float(group["gain_points"].std()),
+                    "gains_above_zero": int((group["gain_points"] > 0).sum()),
+                }
+            )
+    return out
+
+
 def kd_row(
     size: str, epochs: int, subset_size: int, search_default: bool, runs, seed: int = 0
 ) -> dict:
@@ -679,6 +863,40 @@ def sampler_table(summary: list[dict], union: float, searches: int, label: str =
     )
 
 
+def anytime_table(rows: list[dict], summary: list[dict], args) -> str:
+    labels = {
+        "off": "without early stopping (replay)",
+        "default": "quantile 1 (default)",
+        "live": f"quantile {args.live_quantile:g}, {args.equal_compute_trials} candidates given",
+    }
+    return markdown_table(
+        [
+            "share of the hypervolume without early stopping",
+            "search",
+            "seeds that reach it",
+            "training s to reach it (per seed)",
+            f"mean share of the training s without early stopping ({args.trials} candidates)",
+            "same, in epochs",
+        ],
+        [
+            [
+                f"{r['target']:.0%}",
+                labels[r["search"]],
+                f"{r['reached']} of {r['seeds']}",
+                " / ".join(
+                    _cell(p.get("training_seconds"), "{:.0f}")
+                    for row in rows
+                    for p in row["reach"]
+                    if p["target"] == r["target"] and p["search"] == r["search"]
+                ),
+                f"{r['seconds_share_mean']:.0%}",
+                f"{r['epochs_share_mean']:.0%}",
+            ]
+            for r in summary
+        ],
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=32)
@@ -760,12 +978,13 @@ def main() -> int:
                 results, args, ("tpe", "random"), compression=True
             )
             compression_union = hypervolume(pd.concat(compression_frames, ignore_index=True))
-        whole_rows, equal_rows = [], []
+        whole_rows, equal_rows, anytime_rows = [], [], []
         if args.live_quantile is not None:
             stopping_rows += early_stopping(results, args, args.live_quantile)
             whole_rows = whole_searches(results, args)
             if args.equal_compute_trials:
                 equal_rows = equal_compute(results, args, whole_rows)
+                anytime_rows = anytime(results, args)
         fronts = [pd.read_csv(results / f"tpe-{i}" / "pareto.csv") for i in range(args.seeds)]
         baseline_rows = baselines(results, args, fronts)
     kd_rows = kd_gain(args)
@@ -793,6 +1012,7 @@ def main() -> int:
         "union_hypervolume": union_hypervolume,
         "union_over_random": union_hypervolume
         / next(r["mean"] for r in summary if r["sampler"] == "random"),
+        "accuracy_floors": floor_sensitivity(sampler_rows, sampler_frames),
         "compression_space": {
             "space": COMPRESSION_SPACE,
             "samplers": compression_rows,
@@ -805,7 +1025,16 @@ def main() -> int:
         "whole_searches": whole_rows,
         "whole_search_summary": whole_search_summary(whole_rows) if whole_rows else [],
         "equal_compute": equal_rows,
+        "anytime_measurement": (
+            "anytime[]: per seed, the training seconds (train, fine-tune, quantize, QAT phases "
+            "of trials.csv, summed in trial order) and epochs after which each search's "
+            "hypervolume first reached each share of the final hypervolume of the search "
+            "without early stopping (the default's candidates replayed with it off)"
+        ),
+        "anytime": anytime_rows,
+        "anytime_summary": anytime_summary(anytime_rows) if anytime_rows else [],
         "kd_gain": kd_rows,
+        "kd_gain_summary": kd_seed_summary(kd_rows),
         "baselines": baseline_rows,
         "seconds": time.perf_counter() - started,
     }
@@ -813,6 +1042,22 @@ def main() -> int:
     record = json.loads(path.read_text())
     tables = [
         sampler_table(summary, union_hypervolume, len(sampler_rows)),
+        markdown_table(
+            [
+                "reference point's accuracy",
+                *(f"{name} / random" for name in ("tpe", "nsga2")),
+                "all candidates together / random",
+            ],
+            [
+                [
+                    f"{r['accuracy_floor']:g}"
+                    + (" (the goal's)" if r["accuracy_floor"] == 0 else ""),
+                    *(f"{r['over_random'][name]:.3f}" for name in ("tpe", "nsga2")),
+                    f"{r['union_over_random']:.3f}",
+                ]
+                for r in result["accuracy_floors"]
+            ],
+        ),
         sampler_table(
             compression_summary,
             compression_union,
@@ -909,6 +1154,7 @@ def main() -> int:
         )
         if equal_rows
         else None,
+        anytime_table(anytime_rows, result["anytime_summary"], args) if anytime_rows else None,
         markdown_table(
             [
                 "early_stopping_quantile (replayed)",
@@ -954,6 +1200,19 @@ def main() -> int:
                     _cell(r.get("gain_points_search_default"), "{:+.2f}"),
                 ]
                 for r in kd_rows
+            ]
+            + [
+                [
+                    f"{r['student']}, mean of {r['seeds']} seeds (gain std {r['gain_std']:.2f})",
+                    f"{r['params']:,}",
+                    f"{r['train_images']} x {r['epochs']}",
+                    f"{r['kd_test_accuracy']:.4f}",
+                    f"{r['plain_test_accuracy']:.4f}",
+                    f"{r['gain_points']:+.2f}",
+                    "-",
+                    "-",
+                ]
+                for r in result["kd_gain_summary"]
             ],
         ),
         markdown_table(
