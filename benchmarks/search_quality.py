@@ -4,10 +4,10 @@ On Fashion-MNIST at a search fidelity (--subset training images, --epochs epochs
 candidate, KD from the demo's cached teacher), under a host
 budget on latency and peak memory (BUDGET below):
 
-1. samplers: hypervolume after --trials evaluated candidates for TPE, NSGA-II and random
-   search, --seeds seeds each, with one reference point for all (accuracy 0, the budget's
+1. samplers: hypervolume after --trials evaluated candidates for TPE, NSGA-II, GP and
+   random search, --seeds seeds each, with one reference point for all (accuracy 0, the budget's
    latency and peak memory), objectives scaled to [0, 1] by it; with --compression-space,
-   TPE and random search again in the space that adds per-stage pruning and int8; the
+   TPE, GP and random search again in the space that adds per-stage pruning and int8; the
    same comparison with the reference point's accuracy raised (ACCURACY_FLOORS);
 2. early stopping on vs off: the TPE searches above stop early (the default); each is
    replayed with early stopping off on the same candidates in the same order (enqueued
@@ -170,6 +170,9 @@ def search(config: dict) -> tuple[pd.DataFrame, float]:
     return trials, seconds
 
 
+# The samplers compared (search.study.make_sampler's names).
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+
 # The compression dimensions the product searches with the architecture (per stage):
 # channel pruning and int8 weights / activations, as in configs/quickstart.yaml.
 COMPRESSION_SPACE = {
@@ -180,7 +183,7 @@ COMPRESSION_SPACE = {
 
 
 def samplers(
-    results: Path, args, names=("tpe", "nsga2", "random"), compression: bool = False
+    results: Path, args, names=SAMPLERS, compression: bool = False
 ) -> tuple[list[dict], list[pd.DataFrame]]:
     """One row per search, and the searches' trials; with ``compression``, in the space
     that adds COMPRESSION_SPACE (runs named ``<sampler>-c<seed>``)."""
@@ -933,7 +936,7 @@ def main() -> int:
     parser.add_argument(
         "--compression-space",
         action="store_true",
-        help="also compare TPE and random search in the space with per-stage pruning and "
+        help="also compare TPE, GP and random search in the space with per-stage pruning and "
         "int8 bit-widths (COMPRESSION_SPACE)",
     )
     parser.add_argument(
@@ -975,7 +978,7 @@ def main() -> int:
         compression_union = None
         if args.compression_space:
             compression_rows, compression_frames = samplers(
-                results, args, ("tpe", "random"), compression=True
+                results, args, ("tpe", "gp", "random"), compression=True
             )
             compression_union = hypervolume(pd.concat(compression_frames, ignore_index=True))
         whole_rows, equal_rows, anytime_rows = [], [], []
@@ -1045,14 +1048,14 @@ def main() -> int:
         markdown_table(
             [
                 "reference point's accuracy",
-                *(f"{name} / random" for name in ("tpe", "nsga2")),
+                *(f"{name} / random" for name in SAMPLERS if name != "random"),
                 "all candidates together / random",
             ],
             [
                 [
                     f"{r['accuracy_floor']:g}"
                     + (" (the goal's)" if r["accuracy_floor"] == 0 else ""),
-                    *(f"{r['over_random'][name]:.3f}" for name in ("tpe", "nsga2")),
+                    *(f"{r['over_random'][name]:.3f}" for name in SAMPLERS if name != "random"),
                     f"{r['union_over_random']:.3f}",
                 ]
                 for r in result["accuracy_floors"]

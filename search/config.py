@@ -333,7 +333,7 @@ class RunConfig(_Section):
     trials: int = Field(
         12, ge=1, description="finished trials the run holds; a rerun goes on to this total"
     )
-    sampler: Literal["tpe", "nsga2", "random"] = "tpe"
+    sampler: Literal["tpe", "nsga2", "random", "gp"] = "tpe"
     objectives: list[str] = Field(
         default_factory=lambda: ["accuracy", "latency_ms", "peak_memory_kb"], min_length=1
     )

@@ -2,7 +2,7 @@
 
 Per trial the storage holds, as user attributes, the candidate (``candidate``, ``genome``)
 and its ``metrics``; the budget goes in as constraints (cost - bound) through
-``Trial.set_constraint``, which Optuna's TPE and NSGA-II samplers read. A candidate over
+``Trial.set_constraint``, which Optuna's TPE, NSGA-II and GP samplers read. A candidate over
 budget is never trained; its accuracy objective is 0 so that samplers learn from its cost.
 """
 

@@ -25,6 +25,13 @@ def make_sampler(name: str, seed: int, completed: int) -> optuna.samplers.BaseSa
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
         if name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
+        if name == "gp":
+            # Gaussian-process Bayesian optimisation (log expected hypervolume improvement,
+            # constraints from Trial.set_constraint); stage parameters a candidate lacks
+            # are sampled independently, which is expected here, hence no warning.
+            return optuna.samplers.GPSampler(
+                seed=seed, n_startup_trials=5, warn_independent_sampling=False
+            )
     raise ValueError(f"unknown sampler {name!r}")
 
 
