@@ -249,9 +249,13 @@ def floor_sensitivity(rows: list[dict], frames: list[pd.DataFrame]) -> list[dict
 TRAINING_PHASES = ("seconds_train", "seconds_finetune", "seconds_quantize", "seconds_qat")
 
 
-def _training_seconds(trials: pd.DataFrame) -> float:
+def _training_seconds_per_trial(trials: pd.DataFrame) -> np.ndarray:
     columns = [c for c in TRAINING_PHASES if c in trials]
-    return float(trials[columns].fillna(0).to_numpy().sum())
+    return trials[columns].fillna(0).to_numpy().sum(axis=1)
+
+
+def _training_seconds(trials: pd.DataFrame) -> float:
+    return float(_training_seconds_per_trial(trials).sum())
 
 
 def tpe_config(results: Path, args, seed: int, quantile: float | None = None) -> dict:
@@ -407,8 +411,7 @@ def equal_compute(results: Path, args, whole_rows: list[dict]) -> list[dict]:
         started = min(t.datetime_start for t in study.trials if t.number in set(trials["number"]))
         trials = trials.sort_values("number").reset_index(drop=True)
         wall = np.array([(ended[n] - started).total_seconds() for n in trials["number"]])
-        columns = [c for c in TRAINING_PHASES if c in trials]
-        training = np.cumsum(trials[columns].fillna(0).to_numpy().sum(axis=1))
+        training = np.cumsum(_training_seconds_per_trial(trials))
         budget = default[seed]
         by_wall = trials[wall <= budget["seconds"]]
         by_training = trials[training <= budget["training_seconds"]]
@@ -450,8 +453,7 @@ def compute_curve(trials: pd.DataFrame) -> list[dict]:
     """After each trial, in trial order: training seconds and epochs spent so far, and the
     hypervolume reached so far."""
     trials = trials.sort_values("number").reset_index(drop=True)
-    columns = [c for c in TRAINING_PHASES if c in trials]
-    seconds = np.cumsum(trials[columns].fillna(0).to_numpy().sum(axis=1))
+    seconds = np.cumsum(_training_seconds_per_trial(trials))
     epochs = np.cumsum(trials["epochs"].fillna(0).to_numpy())
     return [
         {
@@ -490,16 +492,21 @@ def anytime(results: Path, args) -> list[dict]:
         reference = curves["off"][-1]
         reach = []
         for target in ANYTIME_TARGETS:
-            for label, curve in curves.items():
-                point = first_reach(curve, target * reference["hypervolume"])
-                reach.append(
-                    {
-                        "target": target,
-                        "search": label,
-                        "reached": point is not None,
-                        **(point or {}),
-                    }
-                )
+            points = {
+                label: first_reach(curve, target * reference["hypervolume"])
+                for label, curve in curves.items()
+            }
+            for label, point in points.items():
+                row = {"target": target, "search": label, "reached": point is not None}
+                if point is not None:
+                    # Against when the search without early stopping got there itself.
+                    row.update(
+                        point,
+                        seconds_vs_off=point["training_seconds"]
+                        / points["off"]["training_seconds"],
+                        epochs_vs_off=point["training_epochs"] / points["off"]["training_epochs"],
+                    )
+                reach.append(row)
         rows.append(
             {
                 "seed": seed,
@@ -507,6 +514,7 @@ def anytime(results: Path, args) -> list[dict]:
                 "reference_hypervolume": reference["hypervolume"],
                 "reference_training_seconds": reference["training_seconds"],
                 "reference_training_epochs": reference["training_epochs"],
+                "replay_timing_drift": replay_timing_drift(searches["default"], off),
                 "reach": reach,
                 "curves": curves,
             }
@@ -523,15 +531,26 @@ def anytime(results: Path, args) -> list[dict]:
     return rows
 
 
+def replay_timing_drift(search_trials: pd.DataFrame, replay: pd.DataFrame) -> float:
+    """Median over the candidates both trained to the last epoch of the search's training
+    seconds over the replay's: how far timing moved between the two runs."""
+    both = search_trials.merge(replay, on="genome", suffixes=("_search", "_replay"))
+    full = both[(both["epochs_search"] == both["epochs_replay"]) & (both["epochs_search"] > 0)]
+    return float((full["seconds_train_search"] / full["seconds_train_replay"]).median())
+
+
 def anytime_summary(rows: list[dict]) -> list[dict]:
-    """Per target and search: seeds that reached it, and the mean compute to reach it as a
-    share of what the search without early stopping spent on all its candidates."""
+    """Per target and search: seeds that reached it; the compute to reach it as a share of
+    what the search without early stopping spent on all its candidates (mean, min, max);
+    and against what that search needed to reach it (means of the per-seed ratios)."""
     reach = pd.DataFrame(
         {
             **r,
             "seed": row["seed"],
             "seconds_share": r.get("training_seconds", np.nan) / row["reference_training_seconds"],
             "epochs_share": r.get("training_epochs", np.nan) / row["reference_training_epochs"],
+            "seconds_vs_off": r.get("seconds_vs_off", np.nan),
+            "epochs_vs_off": r.get("epochs_vs_off", np.nan),
         }
         for row in rows
         for r in row["reach"]
@@ -542,7 +561,11 @@ def anytime_summary(rows: list[dict]) -> list[dict]:
             seeds=("seed", "nunique"),
             reached=("reached", "sum"),
             seconds_share_mean=("seconds_share", "mean"),
+            seconds_share_min=("seconds_share", "min"),
+            seconds_share_max=("seconds_share", "max"),
             epochs_share_mean=("epochs_share", "mean"),
+            seconds_vs_off_mean=("seconds_vs_off", "mean"),
+            epochs_vs_off_mean=("epochs_vs_off", "mean"),
         )
         .reset_index()
         .to_dict("records")
@@ -878,8 +901,11 @@ def anytime_table(rows: list[dict], summary: list[dict], args) -> str:
             "search",
             "seeds that reach it",
             "training s to reach it (per seed)",
-            f"mean share of the training s without early stopping ({args.trials} candidates)",
-            "same, in epochs",
+            f"share of the training s without early stopping ({args.trials} candidates): "
+            "mean (min-max)",
+            "same, in epochs (mean)",
+            "training s / epochs against the search without early stopping's to reach it "
+            "(mean of per-seed ratios)",
         ],
         [
             [
@@ -892,8 +918,10 @@ def anytime_table(rows: list[dict], summary: list[dict], args) -> str:
                     for p in row["reach"]
                     if p["target"] == r["target"] and p["search"] == r["search"]
                 ),
-                f"{r['seconds_share_mean']:.0%}",
+                f"{r['seconds_share_mean']:.0%} ({r['seconds_share_min']:.0%}-"
+                f"{r['seconds_share_max']:.0%})",
                 f"{r['epochs_share_mean']:.0%}",
+                f"{r['seconds_vs_off_mean']:.2f} / {r['epochs_vs_off_mean']:.2f}",
             ]
             for r in summary
         ],
@@ -1032,7 +1060,10 @@ def main() -> int:
             "anytime[]: per seed, the training seconds (train, fine-tune, quantize, QAT phases "
             "of trials.csv, summed in trial order) and epochs after which each search's "
             "hypervolume first reached each share of the final hypervolume of the search "
-            "without early stopping (the default's candidates replayed with it off)"
+            "without early stopping (the default's candidates replayed with it off); "
+            "replay_timing_drift: median, over the candidates the default search and its "
+            "replay both trained to the last epoch, of the search's training seconds over "
+            "the replay's"
         ),
         "anytime": anytime_rows,
         "anytime_summary": anytime_summary(anytime_rows) if anytime_rows else [],
