@@ -297,6 +297,27 @@ def replay_without_stopping(
     return name, off
 
 
+def paired_stopping(on: pd.DataFrame, off: pd.DataFrame) -> dict:
+    """A search with early stopping (``on``, trials.csv) against the same candidates trained
+    without it (``off``): hypervolume, training seconds and epochs of each, and the shares
+    saved and kept."""
+    on = on[on["baseline"].isna()] if "baseline" in on else on
+    row: dict = {}
+    for label, trials in (("on", on), ("off", off)):
+        row[f"hypervolume_{label}"] = hypervolume(trials)
+        row[f"training_seconds_{label}"] = _training_seconds(trials)
+        row[f"evaluation_seconds_{label}"] = float(trials["seconds_total"].fillna(0).sum())
+        # Epochs trained (a pruned trial's stop epoch): the same figure without timing noise.
+        row[f"training_epochs_{label}"] = int(trials["epochs"].fillna(0).sum())
+    row["pruned"] = int((on["status"] == "pruned").sum())
+    row["trained"] = int(on["status"].isin(["ok", "pruned"]).sum())
+    row["same_candidates"] = bool(list(on["genome"]) == list(off["genome"]))
+    row["training_saved"] = 1 - row["training_seconds_on"] / max(row["training_seconds_off"], 1e-9)
+    row["epochs_saved"] = 1 - row["training_epochs_on"] / max(row["training_epochs_off"], 1)
+    row["hypervolume_kept"] = row["hypervolume_on"] / max(row["hypervolume_off"], 1e-12)
+    return row
+
+
 def early_stopping(results: Path, args, quantile: float | None = None) -> list[dict]:
     """Each TPE search (early stopping on) against the replay of its candidates with it off.
     With ``quantile``, TPE searches of their own at that early_stopping_quantile (else the
@@ -310,23 +331,9 @@ def early_stopping(results: Path, args, quantile: float | None = None) -> list[d
             search(tpe_config(results, args, seed, quantile))
         on = pd.read_csv(results / stopped / "trials.csv")
         name, off = replay_without_stopping(results, args, seed, stopped)
-        on = on[on["baseline"].isna()] if "baseline" in on else on
         default = TrainingSection().early_stopping_quantile
         row = {"seed": seed, "quantile": default if quantile is None else quantile}
-        for label, trials in (("on", on), ("off", off)):
-            row[f"hypervolume_{label}"] = hypervolume(trials)
-            row[f"training_seconds_{label}"] = _training_seconds(trials)
-            row[f"evaluation_seconds_{label}"] = float(trials["seconds_total"].fillna(0).sum())
-            # Epochs trained (a pruned trial's stop epoch): the same figure without timing noise.
-            row[f"training_epochs_{label}"] = int(trials["epochs"].fillna(0).sum())
-        row["pruned"] = int((on["status"] == "pruned").sum())
-        row["trained"] = int(on["status"].isin(["ok", "pruned"]).sum())
-        row["same_candidates"] = bool(list(on["genome"]) == list(off["genome"]))
-        row["training_saved"] = 1 - row["training_seconds_on"] / max(
-            row["training_seconds_off"], 1e-9
-        )
-        row["epochs_saved"] = 1 - row["training_epochs_on"] / max(row["training_epochs_off"], 1)
-        row["hypervolume_kept"] = row["hypervolume_on"] / max(row["hypervolume_off"], 1e-12)
+        row.update(paired_stopping(on, off))
         row["what_if"] = (
             []
             if quantile is not None
@@ -621,15 +628,21 @@ def replay_metrics(run_dir: Path, name: str) -> list[dict]:
     ]
 
 
-def stopping_what_if(metrics: list[dict], quantile: float, epochs: int) -> dict:
+def stopping_what_if(
+    metrics: list[dict], quantile: float, epochs: int, min_gain: float = 0.0
+) -> dict:
     """Early stopping replayed on a run trained without it: the trials in order, each
-    judged after every epoch by ``ParetoStopper`` (the search's own rule) on its recorded
-    validation curve, against the trials kept so far. Epochs saved and hypervolume kept are
-    exact for these candidates; training seconds saved are estimated (a stopped trial's
-    train seconds x the share of epochs it skips)."""
+    judged after every epoch by ``ParetoStopper`` (the search's own rule, with
+    ``search.objective.front_gain`` for ``min_gain``) on its recorded validation curve,
+    against the trials kept so far. Epochs saved and hypervolume kept are exact for these
+    candidates; training seconds saved are estimated (a stopped trial's train seconds x the
+    share of epochs it skips)."""
+    from evaluators.budget import Budget
     from evaluators.early_stopping import EarlyStopping, ParetoStopper
+    from search.objective import front_gain
 
-    settings = EarlyStopping(quantile=quantile)
+    objectives = ["accuracy", "latency_ms", "peak_memory_kb"]
+    settings = EarlyStopping(quantile=quantile, min_gain=min_gain)
     kept, curves, stopped = [], [], 0
     epochs_all = epochs_run = 0
     seconds_all = seconds_saved = 0.0
@@ -640,7 +653,9 @@ def stopping_what_if(metrics: list[dict], quantile: float, epochs: int) -> dict:
         epochs_all += epochs
         seconds_all += train_s
         costs = {"latency_ms": m["latency_ms"], "peak_memory_kb": m["peak_memory_kb"]}
-        stopper = ParetoStopper(tuple(kept), costs, settings, tuple(tuple(c) for c in curves))
+        front = tuple({name: float(k[name]) for name in objectives} for k in kept)
+        gain = front_gain(front, objectives, Budget(**BUDGET)) if front else None
+        stopper = ParetoStopper(front, costs, settings, tuple(tuple(c) for c in curves), gain)
         at = next((e for e in range(1, epochs) if stopper.check(curve[:e], epochs)), None)
         if at is not None:
             stopped += 1
@@ -654,6 +669,7 @@ def stopping_what_if(metrics: list[dict], quantile: float, epochs: int) -> dict:
     full = [m for m in metrics if m.get("status") == "ok" and within_budget(m)]
     return {
         "quantile": quantile,
+        "min_gain": min_gain,
         "stopped": stopped,
         "epochs_saved": 1 - epochs_run / max(epochs_all, 1),
         "training_seconds_saved_estimated": seconds_saved / max(seconds_all, 1e-9),

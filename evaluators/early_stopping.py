@@ -24,11 +24,21 @@ to int8 had once been more accurate. The subset's sampling error (about one poin
 images) is what ``slack`` covers. If a finished trial on the current front costs no more on every cost
 objective and is at least that accurate, the candidate is dominated whatever happens next
 and its training stops: the trial is recorded as ``pruned`` with the epoch.
+
+A candidate the front does not dominate may still be worth little: a little cheaper than a
+member on one cost and a little less accurate. With ``min_gain`` above 0 it is also stopped
+when, at its optimistic accuracy, it would add less than that share to the front's
+hypervolume. The search supplies the measure (``HypervolumeGain``; evaluators do not
+import ``search``): ``search.objective.front_gain``, with accuracy 0 and the budget as the
+reference point, so a candidate cheaper than every member keeps the whole slab of accuracy
+below it and the small, fast models the front needs are not stopped. Because the hypervolume
+is submodular, what the stopped candidates could together have added is at most the sum of
+their gains, each below ``min_gain`` of the front when it was stopped.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +52,12 @@ class EarlyStopping:
     min_epochs: int = 1
     slack: float = 0.02
     quantile: float = 1.0
+    min_gain: float = 0.0
+
+
+# The share of the current front's hypervolume that a point (objective name -> value) would
+# add to it; 0 when it adds nothing. Built by the search from the front and the budget.
+HypervolumeGain = Callable[[Mapping[str, float]], float]
 
 
 # Finished curves needed before the empirical extrapolation replaces the last-gain rule.
@@ -93,13 +109,15 @@ class ParetoStopper:
 
     ``front`` holds each finished feasible trial's objective values (name -> value);
     ``costs`` the candidate's values of the cost objectives (all minimised); ``curves`` the
-    per-epoch validation accuracies of the run's finished trained trials.
+    per-epoch validation accuracies of the run's finished trained trials; ``gain`` the
+    front's hypervolume gain (used when ``settings.min_gain`` is above 0).
     """
 
     front: tuple[Mapping[str, float], ...]
     costs: Mapping[str, float]
     settings: EarlyStopping = EarlyStopping()
     curves: tuple[tuple[float, ...], ...] = ()
+    gain: HypervolumeGain | None = None
 
     def dominator(self, accuracy: float) -> Mapping[str, float] | None:
         """A front member at least as accurate as ``accuracy`` and no costlier on any cost
@@ -123,13 +141,21 @@ class ParetoStopper:
         bound = optimistic_accuracy(
             history, total_epochs, self.settings.slack, self.curves, self.settings.quantile
         )
-        member = self.dominator(bound)
-        if member is None:
-            return None
-        trial = member.get("number")
-        which = f"trial {int(trial)}" if trial is not None else "a front member"
-        return (
+        so_far = (
             f"stopped after epoch {epoch} of {total_epochs}: validation accuracy "
-            f"{history[-1]:.4f}, at most {bound:.4f} by the end, and {which} reaches "
-            f"{member['accuracy']:.4f} at no higher cost"
+            f"{history[-1]:.4f}, at most {bound:.4f} by the end"
+        )
+        member = self.dominator(bound)
+        if member is not None:
+            trial = member.get("number")
+            which = f"trial {int(trial)}" if trial is not None else "a front member"
+            return f"{so_far}, and {which} reaches {member['accuracy']:.4f} at no higher cost"
+        if self.settings.min_gain <= 0 or self.gain is None or not self.front:
+            return None
+        share = self.gain({**self.costs, "accuracy": bound})
+        if share >= self.settings.min_gain:
+            return None
+        return (
+            f"{so_far}, which would add at most {share:.2%} to the front's hypervolume "
+            f"(min_gain {self.settings.min_gain:.2%})"
         )

@@ -27,7 +27,12 @@ import torch
 from evaluators.budget import Budget
 from evaluators.cost import module_cost
 from evaluators.distill import TrainConfig, check_deadline, evaluate_accuracy, train
-from evaluators.early_stopping import EarlyStopping, ParetoStopper, StoppedEarly
+from evaluators.early_stopping import (
+    EarlyStopping,
+    HypervolumeGain,
+    ParetoStopper,
+    StoppedEarly,
+)
 from evaluators.factorize import build_deployed, factorize_model
 from evaluators.files import save_torch_atomic, write_text_atomic
 from evaluators.hardware import Host, LatencyMeasurement, measure_onnx_latency
@@ -139,6 +144,7 @@ def evaluate_candidate(
     description: str = "candidate",
     front: Sequence[Mapping[str, float]] = (),
     curves: Sequence[Sequence[float]] = (),
+    gain: HypervolumeGain | None = None,
 ) -> Metrics:
     """Judge ``candidate``; exceptions propagate (the caller records them as failed).
 
@@ -146,7 +152,8 @@ def evaluate_candidate(
     (name -> value, ``accuracy`` among them); with it, training stops early when the
     candidate cannot reach the front at its cost (``evaluators.early_stopping``).
     ``curves``: the per-epoch validation curves of the run's finished trials, from which
-    the stopper extrapolates.
+    the stopper extrapolates. ``gain``: the share of the front's hypervolume a point would
+    add (``search.objective.front_gain``), for ``EarlyStopping.min_gain``.
     """
     dataset = context.dataset
     shape = dataset.input_shape
@@ -249,6 +256,7 @@ def evaluate_candidate(
         },
         context.early_stopping,
         tuple(tuple(c) for c in curves),
+        gain,
     )
     history: list[float] = []
     val_images, val_labels = dataset.val.images[:VAL_CHECK], dataset.val.labels[:VAL_CHECK]

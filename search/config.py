@@ -108,6 +108,14 @@ class TrainingSection(_Section):
         "at a fixed number of trials but not at a fixed compute (0.5 with ~1.5x the trials: "
         "README, search quality)",
     )
+    early_stopping_min_gain: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="also stop a candidate that, at its optimistic accuracy, would add less "
+        "than this share to the front's hypervolume (reference: accuracy 0 and the budget); "
+        "0 stops only candidates the front dominates",
+    )
 
     @field_validator("device")
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +19,11 @@ import numpy as np
 import optuna
 
 from evaluators.budget import Budget
+from evaluators.early_stopping import HypervolumeGain
 from evaluators.metrics import Metrics
 from evaluators.pipeline import EvaluationContext, evaluate_candidate
 from search.config import OBJECTIVE_DIRECTIONS
-from search.pareto import pareto_mask
+from search.pareto import hypervolume, pareto_mask
 from search.storage import mark_worker
 from spaces.candidate import Candidate
 from spaces.space import SearchSpace
@@ -91,6 +92,7 @@ class Objective:
                 description=f"trial {number}",
                 front=front,
                 curves=curves,
+                gain=front_gain(front, self.objectives, self.context.budget),
             )
         except Exception as error:
             reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
@@ -147,6 +149,39 @@ def finished_curves(study: optuna.Study) -> list[list[float]]:
         if metrics.get("status") == "ok" and metrics.get("val_curve"):
             curves.append(list(metrics["val_curve"]))
     return curves
+
+
+def front_gain(
+    front: Sequence[Mapping[str, float]], objectives: list[str], budget: Budget
+) -> HypervolumeGain:
+    """The share of ``front``'s hypervolume that a point (objective name -> value) would add.
+
+    Reference point: 0 for accuracy (maximised), the budget on a bounded cost, else 10 %
+    above the largest value of the front and the point. Accuracy from 0, not from the
+    front's worst, so that a candidate cheaper than every member is credited with the whole
+    slab below its accuracy: the small, fast models are the ones a front needs most.
+    """
+    directions = [OBJECTIVE_DIRECTIONS[name] for name in objectives]
+    limits = asdict(budget)
+    members = np.array(
+        [[float(m[name]) for name in objectives] for m in front], dtype=float
+    ).reshape(-1, len(objectives))
+
+    def gain(point: Mapping[str, float]) -> float:
+        values = np.array([float(point[name]) for name in objectives])
+        reference = []
+        for column, (name, direction) in enumerate(zip(objectives, directions, strict=True)):
+            if direction == "maximize":
+                reference.append(0.0)
+            elif limits.get(name) is not None:
+                reference.append(float(limits[name]))
+            else:
+                reference.append(1.1 * np.max(members[:, column], initial=values[column]))
+        before = hypervolume(members, directions, reference)
+        after = hypervolume(np.vstack([members, values]), directions, reference)
+        return (after - before) / before if before > 0 else 1.0
+
+    return gain
 
 
 class TrialFailed(Exception):

@@ -248,6 +248,7 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
             config.training.early_stopping_min_epochs,
             config.training.early_stopping_slack,
             config.training.early_stopping_quantile,
+            config.training.early_stopping_min_gain,
         ),
     )
     objective = Objective(config.search_space(), context, config.objectives, run_dir)

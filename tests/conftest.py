@@ -31,6 +31,34 @@ def sampled_candidates():
     return draw
 
 
+@pytest.fixture
+def digits_context():
+    """An evaluation context on sklearn's digits (random teacher logits, a lax latency
+    budget, 200 training images, quick timing): ``digits_context(epochs, **settings)``."""
+    import torch
+
+    from evaluators.budget import Budget
+    from evaluators.data import load_dataset
+    from evaluators.distill import TrainConfig
+    from evaluators.hardware import Host
+    from evaluators.pipeline import EvaluationContext
+
+    def make(epochs: int, **settings):
+        digits = load_dataset("digits", seed=0)
+        return EvaluationContext.create(
+            digits,
+            torch.randn(len(digits.train), 10),
+            Budget(latency_ms=1000),
+            Host(runs=5, warmup=1),
+            TrainConfig(epochs=epochs, batch_size=64),
+            200,
+            progress=False,
+            **settings,
+        )
+
+    return make
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests that use a PostgreSQL server carry the `postgres` marker (-m "not postgres")."""
     for item in items:

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
-from evaluators.budget import Budget
-from evaluators.data import load_dataset
-from evaluators.distill import TrainConfig
 from evaluators.early_stopping import (
     EarlyStopping,
     ParetoStopper,
     closed_share,
     optimistic_accuracy,
 )
-from evaluators.hardware import Host
-from evaluators.pipeline import EvaluationContext, evaluate_candidate
+from evaluators.pipeline import evaluate_candidate
 from spaces import get_candidate
 
 MEMBER = {"accuracy": 0.9, "latency_ms": 1.0, "peak_memory_kb": 10.0, "number": 3}
@@ -89,17 +84,49 @@ def test_only_the_runs_objectives_decide_dominance():
     assert ParetoStopper((member,), costs).check([0.5, 0.5], 4) is not None
 
 
-def test_a_real_candidate_is_stopped_and_recorded_as_pruned():
-    digits = load_dataset("digits", seed=0)
-    context = EvaluationContext.create(
-        digits,
-        torch.randn(len(digits.train), 10),
-        Budget(latency_ms=1000),
-        Host(runs=5, warmup=1),
-        TrainConfig(epochs=4, batch_size=64),
-        200,
-        progress=False,
+def test_min_gain_stops_a_candidate_that_would_add_little_to_the_front():
+    # Cheaper on latency than the member, so not dominated: the dominance rule lets it go on.
+    costs = {"latency_ms": 0.9, "peak_memory_kb": 20.0}
+    history = [0.5, 0.55]  # at most 0.67 by the end
+    shares = []
+
+    def gain(point):
+        shares.append(dict(point))
+        return 0.004
+
+    settings = EarlyStopping(min_gain=0.01)
+    reason = ParetoStopper((MEMBER,), costs, settings, gain=gain).check(history, 4)
+    assert reason is not None and "at most 0.6700" in reason
+    assert "add at most 0.40% to the front's hypervolume" in reason
+    # The gain is asked of the candidate's costs at its optimistic accuracy.
+    assert shares == [{**costs, "accuracy": pytest.approx(0.67)}]
+
+
+@pytest.mark.parametrize(
+    ("min_gain", "share", "with_gain"),
+    [(0.01, 0.02, True), (0.0, 0.0, True), (0.01, 0.0, False)],
+    ids=["gain above min_gain", "min_gain off", "no gain measure"],
+)
+def test_min_gain_lets_a_candidate_worth_training_go_on(min_gain, share, with_gain):
+    costs = {"latency_ms": 0.9, "peak_memory_kb": 20.0}
+    gain = (lambda point: share) if with_gain else None
+    stopper = ParetoStopper((MEMBER,), costs, EarlyStopping(min_gain=min_gain), gain=gain)
+    assert stopper.check([0.5, 0.55], 4) is None
+
+
+def test_a_dominated_candidate_is_stopped_before_its_gain_is_asked():
+    def gain(point):
+        raise AssertionError("dominance decides first")
+
+    costs = {"latency_ms": 2.0, "peak_memory_kb": 20.0}
+    reason = ParetoStopper((MEMBER,), costs, EarlyStopping(min_gain=0.5), gain=gain).check(
+        [0.5, 0.55], 4
     )
+    assert reason is not None and "trial 3" in reason
+
+
+def test_a_real_candidate_is_stopped_and_recorded_as_pruned(digits_context):
+    context = digits_context(4)
     # A front member that is perfect and free: nothing can reach it.
     front = [{"accuracy": 1.0, "latency_ms": 0.0, "peak_memory_kb": 0.0, "number": 0}]
     metrics = evaluate_candidate(get_candidate("tiny_dsconv"), context, front=front)

@@ -41,6 +41,7 @@ def test_overrides_replace_top_level_settings():
         ({"space": {"width": [18], "groups": [4]}}, "space"),
         ({"teacher": {"widths": [8, 16], "blocks": [1]}}, "teacher"),
         ({"sampler": "cmaes"}, "sampler"),
+        ({"training": {"early_stopping_min_gain": 1.5}}, "training.early_stopping_min_gain"),
     ],
 )
 def test_mistakes_name_the_field(data, field):

@@ -1,0 +1,101 @@
+"""The early-stopping benchmark's analysis: the stopper replayed on recorded curves at a
+setting, and the live pairing of a search with its replay without early stopping."""
+
+import pandas as pd
+import pytest
+
+from benchmarks.early_stopping import goals, live_summary, what_if_summary
+from benchmarks.search_quality import BUDGET, paired_stopping, stopping_what_if
+
+CURVE = [0.6, 0.7, 0.75, 0.8]  # closes 1/2 of the remaining error from epoch 1
+
+
+def _metrics(accuracy, latency, memory, curve=CURVE, seconds=4.0):
+    """One trained trial's metrics as the study holds them (latency and memory as shares of
+    the budget)."""
+    return {
+        "status": "ok",
+        "accuracy": accuracy,
+        "latency_ms": latency * BUDGET["latency_ms"],
+        "peak_memory_kb": memory * BUDGET["peak_memory_kb"],
+        "val_curve": curve,
+        "seconds": {"train": seconds},
+    }
+
+
+# Three members trade latency for memory and give three finished curves; the fourth is a
+# little faster than the first but learns badly: after epoch 1, 0.3 and at most
+# 0.3 + 0.5 x 0.7 + 0.02 = 0.67 by the end, which would add 5.6 % to the front's 0.24.
+RUN = [
+    _metrics(0.8, 0.5, 0.5),
+    _metrics(0.8, 0.25, 0.9),
+    _metrics(0.8, 0.9, 0.25),
+    _metrics(0.4, 0.45, 0.5, curve=[0.3, 0.35, 0.38, 0.4]),
+]
+
+
+def test_what_if_at_min_gain_stops_a_candidate_the_front_does_not_dominate():
+    plain = stopping_what_if(RUN, 1.0, 4)
+    assert plain["stopped"] == 0 and plain["hypervolume_kept"] == 1.0
+    gained = stopping_what_if(RUN, 1.0, 4, min_gain=0.06)
+    assert gained["min_gain"] == 0.06 and gained["stopped"] == 1
+    assert gained["epochs_saved"] == pytest.approx(3 / 16)  # after epoch 1 of 4
+    assert gained["training_seconds_saved_estimated"] == pytest.approx(3 / 16)
+    # Trained, it ends at 0.4: its box 0.4 x 0.55 x 0.5 = 0.11, less the 0.102 of it that the
+    # first two members hold, adds 0.008.
+    assert gained["hypervolume_kept"] == pytest.approx(0.24 / 0.248)
+    # Below 5.6 % it goes on until its bound falls (epoch 2: 0.35 + 0.65 / 3 + 0.02).
+    assert stopping_what_if(RUN, 1.0, 4, min_gain=0.05)["epochs_saved"] == pytest.approx(2 / 16)
+
+
+def test_what_if_summary_means_and_lowest_per_setting():
+    rows = [
+        {"seed": s, **stopping_what_if(RUN, 1.0, 4, min_gain=g)} for s in (0, 1) for g in (0, 0.06)
+    ]
+    summary = {r["min_gain"]: r for r in what_if_summary(rows)}
+    assert summary[0.06]["searches"] == 2 and summary[0.06]["stopped_mean"] == 1
+    assert summary[0.06]["hypervolume_kept_min"] == pytest.approx(0.24 / 0.248)
+    assert summary[0]["stopped_mean"] == 0
+
+
+def _trials(rows):
+    return pd.DataFrame(
+        {
+            "genome": genome,
+            "status": status,
+            "feasible": True,
+            "accuracy": accuracy,
+            "latency_ms": 0.5 * BUDGET["latency_ms"],
+            "peak_memory_kb": 0.5 * BUDGET["peak_memory_kb"],
+            "seconds_train": seconds,
+            "seconds_total": seconds + 1,
+            "epochs": epochs,
+        }
+        for genome, accuracy, seconds, epochs, status in rows
+    )
+
+
+def test_a_live_search_against_its_replay_and_their_summary():
+    on = _trials([("a", 0.8, 4.0, 4, "ok"), ("b", 0.3, 1.0, 1, "pruned")])
+    off = _trials([("a", 0.8, 4.0, 4, "ok"), ("b", 0.4, 4.0, 4, "ok")])
+    row = paired_stopping(on, off)
+    assert row["same_candidates"] and row["pruned"] == 1 and row["trained"] == 2
+    assert row["training_saved"] == pytest.approx(3 / 8)
+    assert row["epochs_saved"] == pytest.approx(3 / 8)
+    assert row["hypervolume_kept"] == 1.0  # b was dominated by a all along
+    other = {**row, "training_seconds_on": 8.0, "training_saved": 0.0, "hypervolume_kept": 0.9}
+    # Against whole searches without stopping (other candidates): 10 s and 0.25 each.
+    whole = paired_stopping(on, _trials([("c", 0.99, 10.0, 4, "ok")]))
+    assert whole["training_saved"] == pytest.approx(0.5) and not whole["same_candidates"]
+    assert whole["hypervolume_kept"] == pytest.approx(0.8 / 0.99)
+    row["whole"] = other["whole"] = whole
+    summary = live_summary([row, other])
+    assert summary["training_saved_mean"] == pytest.approx(3 / 16)
+    assert summary["training_saved_pooled"] == pytest.approx(1 - 13 / 16)
+    assert summary["hypervolume_kept_min"] == 0.9 and summary["same_candidates"]
+    assert summary["whole"]["training_saved_pooled"] == pytest.approx(1 - 13 / 20)
+    assert summary["whole"]["hypervolume_off_mean"] == pytest.approx(0.99 * 0.25)
+    held = list(goals(summary).values())
+    assert held == [False, False]  # 19 % saved on the same candidates; 81 % kept on whole
+    row["training_saved"] = other["training_saved"] = 0.4
+    assert list(goals(live_summary([row, other])).values()) == [True, False]
