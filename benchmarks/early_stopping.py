@@ -101,25 +101,30 @@ def what_if_summary(rows: list[dict]) -> list[dict]:
     return summary.to_dict("records")
 
 
-def live_config(results: Path, args, seed: int) -> dict:
+def live_config(results: Path, args, seed: int, quantile: float, min_gain: float) -> dict:
     config = tpe_config(results, args, seed)
-    config["name"] = f"tpe-{seed}-q{args.live_quantile:g}-g{args.live_min_gain:g}"
+    config["name"] = f"tpe-{seed}-q{quantile:g}-g{min_gain:g}"
     config["training"] = {
         **config["training"],
-        "early_stopping_quantile": args.live_quantile,
-        "early_stopping_min_gain": args.live_min_gain,
+        "early_stopping_quantile": quantile,
+        "early_stopping_min_gain": min_gain,
     }
     return config
 
 
 def live(results: Path, args) -> list[dict]:
     """Per seed, a search at the chosen setting against (a) its candidates replayed without
-    stopping and (b) a whole search of the same seed without early stopping."""
+    stopping, (b) a whole search of the same seed without early stopping and (c) one at
+    the default rule (quantile 1, min_gain 0)."""
     rows = []
     for seed in range(args.seeds, args.seeds + args.live_seeds):
         off_name = off_search(results, args, seed)
-        config = live_config(results, args, seed)
+        config = live_config(results, args, seed, args.live_quantile, args.live_min_gain)
         search(config)
+        default, _ = search(live_config(results, args, seed, 1.0, 0.0))
+        versus_default = paired_stopping(
+            pd.read_csv(results / config["name"] / "trials.csv"), default
+        )
         on = pd.read_csv(results / config["name"] / "trials.csv")
         _, replay = replay_without_stopping(results, args, seed, config["name"])
         off = pd.read_csv(results / off_name / "trials.csv")
@@ -136,6 +141,13 @@ def live(results: Path, args) -> list[dict]:
                 "training_saved": whole["training_saved"],
                 "epochs_saved": whole["epochs_saved"],
                 "hypervolume_kept": whole["hypervolume_kept"],
+            },
+            "default": {
+                "hypervolume": versus_default["hypervolume_off"],
+                "training_seconds": versus_default["training_seconds_off"],
+                "training_epochs": versus_default["training_epochs_off"],
+                "training_saved": versus_default["training_saved"],
+                "hypervolume_kept": versus_default["hypervolume_kept"],
             },
         }
         rows.append(row)
@@ -177,6 +189,16 @@ def live_summary(rows: list[dict]) -> dict:
             **shares(whole, frame["training_seconds_on"], whole["training_seconds_off"]),
             "hypervolume_on_mean": float(frame["hypervolume_on"].mean()),
             "hypervolume_off_mean": float(whole["hypervolume_off"].mean()),
+        }
+    if "default" in frame:
+        default = pd.DataFrame(list(frame["default"]))
+        summary["default"] = {
+            "hypervolume_mean": float(default["hypervolume"].mean()),
+            "training_seconds_mean": float(default["training_seconds"].mean()),
+            "training_saved_mean": float(default["training_saved"].mean()),
+            "hypervolume_kept_mean": float(default["hypervolume_kept"].mean()),
+            "hypervolume_kept_min": float(default["hypervolume_kept"].min()),
+            "lower_in": int((default["hypervolume_kept"] < 1).sum()),
         }
     return summary
 
@@ -220,6 +242,7 @@ def live_table(rows: list[dict]) -> str:
             "saved (same / whole)",
             "hypervolume: on / same off / whole off",
             "kept (same / whole)",
+            "default rule: hypervolume / training s",
         ],
         [
             [
@@ -231,6 +254,7 @@ def live_table(rows: list[dict]) -> str:
                 f"{r['hypervolume_on']:.3f} / {r['hypervolume_off']:.3f} / "
                 f"{r['whole']['hypervolume_off']:.3f}",
                 f"{r['hypervolume_kept']:.1%} / {r['whole']['hypervolume_kept']:.1%}",
+                f"{r['default']['hypervolume']:.3f} / {r['default']['training_seconds']:.0f}",
             ]
             for r in rows
         ],
@@ -326,7 +350,11 @@ def main() -> int:
             f"seeds {args.seeds} to {args.seeds + args.live_seeds - 1}): each search against "
             "its own candidates trained again without early stopping (same candidates): "
             f"{_shares_line(checked)}; against a whole search of the same seed without "
-            f"early stopping (whole): {_shares_line(checked['whole'])}.\n\n"
+            f"early stopping (whole): {_shares_line(checked['whole'])}; against a whole "
+            "search of the same seed at the default rule (quantile 1, min_gain 0): training "
+            f"saved {_pct(checked['default']['training_saved_mean'])} (mean), hypervolume "
+            f"kept {checked['default']['hypervolume_kept_mean']:.1%} (mean; lower in "
+            f"{checked['default']['lower_in']} of {checked['searches']}).\n\n"
             + live_table(live_rows)
             + "\n\n"
             + goals_markdown(held),

@@ -99,3 +99,14 @@ def test_a_live_search_against_its_replay_and_their_summary():
     assert held == [False, False]  # 19 % saved on the same candidates; 81 % kept on whole
     row["training_saved"] = other["training_saved"] = 0.4
     assert list(goals(live_summary([row, other])).values()) == [True, False]
+    # Against whole searches at the default rule: how often the setting ended lower.
+    row["default"] = {
+        "hypervolume": 0.2,
+        "training_seconds": 8.0,
+        "training_saved": 0.5,
+        "hypervolume_kept": 1.0,
+    }
+    other["default"] = {**row["default"], "training_saved": 0.0, "hypervolume_kept": 0.9}
+    default = live_summary([row, other])["default"]
+    assert default["lower_in"] == 1 and default["training_saved_mean"] == pytest.approx(0.25)
+    assert default["hypervolume_kept_mean"] == pytest.approx(0.95)
