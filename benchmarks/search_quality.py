@@ -654,7 +654,7 @@ def stopping_what_if(
         seconds_all += train_s
         costs = {"latency_ms": m["latency_ms"], "peak_memory_kb": m["peak_memory_kb"]}
         front = tuple({name: float(k[name]) for name in objectives} for k in kept)
-        gain = front_gain(front, objectives, Budget(**BUDGET)) if front else None
+        gain = front_gain(front, objectives, Budget(**BUDGET))
         stopper = ParetoStopper(front, costs, settings, tuple(tuple(c) for c in curves), gain)
         at = next((e for e in range(1, epochs) if stopper.check(curve[:e], epochs)), None)
         if at is not None:
