@@ -34,6 +34,13 @@ reference point, so a candidate cheaper than every member keeps the whole slab o
 below it and the small, fast models the front needs are not stopped. Because the hypervolume
 is submodular, what the stopped candidates could together have added is at most the sum of
 their gains, each below ``min_gain`` of the front when it was stopped.
+
+What the sampler is told a stopped candidate achieved is ``feedback``: ``"stopped"``, its
+validation accuracy when stopped (measured, but a few epochs short of a trained
+candidate's, so the sampler reads the candidate's region as worse than it is), or
+``"expected"``, the final accuracy predicted from the run's finished curves at their
+median (``expected_accuracy``): the typical, not the most optimistic, rest of the curve.
+Either way the trial keeps both figures and is never a front member.
 """
 
 from __future__ import annotations
@@ -53,7 +60,15 @@ class EarlyStopping:
     slack: float = 0.02
     quantile: float = 1.0
     min_gain: float = 0.0
+    feedback: str = "stopped"
 
+    def __post_init__(self) -> None:
+        if self.feedback not in FEEDBACK:
+            raise ValueError(f"feedback must be one of {FEEDBACK}, got {self.feedback!r}")
+
+
+# What the sampler is told a stopped candidate's accuracy is (module docstring).
+FEEDBACK = ("stopped", "expected")
 
 # The share of the current front's hypervolume that a point (objective name -> value) would
 # add to it; 0 when it adds nothing. Built by the search from the front and the budget.
@@ -67,9 +82,10 @@ MIN_CURVES = 3
 class StoppedEarly(Exception):
     """Training was stopped: the candidate cannot reach the front."""
 
-    def __init__(self, reason: str, epoch: int, accuracy: float):
+    def __init__(self, reason: str, epoch: int, accuracy: float, expected: float | None = None):
         super().__init__(reason)
         self.reason, self.epoch, self.accuracy = reason, epoch, accuracy
+        self.expected = expected
 
 
 def optimistic_accuracy(
@@ -92,6 +108,23 @@ def optimistic_accuracy(
     remaining = max(0, total_epochs - epoch)
     gain = max(0.0, history[-1] - history[-2]) if epoch >= 2 else 1.0
     return min(1.0, now + remaining * gain + slack)
+
+
+def expected_accuracy(
+    history: Sequence[float], total_epochs: int, curves: Sequence[Sequence[float]] = ()
+) -> float | None:
+    """The final accuracy a curve stopped after ``len(history)`` epochs would typically have
+    reached: the median share of the remaining error that the finished curves closed from
+    that epoch on, without slack. None with fewer than ``MIN_CURVES`` finished curves (no
+    prediction is better than a guessed shape)."""
+    finished = [c for c in curves if len(c) == total_epochs]
+    if not history or len(finished) < MIN_CURVES:
+        return None
+    epoch, now = len(history), history[-1]
+    if epoch >= total_epochs:
+        return now
+    share = float(np.median([closed_share(c, epoch) for c in finished]))
+    return now + share * (1.0 - now)
 
 
 def closed_share(curve: Sequence[float], epoch: int) -> float:

@@ -44,6 +44,9 @@ class Metrics:
     # PyTorch validation accuracy after each training epoch (on the pipeline's VAL_CHECK
     # images): early stopping extrapolates from the run's finished curves.
     val_curve: list[float] | None = None
+    # A stopped trial's final validation accuracy as predicted from the run's finished
+    # curves (``early_stopping.expected_accuracy``): a prediction, never a front figure.
+    expected_accuracy: float | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

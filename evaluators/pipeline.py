@@ -32,6 +32,7 @@ from evaluators.early_stopping import (
     HypervolumeGain,
     ParetoStopper,
     StoppedEarly,
+    expected_accuracy,
 )
 from evaluators.factorize import build_deployed, factorize_model
 from evaluators.files import save_torch_atomic, write_text_atomic
@@ -268,7 +269,9 @@ def evaluate_candidate(
         history.append(evaluate_accuracy(model, val_images, val_labels))
         reason = stopper.check(history, context.train_config.epochs) if watching else None
         if reason is not None:
-            raise StoppedEarly(reason, epoch, history[-1])
+            total = context.train_config.epochs
+            expected = expected_accuracy(history, total, stopper.curves)
+            raise StoppedEarly(reason, epoch, history[-1], expected)
 
     torch.manual_seed(context.train_config.seed)
     model = build_model(candidate, channels, classes).to(context.device)
@@ -279,6 +282,7 @@ def evaluate_candidate(
             status="pruned",
             reason=stopped.reason,
             accuracy=stopped.accuracy,  # PyTorch validation accuracy when it stopped
+            expected_accuracy=stopped.expected,
             latency_ms=latency.median_ms,
             latency_p90_ms=latency.p90_ms,
             latency_source=latency.source + (" (before training)" if measures else ""),

@@ -116,6 +116,12 @@ class TrainingSection(_Section):
         "than this share to the front's hypervolume (reference: accuracy 0 and the budget); "
         "0 stops only candidates the front dominates",
     )
+    early_stopping_feedback: Literal["stopped", "expected"] = Field(
+        "stopped",
+        description="the accuracy a stopped candidate reports to the sampler: its "
+        "validation accuracy when stopped, or its final accuracy expected from the run's "
+        "finished curves (median); the trial's metrics keep both",
+    )
 
     @field_validator("device")
     @classmethod

@@ -69,7 +69,14 @@ class Objective:
                 raise TrialFailed(metrics.reason)
         if artifacts is not None:
             trial.set_user_attr("artifacts", artifacts)
-        values = record(trial, candidate, metrics, self.context.budget, self.objectives)
+        values = record(
+            trial,
+            candidate,
+            metrics,
+            self.context.budget,
+            self.objectives,
+            self.context.early_stopping.feedback,
+        )
         same = f"  (same candidate as trial {earlier.number})" if earlier is not None else ""
         log.info("trial %d %s%s", trial.number, describe(metrics, candidate), same)
         return values
@@ -194,9 +201,11 @@ def record(
     metrics: Metrics,
     budget: Budget,
     objectives: list[str] | None = None,
+    feedback: str = "stopped",
 ) -> list[float]:
     """Store a trial's outcome in the study (user attributes and budget constraints) and
-    return its objective values; the one place both backends write a result."""
+    return its objective values; the one place both backends write a result.
+    ``feedback``: what a stopped trial's accuracy objective is (``EarlyStopping.feedback``)."""
     trial.set_user_attr("genome", candidate.genome)
     trial.set_user_attr("candidate", candidate.to_dict())
     trial.set_user_attr("metrics", metrics.to_dict())
@@ -209,15 +218,27 @@ def record(
     )
     for name, value in constraints.items():
         trial.set_constraint(name, value)
-    return objective_values(metrics, objectives or [])
+    return objective_values(metrics, objectives or [], feedback)
 
 
-def objective_values(metrics: Metrics, objectives: list[str]) -> list[float]:
+def objective_values(
+    metrics: Metrics, objectives: list[str], feedback: str = "stopped"
+) -> list[float]:
+    """The values the sampler learns from. A stopped trial's accuracy is its accuracy when
+    stopped, or with ``feedback="expected"`` its predicted final accuracy when there is one
+    (the figures in the trial's metrics stay as measured)."""
     values = []
     for name in objectives:
         value: Any = getattr(metrics, name)
         if name == "accuracy" and value is None:
             value = 0.0  # never trained (over budget): the worst accuracy there is
+        if (
+            name == "accuracy"
+            and metrics.status == "pruned"
+            and feedback == "expected"
+            and metrics.expected_accuracy is not None
+        ):
+            value = metrics.expected_accuracy
         values.append(float(value))
     return values
 

@@ -111,10 +111,18 @@ class _StudySearcher(OptunaSearch):
     process is marked on every trial it asks (``_DefineByRun``), so a dead driver's trials
     are retried."""
 
-    def __init__(self, *args: Any, budget: Budget, objectives: list[str], **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        budget: Budget,
+        objectives: list[str],
+        feedback: str = "stopped",
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         self._budget = budget
         self._objective_names = objectives
+        self._feedback = feedback
 
     def suggest(self, trial_id: str) -> dict | str | None:
         # The study, not num_samples, says when the run is complete: a restored experiment
@@ -142,7 +150,9 @@ class _StudySearcher(OptunaSearch):
             metrics = Metrics(status="failed", reason=reason)
             candidate = None
         if candidate is not None:
-            values = record(ot_trial, candidate, metrics, self._budget, self._objective_names)
+            values = record(
+                ot_trial, candidate, metrics, self._budget, self._objective_names, self._feedback
+            )
         else:
             ot_trial.set_user_attr("metrics", metrics.to_dict())
             values = []
@@ -269,6 +279,7 @@ def run_ray(
         storage=storage,
         budget=config.budget_value(),
         objectives=list(config.objectives),
+        feedback=session.objective.context.early_stopping.feedback,
     )
     trainable = tune.with_resources(
         tune.with_parameters(

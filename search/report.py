@@ -806,6 +806,8 @@ def _hover(row: pd.Series) -> str:
         f"peak memory {_float(row['peak_memory_kb'], 1)} KB, flash {_float(row['flash_kb'], 1)} KB",
         f"params {_int(row['params'])}, MACs {_int(row['macs'])}",
     ]
+    if _number(row.get("expected_accuracy")) is not None:  # a stopped trial's prediction
+        lines.append(f"expected val acc by the end {_pct(row['expected_accuracy'])} (predicted)")
     if row["reason"]:
         lines.append(f"why: {_esc(row['reason'][:200])}")
     return "<br>".join(lines)

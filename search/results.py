@@ -47,6 +47,7 @@ METRIC_COLUMNS = [
     "channels",
     "train_subset",
     "epochs",
+    "expected_accuracy",
 ]
 _PHASES = [
     "cost",

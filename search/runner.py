@@ -249,6 +249,7 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
             config.training.early_stopping_slack,
             config.training.early_stopping_quantile,
             config.training.early_stopping_min_gain,
+            config.training.early_stopping_feedback,
         ),
     )
     objective = Objective(config.search_space(), context, config.objectives, run_dir)

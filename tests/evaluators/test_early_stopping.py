@@ -8,6 +8,7 @@ from evaluators.early_stopping import (
     EarlyStopping,
     ParetoStopper,
     closed_share,
+    expected_accuracy,
     optimistic_accuracy,
 )
 from evaluators.pipeline import evaluate_candidate
@@ -38,6 +39,27 @@ def test_with_three_finished_curves_the_extrapolation_follows_them():
     # Two curves, or curves of another length, are not enough: the last-gain rule applies.
     assert optimistic_accuracy([0.3, 0.5], 4, 0.02, curves[:2]) == pytest.approx(0.92)
     assert optimistic_accuracy([0.3, 0.5], 4, 0.02, [c[:3] for c in curves]) == pytest.approx(0.92)
+
+
+def test_expected_accuracy_is_the_median_continuation_without_slack():
+    curves = [(0.4, 0.6, 0.7, 0.8), (0.5, 0.6, 0.65, 0.7), (0.5, 0.7, 0.7, 0.6)]
+    # Shares from epoch 2: 0.5, 0.25, 0; the median 0.25 closes a quarter of 0.5.
+    assert expected_accuracy([0.3, 0.5], 4, curves) == pytest.approx(0.625)
+    # Below the optimistic bound of the same curves, even without its slack.
+    assert expected_accuracy([0.3, 0.5], 4, curves) < optimistic_accuracy(
+        [0.3, 0.5], 4, 0.0, curves
+    )
+    # From epoch 1 the shares are 2/3, 0.4, 0.2: 0.4 + 0.4 x 0.6.
+    assert expected_accuracy([0.4], 4, curves) == pytest.approx(0.64)
+    # Too few finished curves, or none of this length: no prediction rather than a guess.
+    assert expected_accuracy([0.3, 0.5], 4, curves[:2]) is None
+    assert expected_accuracy([0.3, 0.5], 4, [c[:3] for c in curves]) is None
+    assert expected_accuracy([], 4, curves) is None
+
+
+def test_feedback_must_be_a_known_choice():
+    with pytest.raises(ValueError, match="feedback must be one of"):
+        EarlyStopping(feedback="optimistic")
 
 
 def test_the_learned_extrapolation_stops_what_the_last_gain_rule_would_not():
@@ -140,3 +162,19 @@ def test_a_real_candidate_is_stopped_and_recorded_as_pruned(digits_context):
     full = evaluate_candidate(get_candidate("tiny_dsconv"), context)
     assert full.status == "ok" and len(full.val_curve) == 4
     assert full.val_curve[0] == pytest.approx(metrics.accuracy)  # same seed, same start
+
+
+def test_a_stopped_candidate_records_its_expected_accuracy(digits_context):
+    context = digits_context(4)
+    front = [{"accuracy": 1.0, "latency_ms": 0.0, "peak_memory_kb": 0.0, "number": 0}]
+    curves = [(0.2, 0.5, 0.7, 0.8), (0.3, 0.6, 0.7, 0.75), (0.1, 0.3, 0.5, 0.6)]
+    metrics = evaluate_candidate(get_candidate("tiny_dsconv"), context, front=front, curves=curves)
+    assert metrics.status == "pruned" and metrics.epochs == 1
+    # Measured accuracy when stopped, and the prediction from the three curves beside it.
+    assert metrics.expected_accuracy == pytest.approx(
+        expected_accuracy([metrics.accuracy], 4, curves)
+    )
+    assert metrics.expected_accuracy > metrics.accuracy  # every curve rose after epoch 1
+    # Without finished curves there is nothing to predict from.
+    alone = evaluate_candidate(get_candidate("tiny_dsconv"), context, front=front)
+    assert alone.status == "pruned" and alone.expected_accuracy is None

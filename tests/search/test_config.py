@@ -42,6 +42,7 @@ def test_overrides_replace_top_level_settings():
         ({"teacher": {"widths": [8, 16], "blocks": [1]}}, "teacher"),
         ({"sampler": "cmaes"}, "sampler"),
         ({"training": {"early_stopping_min_gain": 1.5}}, "training.early_stopping_min_gain"),
+        ({"training": {"early_stopping_feedback": "best"}}, "training.early_stopping_feedback"),
     ],
 )
 def test_mistakes_name_the_field(data, field):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +98,7 @@ OTHERS = [
     _trial(4, "ok", "c16,ds2x32k3s1|p0w8a8", 0.85, 0.84, 1.50, memory=30, params=5000),
     _trial(5, "infeasible", "c64,mb4x96k5e6s1|p0w32a32", latency=9.0, memory=300, reason="over"),
     _trial(6, "failed", "c8,gc1x16k3g2s1|p0w4a8", reason="RuntimeError: <boom> & more"),
-    _trial(7, "pruned", "c8,ds1x8k3s1|p0w8a8", 0.5, latency=0.4, memory=5),
+    _trial(7, "pruned", "c8,ds1x8k3s1|p0w8a8", 0.5, latency=0.4, memory=5, expected_accuracy=0.62),
 ]
 
 
@@ -143,6 +144,12 @@ def test_report_embeds_plotly_once_and_draws_every_figure(report: str):
 @pytest.mark.parametrize("genome", [row["genome"] for row in PARETO])
 def test_report_lists_every_pareto_genome(report: str, genome: str):
     assert genome in report
+
+
+def test_a_stopped_trials_prediction_is_labelled_as_one(report: str):
+    assert "expected val acc by the end 62.0% (predicted)" in report
+    # Only the stopped trial has one (its hover appears in every figure that draws it).
+    assert set(re.findall(r"expected val acc by the end ([0-9.]+%)", report)) == {"62.0%"}
 
 
 def test_report_shows_budget(report: str):
