@@ -4,7 +4,7 @@ The goal: early stopping saves >= 30 % of training compute while keeping >= 95 %
 hypervolume. search_quality.py measures the default rule (a candidate is stopped only when
 the front dominates it) and whole searches; this benchmark measures the rule's settings
 (``training.early_stopping_quantile`` and ``early_stopping_min_gain``) on the same
-candidates with and without early stopping, in two steps:
+candidates with and without early stopping, and on whole searches, in four steps:
 
 1. what-if (choosing the setting): --seeds TPE searches of --trials candidates trained with
    early stopping off (``tpe-<seed>-off``), each judged again trial by trial by the search's
@@ -15,12 +15,18 @@ candidates with and without early stopping, in two steps:
    early stopping at --live-quantile and --live-min-gain, seeds after those of step 1, each
    replayed with early stopping off on the same candidates in the same order
    (``search_quality.replay_without_stopping``): training seconds and epochs measured in
-   both, and the hypervolume kept.
+   both, and the hypervolume kept;
+3. whole searches on the live seeds (``arms``): the default rule and the live setting,
+   each with ``early_stopping_feedback`` stopped and expected, against a whole search of
+   the same seed without early stopping: what a user running one search gets;
+4. confirmation: --confirm-seeds seeds after those, which chose nothing, at the live
+   setting with --confirm-feedback, each against a whole search without early stopping.
 
 Fidelity, budget, reference point (accuracy 0, the budget's latency and memory) and teacher
 are search_quality.py's. Writes results/benchmarks/early_stopping.json and the README table.
 
-    .venv/bin/python benchmarks/early_stopping.py [--seeds 6] [--live-seeds 6] [--runs DIR]
+    .venv/bin/python benchmarks/early_stopping.py [--seeds 6] [--live-seeds 6] [--confirm-seeds 6]
+        [--runs DIR]
 """
 
 from __future__ import annotations
@@ -101,106 +107,149 @@ def what_if_summary(rows: list[dict]) -> list[dict]:
     return summary.to_dict("records")
 
 
-def live_config(results: Path, args, seed: int, quantile: float, min_gain: float) -> dict:
+def live_config(
+    results: Path, args, seed: int, quantile: float, min_gain: float, feedback: str = "stopped"
+) -> dict:
     config = tpe_config(results, args, seed)
     config["name"] = f"tpe-{seed}-q{quantile:g}-g{min_gain:g}"
+    if feedback != "stopped":
+        config["name"] += f"-{feedback}"
     config["training"] = {
         **config["training"],
         "early_stopping_quantile": quantile,
         "early_stopping_min_gain": min_gain,
+        "early_stopping_feedback": feedback,
     }
     return config
 
 
+def arms(args) -> list[dict]:
+    """The whole searches run beside the one without early stopping on each live seed: the
+    default rule and the live setting, each telling the sampler a stopped candidate's
+    accuracy when stopped and its expected final accuracy (``early_stopping_feedback``)."""
+    settings = [(1.0, 0.0), (args.live_quantile, args.live_min_gain)]
+    return [
+        {
+            "label": arm_label(q, g, feedback),
+            "quantile": q,
+            "min_gain": g,
+            "feedback": feedback,
+        }
+        for q, g in dict.fromkeys(settings)
+        for feedback in ("stopped", "expected")
+    ]
+
+
+def arm_label(quantile: float, min_gain: float, feedback: str) -> str:
+    return f"quantile {quantile:g}, min_gain {min_gain:g}, feedback {feedback}"
+
+
+def whole_pair(on: pd.DataFrame, off: pd.DataFrame) -> dict:
+    """A whole search against another of the same seed without early stopping (other
+    candidates, so no same-candidate figures)."""
+    pair = paired_stopping(on, off)
+    keys = ("hypervolume", "training_seconds", "training_epochs")
+    return {
+        **{f"{key}_{side}": pair[f"{key}_{side}"] for key in keys for side in ("on", "off")},
+        **{k: pair[k] for k in ("pruned", "training_saved", "epochs_saved", "hypervolume_kept")},
+    }
+
+
 def live(results: Path, args) -> list[dict]:
-    """Per seed, a search at the chosen setting against (a) its candidates replayed without
-    stopping, (b) a whole search of the same seed without early stopping and (c) one at
-    the default rule (quantile 1, min_gain 0)."""
+    """Per seed: a search at the live setting against its candidates replayed without
+    stopping (same candidates), and each arm's whole search against a whole search of the
+    same seed without early stopping (``whole``, by arm label)."""
     rows = []
     for seed in range(args.seeds, args.seeds + args.live_seeds):
-        off_name = off_search(results, args, seed)
+        off = pd.read_csv(results / off_search(results, args, seed) / "trials.csv")
+        whole = {}
+        for arm in arms(args):
+            config = live_config(
+                results, args, seed, arm["quantile"], arm["min_gain"], arm["feedback"]
+            )
+            on, _ = search(config)
+            whole[arm["label"]] = whole_pair(on, off)
         config = live_config(results, args, seed, args.live_quantile, args.live_min_gain)
-        search(config)
-        default, _ = search(live_config(results, args, seed, 1.0, 0.0))
-        versus_default = paired_stopping(
-            pd.read_csv(results / config["name"] / "trials.csv"), default
-        )
         on = pd.read_csv(results / config["name"] / "trials.csv")
         _, replay = replay_without_stopping(results, args, seed, config["name"])
-        off = pd.read_csv(results / off_name / "trials.csv")
-        whole = paired_stopping(on, off)
         row = {
             "seed": seed,
             "quantile": args.live_quantile,
             "min_gain": args.live_min_gain,
             **paired_stopping(on, replay),
-            "whole": {
-                "hypervolume_off": whole["hypervolume_off"],
-                "training_seconds_off": whole["training_seconds_off"],
-                "training_epochs_off": whole["training_epochs_off"],
-                "training_saved": whole["training_saved"],
-                "epochs_saved": whole["epochs_saved"],
-                "hypervolume_kept": whole["hypervolume_kept"],
-            },
-            "default": {
-                "hypervolume": versus_default["hypervolume_off"],
-                "training_seconds": versus_default["training_seconds_off"],
-                "training_epochs": versus_default["training_epochs_off"],
-                "training_saved": versus_default["training_saved"],
-                "hypervolume_kept": versus_default["hypervolume_kept"],
-            },
+            "whole": whole,
         }
         rows.append(row)
         print(
             f"live seed {seed}: {row['pruned']} stopped; same candidates: training "
             f"{row['training_saved']:.0%} saved, hypervolume {row['hypervolume_kept']:.1%} "
-            f"kept; against a whole search without stopping: training "
-            f"{whole['training_saved']:.0%} saved, hypervolume {whole['hypervolume_kept']:.1%}",
+            "kept; whole searches against one without stopping: "
+            + "; ".join(
+                f"{label}: {w['training_saved']:.0%} saved, {w['hypervolume_kept']:.1%} kept"
+                for label, w in whole.items()
+            ),
             flush=True,
         )
     return rows
 
 
-def live_summary(rows: list[dict]) -> dict:
-    """Means (and the lowest hypervolume kept) over the live seeds, for the same candidates
-    and, under ``whole``, against whole searches without early stopping."""
+def confirm(results: Path, args) -> list[dict]:
+    """Whole searches on --confirm-seeds seeds after the live ones, which chose nothing: the
+    live setting with --confirm-feedback against a search of the same seed without early
+    stopping."""
+    rows = []
+    first = args.seeds + args.live_seeds
+    for seed in range(first, first + args.confirm_seeds):
+        off = pd.read_csv(results / off_search(results, args, seed) / "trials.csv")
+        config = live_config(
+            results, args, seed, args.live_quantile, args.live_min_gain, args.confirm_feedback
+        )
+        on, _ = search(config)
+        rows.append({"seed": seed, **whole_pair(on, off)})
+        print(
+            f"confirm seed {seed}: training {rows[-1]['training_saved']:.0%} saved, "
+            f"hypervolume {rows[-1]['hypervolume_kept']:.1%} kept",
+            flush=True,
+        )
+    return rows
 
-    def shares(frame: pd.DataFrame, on: pd.Series, off: pd.Series) -> dict:
-        return {
-            "training_saved_mean": float(frame["training_saved"].mean()),
-            "training_saved_min": float(frame["training_saved"].min()),
-            # All searches' seconds together: the share of the whole compute.
-            "training_saved_pooled": float(1 - on.sum() / off.sum()),
-            "epochs_saved_mean": float(frame["epochs_saved"].mean()),
-            "hypervolume_kept_mean": float(frame["hypervolume_kept"].mean()),
-            "hypervolume_kept_min": float(frame["hypervolume_kept"].min()),
-        }
 
-    frame = pd.DataFrame(rows)
-    summary = {
+def paired_means(frame: pd.DataFrame) -> dict:
+    """Means over seeds of a paired comparison's columns (paired_stopping's names), the
+    lowest hypervolume kept, and the training seconds of all seeds pooled."""
+    return {
         "searches": len(frame),
+        "training_saved_mean": float(frame["training_saved"].mean()),
+        "training_saved_min": float(frame["training_saved"].min()),
+        # All searches' seconds together: the share of the whole compute.
+        "training_saved_pooled": float(
+            1 - frame["training_seconds_on"].sum() / frame["training_seconds_off"].sum()
+        ),
+        "epochs_saved_mean": float(frame["epochs_saved"].mean()),
+        "hypervolume_kept_mean": float(frame["hypervolume_kept"].mean()),
+        "hypervolume_kept_min": float(frame["hypervolume_kept"].min()),
+        "lower_in": int((frame["hypervolume_kept"] < 1).sum()),
         "stopped_mean": float(frame["pruned"].mean()),
-        "same_candidates": bool(frame["same_candidates"].all()),
-        **shares(frame, frame["training_seconds_on"], frame["training_seconds_off"]),
+        "hypervolume_on_mean": float(frame["hypervolume_on"].mean()),
+        "hypervolume_off_mean": float(frame["hypervolume_off"].mean()),
+        "training_seconds_on_mean": float(frame["training_seconds_on"].mean()),
+        "training_seconds_off_mean": float(frame["training_seconds_off"].mean()),
     }
-    if "whole" in frame:
-        whole = pd.DataFrame(list(frame["whole"]))
-        summary["whole"] = {
-            **shares(whole, frame["training_seconds_on"], whole["training_seconds_off"]),
-            "hypervolume_on_mean": float(frame["hypervolume_on"].mean()),
-            "hypervolume_off_mean": float(whole["hypervolume_off"].mean()),
-        }
-    if "default" in frame:
-        default = pd.DataFrame(list(frame["default"]))
-        summary["default"] = {
-            "hypervolume_mean": float(default["hypervolume"].mean()),
-            "training_seconds_mean": float(default["training_seconds"].mean()),
-            "training_saved_mean": float(default["training_saved"].mean()),
-            "hypervolume_kept_mean": float(default["hypervolume_kept"].mean()),
-            "hypervolume_kept_min": float(default["hypervolume_kept"].min()),
-            "lower_in": int((default["hypervolume_kept"] < 1).sum()),
-        }
-    return summary
+
+
+def live_summary(rows: list[dict]) -> dict:
+    """Over the live seeds: the live setting against its own candidates replayed, and under
+    ``whole`` each arm against whole searches without early stopping."""
+    frame = pd.DataFrame(rows)
+    labels = list(rows[0]["whole"]) if rows and "whole" in rows[0] else []
+    return {
+        "searches": len(frame),
+        "same_candidates": bool(frame["same_candidates"].all()),
+        **paired_means(frame),
+        "whole": {
+            label: paired_means(pd.DataFrame([r["whole"][label] for r in rows])) for label in labels
+        },
+    }
 
 
 def _pct(value: float) -> str:
@@ -238,41 +287,113 @@ def live_table(rows: list[dict]) -> str:
         [
             "seed",
             "stopped",
-            "training s: on / same candidates off / whole search off",
-            "saved (same / whole)",
-            "hypervolume: on / same off / whole off",
-            "kept (same / whole)",
-            "default rule: hypervolume / training s",
+            "training s: on / off",
+            "saved",
+            "hypervolume: on / off",
+            "kept",
         ],
         [
             [
                 r["seed"],
                 f"{r['pruned']} of {r['trained']}",
-                f"{r['training_seconds_on']:.0f} / {r['training_seconds_off']:.0f} / "
-                f"{r['whole']['training_seconds_off']:.0f}",
-                f"{_pct(r['training_saved'])} / {_pct(r['whole']['training_saved'])}",
-                f"{r['hypervolume_on']:.3f} / {r['hypervolume_off']:.3f} / "
-                f"{r['whole']['hypervolume_off']:.3f}",
-                f"{r['hypervolume_kept']:.1%} / {r['whole']['hypervolume_kept']:.1%}",
-                f"{r['default']['hypervolume']:.3f} / {r['default']['training_seconds']:.0f}",
+                f"{r['training_seconds_on']:.0f} / {r['training_seconds_off']:.0f}",
+                _pct(r["training_saved"]),
+                f"{r['hypervolume_on']:.3f} / {r['hypervolume_off']:.3f}",
+                f"{r['hypervolume_kept']:.1%}",
             ]
             for r in rows
         ],
     )
 
 
-def goals(summary: dict) -> dict[str, bool]:
-    """The goal on the same candidates, and on whole searches of the same seeds."""
+def whole_table(rows: list[dict], summary: dict) -> str:
+    """One line per arm: its whole searches against those without early stopping."""
+    first = next(iter(summary["whole"].values()))
+    lines = [
+        [
+            "no early stopping",
+            "0",
+            f"{first['hypervolume_off_mean']:.3f}",
+            " ".join(f"{next(iter(r['whole'].values()))['hypervolume_off']:.3f}" for r in rows),
+            "",
+            f"{first['training_seconds_off_mean']:.0f}",
+            "",
+        ]
+    ]
+    for label, w in summary["whole"].items():
+        lines.append(
+            [
+                label,
+                f"{w['stopped_mean']:.1f}",
+                f"{w['hypervolume_on_mean']:.3f}",
+                " ".join(f"{r['whole'][label]['hypervolume_on']:.3f}" for r in rows),
+                f"{w['hypervolume_kept_mean']:.1%} / {w['hypervolume_kept_min']:.1%} / "
+                f"{w['lower_in']} of {summary['searches']}",
+                f"{w['training_seconds_on_mean']:.0f}",
+                f"{_pct(w['training_saved_mean'])} / {_pct(w['training_saved_pooled'])}",
+            ]
+        )
+    return markdown_table(
+        [
+            "whole searches",
+            "stopped (mean)",
+            "hypervolume (mean)",
+            "per seed",
+            "kept (mean / min / lower in)",
+            "training s (mean)",
+            "saved (mean / pooled)",
+        ],
+        lines,
+    )
+
+
+def goals(
+    summary: dict, confirmed_label: str = "", confirmed: dict | None = None
+) -> dict[str, bool]:
+    """The goal on the same candidates, on whole searches of the live seeds per arm, and on
+    the confirming seeds."""
 
     def met(shares: dict) -> bool:
         return shares["training_saved_mean"] >= SAVED and shares["hypervolume_kept_mean"] >= KEPT
 
     what = f"training seconds saved >= {SAVED:.0%} with hypervolume kept >= {KEPT:.0%}"
     n = summary["searches"]
-    return {
-        f"{what}, same candidates (mean of {n} searches)": met(summary),
-        f"{what}, whole searches (mean of {n} seeds)": met(summary["whole"]),
-    }
+    held = {f"{what}, same candidates (mean of {n} searches)": met(summary)}
+    for label, shares in summary["whole"].items():
+        held[f"{what}, whole searches at {label} (mean of {n} seeds)"] = met(shares)
+    if confirmed is not None:
+        count = confirmed["searches"]
+        held[f"{what}, whole searches at {confirmed_label} (mean of {count} other seeds)"] = met(
+            confirmed
+        )
+    return held
+
+
+def confirm_markdown(rows: list[dict], summary: dict | None, label: str) -> str:
+    """The confirming seeds' whole searches, one line each and the means; empty without."""
+    if not rows or summary is None:
+        return ""
+    table = markdown_table(
+        ["seed", "stopped", "training s: on / off", "saved", "hypervolume: on / off", "kept"],
+        [
+            [
+                r["seed"],
+                r["pruned"],
+                f"{r['training_seconds_on']:.0f} / {r['training_seconds_off']:.0f}",
+                _pct(r["training_saved"]),
+                f"{r['hypervolume_on']:.3f} / {r['hypervolume_off']:.3f}",
+                f"{r['hypervolume_kept']:.1%}",
+            ]
+            for r in rows
+        ],
+    )
+    return (
+        f"Confirmation on seeds {rows[0]['seed']} to {rows[-1]['seed']}, which chose "
+        f"nothing: whole searches at {label}, each against a whole search of the same seed "
+        f"without early stopping: {_shares_line(summary)}; hypervolume "
+        f"{summary['hypervolume_on_mean']:.3f} against {summary['hypervolume_off_mean']:.3f} "
+        f"(means), lower in {summary['lower_in']} of {summary['searches']}.\n\n" + table + "\n\n"
+    )
 
 
 def _shares_line(shares: dict) -> str:
@@ -293,6 +414,10 @@ def main() -> int:
     parser.add_argument("--live-seeds", type=int, default=6, help="live searches, seeds after")
     parser.add_argument("--live-quantile", type=float, default=1.0)
     parser.add_argument("--live-min-gain", type=float, default=0.01)
+    parser.add_argument(
+        "--confirm-seeds", type=int, default=6, help="whole searches on seeds after the live"
+    )
+    parser.add_argument("--confirm-feedback", default="expected")
     parser.add_argument("--out", default=None)
     parser.add_argument(
         "--runs",
@@ -309,10 +434,13 @@ def main() -> int:
             os.symlink(ROOT / "results" / "teachers", results / "teachers")
         what_if_rows = what_if(results, args)
         live_rows = live(results, args)
+        confirm_rows = confirm(results, args)
         teacher = json.loads((results / "tpe-0-off" / "run.json").read_text())["teacher"]
     summary = what_if_summary(what_if_rows)
     checked = live_summary(live_rows)
-    held = goals(checked)
+    confirmed = paired_means(pd.DataFrame(confirm_rows)) if confirm_rows else None
+    confirmed_label = arm_label(args.live_quantile, args.live_min_gain, args.confirm_feedback)
+    held = goals(checked, confirmed_label, confirmed)
     result = {
         "fidelity": {"train_subset": args.subset, "epochs": args.epochs, "trials": args.trials},
         "teacher": teacher,
@@ -329,6 +457,7 @@ def main() -> int:
         "what_if_summary": summary,
         "live": live_rows,
         "live_summary": checked,
+        "confirm": {"setting": confirmed_label, "rows": confirm_rows, "summary": confirmed},
         "goals": held,
         "seconds": time.perf_counter() - started,
     }
@@ -346,17 +475,17 @@ def main() -> int:
             f"What-if ({args.seeds} searches without early stopping, seeds 0 to "
             f"{args.seeds - 1}, each setting replayed on their candidates):\n\n"
             + what_if_table(summary)
-            + f"\n\nLive (quantile {args.live_quantile:g}, min_gain {args.live_min_gain:g}; "
-            f"seeds {args.seeds} to {args.seeds + args.live_seeds - 1}): each search against "
-            "its own candidates trained again without early stopping (same candidates): "
-            f"{_shares_line(checked)}; against a whole search of the same seed without "
-            f"early stopping (whole): {_shares_line(checked['whole'])}; against a whole "
-            "search of the same seed at the default rule (quantile 1, min_gain 0): training "
-            f"saved {_pct(checked['default']['training_saved_mean'])} (mean), hypervolume "
-            f"kept {checked['default']['hypervolume_kept_mean']:.1%} (mean; lower in "
-            f"{checked['default']['lower_in']} of {checked['searches']}).\n\n"
+            + f"\n\nLive (seeds {args.seeds} to {args.seeds + args.live_seeds - 1}). "
+            f"Quantile {args.live_quantile:g}, min_gain {args.live_min_gain:g} against its "
+            "own candidates trained again without early stopping (same candidates): "
+            f"{_shares_line(checked)}.\n\n"
             + live_table(live_rows)
+            + "\n\nWhole searches of the same seeds, each against the whole search without "
+            "early stopping (kept and saved are per seed, then the mean; pooled: all seeds' "
+            "training seconds together):\n\n"
+            + whole_table(live_rows, checked)
             + "\n\n"
+            + confirm_markdown(confirm_rows, confirmed, confirmed_label)
             + goals_markdown(held),
         )
     print(path)

@@ -1,10 +1,21 @@
 """The early-stopping benchmark's analysis: the stopper replayed on recorded curves at a
 setting, and the live pairing of a search with its replay without early stopping."""
 
+import argparse
+
 import pandas as pd
 import pytest
 
-from benchmarks.early_stopping import goals, live_summary, what_if_summary
+from benchmarks.early_stopping import (
+    arms,
+    confirm_markdown,
+    goals,
+    live_summary,
+    paired_means,
+    what_if_summary,
+    whole_pair,
+    whole_table,
+)
 from benchmarks.search_quality import BUDGET, paired_stopping, stopping_what_if
 
 CURVE = [0.6, 0.7, 0.75, 0.8]  # closes 1/2 of the remaining error from epoch 1
@@ -88,25 +99,60 @@ def test_a_live_search_against_its_replay_and_their_summary():
     whole = paired_stopping(on, _trials([("c", 0.99, 10.0, 4, "ok")]))
     assert whole["training_saved"] == pytest.approx(0.5) and not whole["same_candidates"]
     assert whole["hypervolume_kept"] == pytest.approx(0.8 / 0.99)
-    row["whole"] = other["whole"] = whole
+    # Two arms: one like the live search, one that saves nothing and ends level.
+    level = {**whole, "training_seconds_on": 10.0, "training_saved": 0.0, "hypervolume_kept": 1}
+    row["whole"] = other["whole"] = {"rule": whole, "other rule": level}
     summary = live_summary([row, other])
     assert summary["training_saved_mean"] == pytest.approx(3 / 16)
     assert summary["training_saved_pooled"] == pytest.approx(1 - 13 / 16)
     assert summary["hypervolume_kept_min"] == 0.9 and summary["same_candidates"]
-    assert summary["whole"]["training_saved_pooled"] == pytest.approx(1 - 13 / 20)
-    assert summary["whole"]["hypervolume_off_mean"] == pytest.approx(0.99 * 0.25)
-    held = list(goals(summary).values())
-    assert held == [False, False]  # 19 % saved on the same candidates; 81 % kept on whole
+    assert summary["lower_in"] == 1
+    rule = summary["whole"]["rule"]
+    assert rule["training_saved_pooled"] == pytest.approx(1 - 10 / 20)
+    assert rule["hypervolume_off_mean"] == pytest.approx(0.99 * 0.25)
+    assert rule["lower_in"] == 2 and rule["stopped_mean"] == 1
+    assert summary["whole"]["other rule"]["training_saved_pooled"] == 0.0
+    held = goals(summary)
+    assert len(held) == 3 and any("at other rule" in name for name in held)
+    # 19 % saved on the same candidates; 81 % kept, and nothing saved, on whole searches.
+    assert list(held.values()) == [False, False, False]
     row["training_saved"] = other["training_saved"] = 0.4
-    assert list(goals(live_summary([row, other])).values()) == [True, False]
-    # Against whole searches at the default rule: how often the setting ended lower.
-    row["default"] = {
-        "hypervolume": 0.2,
-        "training_seconds": 8.0,
-        "training_saved": 0.5,
-        "hypervolume_kept": 1.0,
-    }
-    other["default"] = {**row["default"], "training_saved": 0.0, "hypervolume_kept": 0.9}
-    default = live_summary([row, other])["default"]
-    assert default["lower_in"] == 1 and default["training_saved_mean"] == pytest.approx(0.25)
-    assert default["hypervolume_kept_mean"] == pytest.approx(0.95)
+    assert list(goals(live_summary([row, other])).values()) == [True, False, False]
+    table = whole_table([row, other], summary)
+    assert "no early stopping" in table and "| other rule |" in table
+
+
+def test_the_arms_are_the_default_rule_and_the_live_setting_with_each_feedback():
+    args = argparse.Namespace(live_quantile=1.0, live_min_gain=0.01)
+    found = [(a["quantile"], a["min_gain"], a["feedback"]) for a in arms(args)]
+    assert found == [
+        (1.0, 0.0, "stopped"),
+        (1.0, 0.0, "expected"),
+        (1.0, 0.01, "stopped"),
+        (1.0, 0.01, "expected"),
+    ]
+    # The live setting at the default is one setting, not two.
+    assert len(arms(argparse.Namespace(live_quantile=1.0, live_min_gain=0.0))) == 2
+
+
+def test_the_confirming_seeds_get_a_goal_and_a_table_of_their_own():
+    on = _trials([("a", 0.8, 4.0, 4, "ok"), ("b", 0.3, 1.0, 1, "pruned")])
+    off = _trials([("c", 0.8, 8.0, 4, "ok"), ("d", 0.4, 4.0, 4, "ok")])
+    pair = whole_pair(on, off)
+    assert "same_candidates" not in pair  # other candidates: no same-candidate figures
+    assert pair["training_saved"] == pytest.approx(1 - 5 / 12) and pair["hypervolume_kept"] == 1
+    rows = [{"seed": 12, **pair}, {"seed": 13, **pair, "hypervolume_kept": 0.92}]
+    confirmed = paired_means(pd.DataFrame(rows))
+    assert confirmed["searches"] == 2 and confirmed["lower_in"] == 1
+    live = {**pair, "same_candidates": True}
+    summary = live_summary([{**live, "whole": {"rule": pair}}])
+    held = goals(summary, "rule, feedback expected", confirmed)
+    # 58 % saved, 96 % kept on the confirming seeds: met.
+    assert list(held.items())[-1] == (
+        "training seconds saved >= 30% with hypervolume kept >= 95%, whole searches at rule, "
+        "feedback expected (mean of 2 other seeds)",
+        True,
+    )
+    text = confirm_markdown(rows, confirmed, "rule, feedback expected")
+    assert text.startswith("Confirmation on seeds 12 to 13") and "| 13 | 1 | 5 / 12 |" in text
+    assert confirm_markdown([], None, "rule") == ""
