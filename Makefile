@@ -78,6 +78,7 @@ bench: setup data
 	$(PY) benchmarks/timing_lock.py
 	$(PY) benchmarks/search_quality.py --live-quantile 0.5 --quantile-seeds 6 --equal-compute-trials 64 --compression-space --kd-patience-epochs 200 --kd-patience-seeds 7
 	$(PY) benchmarks/early_stopping.py
+	$(PY) benchmarks/budget_tiers.py
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/distillation.py
 

@@ -8,10 +8,13 @@ that code in this repository measured.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import sys
+import tempfile
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -91,3 +94,16 @@ def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def runs_folder(runs: str | None, prefix: str) -> Iterator[Path]:
+    """Where a benchmark's searches keep their runs: ``runs`` when given (kept, so that
+    running again reads finished searches back), else a temporary folder. Either way the
+    checkout's cached teacher (and its logits) is linked in, shared by every search."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        results = Path(runs or tmp)
+        results.mkdir(parents=True, exist_ok=True)
+        if not (results / "teachers").exists():
+            os.symlink(ROOT / "results" / "teachers", results / "teachers")
+        yield results

@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +45,7 @@ import pandas as pd  # noqa: E402
 from benchmarks.common import (  # noqa: E402
     goals_markdown,
     markdown_table,
+    runs_folder,
     source_line,
     update_readme,
     write_result,
@@ -427,11 +426,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="paretonas-stopping-") as tmp:
-        results = Path(args.runs or tmp)
-        results.mkdir(parents=True, exist_ok=True)
-        if not (results / "teachers").exists():  # the checkout's cached teacher
-            os.symlink(ROOT / "results" / "teachers", results / "teachers")
+    with runs_folder(args.runs, prefix="paretonas-stopping-") as results:
         what_if_rows = what_if(results, args)
         live_rows = live(results, args)
         confirm_rows = confirm(results, args)

@@ -34,9 +34,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +46,7 @@ import pandas as pd  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
     markdown_table,
+    runs_folder,
     source_line,
     update_readme,
     write_result,
@@ -112,29 +111,43 @@ def base_config(name: str, results: Path, args: argparse.Namespace, **changes) -
     return config
 
 
-def hypervolume(trials: pd.DataFrame, accuracy_floor: float = 0.0) -> float:
+def hypervolume(
+    trials: pd.DataFrame, accuracy_floor: float = 0.0, budget: dict | None = None
+) -> float:
     """Of the trained trials within budget, in the unit cube scaled by the reference point
-    (accuracy 0 -> 1 - accuracy <= 1; latency and memory divided by their budget). With
-    ``accuracy_floor``, the reference point's accuracy is that instead of 0."""
+    (accuracy 0 -> 1 - accuracy <= 1; latency and memory divided by their budget, BUDGET
+    unless ``budget``). With ``accuracy_floor``, the reference point's accuracy is that
+    instead of 0."""
     ok = trials[(trials["status"] == "ok") & trials["feasible"].astype(bool)]
     return points_hypervolume(
-        ok[["accuracy", "latency_ms", "peak_memory_kb"]].to_dict("records"), accuracy_floor
+        ok[["accuracy", "latency_ms", "peak_memory_kb"]].to_dict("records"),
+        accuracy_floor,
+        budget,
     )
 
 
-def points_hypervolume(points: list[dict], accuracy_floor: float = 0.0) -> float:
+def points_hypervolume(
+    points: list[dict], accuracy_floor: float = 0.0, budget: dict | None = None
+) -> float:
     """``hypervolume`` of bare (accuracy, latency_ms, peak_memory_kb) records."""
     from optuna._hypervolume import compute_hypervolume  # exact WFG; Optuna's own
 
-    points = [p for p in points if float(p["accuracy"]) > accuracy_floor]
+    budget = budget or BUDGET
+    points = [
+        p
+        for p in points
+        if float(p["accuracy"]) > accuracy_floor
+        and float(p["latency_ms"]) <= budget["latency_ms"]
+        and float(p["peak_memory_kb"]) <= budget["peak_memory_kb"]
+    ]
     if not points:
         return 0.0
     scaled = np.array(
         [
             [
                 (1.0 - float(p["accuracy"])) / (1.0 - accuracy_floor),
-                float(p["latency_ms"]) / BUDGET["latency_ms"],
-                float(p["peak_memory_kb"]) / BUDGET["peak_memory_kb"],
+                float(p["latency_ms"]) / budget["latency_ms"],
+                float(p["peak_memory_kb"]) / budget["peak_memory_kb"],
             ]
             for p in points
         ]
@@ -387,6 +400,20 @@ def whole_searches(results: Path, args) -> list[dict]:
     return rows
 
 
+def wall_clock(results: Path, name: str, trials: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """A search's trials in order and when each ended, in wall seconds from the first one's
+    start (from its study): where to cut it to compare searches at equal compute."""
+    import optuna
+
+    from search.storage import default_storage
+
+    study = optuna.load_study(study_name=name, storage=default_storage(results / name))
+    ended = {t.number: t.datetime_complete for t in study.trials if t.datetime_complete}
+    started = min(t.datetime_start for t in study.trials if t.number in set(trials["number"]))
+    trials = trials.sort_values("number").reset_index(drop=True)
+    return trials, np.array([(ended[n] - started).total_seconds() for n in trials["number"]])
+
+
 def equal_compute_config(results: Path, args, seed: int) -> dict:
     """A TPE search at --live-quantile given --equal-compute-trials candidates."""
     config = tpe_config(results, args, seed, args.live_quantile)
@@ -402,22 +429,12 @@ def equal_compute(results: Path, args, whole_rows: list[dict]) -> list[dict]:
     trial start to last end; and, separately, training seconds), and compared by the
     hypervolume of that prefix. A stopped candidate frees its remaining epochs for more
     candidates: this asks whether they buy more than the replays' stops cost."""
-    import optuna
-
-    from search.storage import default_storage
-
     default = {r["seed"]: r for r in whole_rows if r["quantile"] != args.live_quantile}
     rows = []
     for seed in range(args.quantile_seeds):
         config = equal_compute_config(results, args, seed)
         trials, _ = search(config)
-        study = optuna.load_study(
-            study_name=config["name"], storage=default_storage(results / config["name"])
-        )
-        ended = {t.number: t.datetime_complete for t in study.trials if t.datetime_complete}
-        started = min(t.datetime_start for t in study.trials if t.number in set(trials["number"]))
-        trials = trials.sort_values("number").reset_index(drop=True)
-        wall = np.array([(ended[n] - started).total_seconds() for n in trials["number"]])
+        trials, wall = wall_clock(results, config["name"], trials)
         training = np.cumsum(_training_seconds_per_trial(trials))
         budget = default[seed]
         by_wall = trials[wall <= budget["seconds"]]
@@ -1007,12 +1024,7 @@ def main() -> int:
     if args.quantile_seeds is None:
         args.quantile_seeds = args.seeds
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="paretonas-quality-") as tmp:
-        results = Path(args.runs or tmp)
-        results.mkdir(parents=True, exist_ok=True)
-        # The cached teacher (and its logits) of this checkout, shared by every search.
-        if not (results / "teachers").exists():
-            os.symlink(ROOT / "results" / "teachers", results / "teachers")
+    with runs_folder(args.runs, prefix="paretonas-quality-") as results:
         sampler_rows, sampler_frames = samplers(results, args)
         # Every candidate any search trained: the front of them all bounds what a sampler
         # can reach in this space at this fidelity.
