@@ -104,6 +104,10 @@ def runs_folder(runs: str | None, prefix: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         results = Path(runs or tmp)
         results.mkdir(parents=True, exist_ok=True)
-        if not (results / "teachers").exists():
-            os.symlink(ROOT / "results" / "teachers", results / "teachers")
+        shared = ROOT / "results" / "teachers"
+        # On a fresh checkout the cache does not exist yet: a dangling link would make the
+        # first search's teacher fail to create its folder.
+        shared.mkdir(parents=True, exist_ok=True)
+        if not (results / "teachers").is_symlink() and not (results / "teachers").exists():
+            os.symlink(shared, results / "teachers")
         yield results
