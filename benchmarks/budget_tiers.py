@@ -86,7 +86,17 @@ def search_row(
         "hypervolume": hypervolume(trials, budget=budget),
         "seconds": seconds,
         "training_seconds": _training_seconds(trials),
+        # What one candidate costs (seconds_total of trials.csv: its own phases, without
+        # the sampler's time): a rejection is a cost estimate and one latency measurement.
+        "seconds_per_rejected_median": _median_seconds(trials[status == "infeasible"]),
+        "seconds_per_trained_median": _median_seconds(trials[status.isin(["ok", "pruned"])]),
     }
+
+
+def _median_seconds(trials: pd.DataFrame) -> float | None:
+    if trials.empty:
+        return None
+    return float(trials["seconds_total"].median())
 
 
 def run_tiers(results: Path, args) -> tuple[list[dict], dict[str, float]]:
@@ -217,6 +227,8 @@ def summary(rows: list[dict]) -> list[dict]:
             feasible_trained_mean=("feasible_trained", "mean"),
             seconds_mean=("seconds", "mean"),
             training_seconds_mean=("training_seconds", "mean"),
+            seconds_per_rejected_median=("seconds_per_rejected_median", "median"),
+            seconds_per_trained_median=("seconds_per_trained_median", "median"),
         )
         .reset_index()
     )

@@ -26,6 +26,8 @@ def _trials(rows):
                 "latency_ms": latency,
                 "peak_memory_kb": memory,
                 "seconds_train": train,
+                # Each candidate's own phases: its training plus a costing of 0.05 s.
+                "seconds_total": train + 0.05,
             }
             for status, accuracy, latency, memory, train in rows
         ]
@@ -54,6 +56,8 @@ def test_search_row_counts_candidates_by_outcome_and_scales_by_its_tier():
     assert (row["trials"], row["over_budget"], row["trained"]) == (4, 1, 2)
     assert (row["stopped_early"], row["failed"], row["feasible_trained"]) == (1, 1, 1)
     assert row["training_seconds"] == pytest.approx(4.0)
+    assert row["seconds_per_rejected_median"] == pytest.approx(0.05)
+    assert row["seconds_per_trained_median"] == pytest.approx((3.05 + 1.05) / 2)
     # One member at half the tight budget on both costs, accuracy 0.8: 0.8 x 0.5 x 0.5.
     assert row["hypervolume"] == pytest.approx(0.2)
     # Against the loose budget the same member holds a larger share of the box.
@@ -77,6 +81,8 @@ def _row(tier, sampler, seed, hypervolume, over_budget=0):
         "feasible_trained": 32 - over_budget,
         "seconds": 100.0,
         "training_seconds": 50.0,
+        "seconds_per_rejected_median": 0.05 + seed / 100,
+        "seconds_per_trained_median": 2.0,
     }
 
 
@@ -96,6 +102,7 @@ def test_summary_divides_each_tier_by_its_own_random_mean():
     assert table["loose", "tpe"]["over_random"] == pytest.approx(0.62 / 0.6)
     assert table["tight", "random"]["over_budget_mean"] == 21
     assert table["tight", "tpe"]["searches"] == 2
+    assert table["tight", "tpe"]["seconds_per_rejected_median"] == pytest.approx(0.055)
 
 
 def test_goals_hold_per_tier_on_tpe_or_nsga2_only():
