@@ -227,6 +227,14 @@ def _first_line(error: BaseException) -> str:
     return text.split("@")[-1] if "://" in text else text
 
 
+def retry_trial(study: optuna.Study, trial_id: int, max_retry: int = 2) -> None:
+    """Queue a copy of a failed trial (same parameters), as for a dead worker's trial,
+    unless it was retried ``max_retry`` times already."""
+    trial = study._storage.get_trial(trial_id)
+    if trial.state == TrialState.FAIL:
+        _retry_callback(max_retry)(study, copy.deepcopy(trial))
+
+
 def retry_dead_local_trials(study: optuna.Study, max_retry: int = 2) -> list[int]:
     """Fail the RUNNING trials whose worker was a process of this host that has died, and
     queue each one again (same parameters) unless it was retried ``max_retry`` times.

@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.results import BASELINE, SURPLUS
-from search.storage import retry_dead_local_trials
+from search.storage import retry_dead_local_trials, retry_trial
 
 log = logging.getLogger("paretonas")
 
@@ -109,6 +109,23 @@ def _unless_surplus(
     return guarded
 
 
+class _QuietInterrupt(logging.Filter):
+    """Drops Optuna's report of a trial failed by Ctrl-C (a traceback, then its value): the
+    user pressed it, the CLI says what happens next, and the trial is retried on resume."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trials: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        number = re.match(r"Trial (\d+) failed", record.getMessage())
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            if number:
+                self.trials.add(number.group(1))
+            return False
+        return not (number and number.group(1) in self.trials)
+
+
 def work(
     study: optuna.Study,
     objective: Callable[[optuna.Trial], list[float]],
@@ -128,6 +145,13 @@ def work(
             ran.append(trial.number)
 
     callbacks = [count] + ([after_trial] if after_trial else [])
+    guarded = _unless_surplus(objective, target)
+    current: list[optuna.Trial] = []
+
+    def tracked(trial: optuna.Trial) -> list[float]:
+        current[:] = [trial]
+        return guarded(trial)
+
     while True:
         fail_stale(study, max_retry)
         done, running = progress(study)
@@ -136,11 +160,23 @@ def work(
         if done + running >= target:
             time.sleep(poll_seconds)
             continue
-        study.optimize(
-            _unless_surplus(objective, target),
-            n_trials=1,
-            catch=(Exception,),
-            callbacks=callbacks,
-            gc_after_trial=False,
-            show_progress_bar=False,
-        )
+        quiet = _QuietInterrupt()
+        optimize_log = logging.getLogger("optuna.study._optimize")
+        optimize_log.addFilter(quiet)
+        try:
+            study.optimize(
+                tracked,
+                n_trials=1,
+                catch=(Exception,),
+                callbacks=callbacks,
+                gc_after_trial=False,
+                show_progress_bar=False,
+            )
+        except KeyboardInterrupt:
+            # Optuna has failed the trial that was running; a rerun must retry it, as it
+            # retries one whose worker died.
+            if current:
+                retry_trial(study, current[0]._trial_id, max_retry)
+            raise
+        finally:
+            optimize_log.removeFilter(quiet)

@@ -313,3 +313,32 @@ def test_a_trial_begun_when_the_run_already_has_enough_steps_aside(capfd):
     # With nothing ahead of it, a trial runs.
     fresh = optuna.create_study(directions=["maximize"])
     assert work(fresh, objective, 1) == 1 and calls == [0]
+
+
+def test_ctrl_c_during_a_trial_queues_it_again_without_a_traceback(capfd):
+    """Ctrl-C reaches work() as KeyboardInterrupt in the middle of a trial: it must still
+    stop the run, and the interrupted trial must be retried on resume like a dead
+    worker's, not reported as a failure with a traceback."""
+    study = optuna.create_study(directions=["maximize"])
+    calls = []
+
+    def objective(trial):
+        width = trial.suggest_int("width", 8, 64)
+        calls.append(width)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return [1.0]
+
+    with pytest.raises(KeyboardInterrupt):
+        work(study, objective, 3)
+    interrupted = study.trials[1]
+    assert interrupted.state == TrialState.FAIL
+    queued = [t for t in study.trials if t.state == TrialState.WAITING]
+    assert len(queued) == 1 and queued[0].params == interrupted.params
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Trial 1 failed" not in err
+
+    # The rerun runs the queued copy first, with the same parameters.
+    assert work(study, objective, 3) == 2
+    assert calls[2] == calls[1]
+    assert "retried as trial 2" in trials_frame(study).set_index("number").loc[1, "reason"]
