@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
 import socket
 import time
 import warnings
@@ -64,7 +65,24 @@ def safe_url(url: str) -> str:
 
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
-        return url.split("@")[-1] if "@" in url else url
+        # Unparseable (say, an unescaped ':' or '@' in the password): hide all that
+        # stands between the scheme and the host.
+        scheme, found, rest = url.partition("://")
+        if not found or "@" not in rest:
+            return url
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+
+
+def _secrets(url: str) -> list[str]:
+    """The password of a URL and its pieces, which a driver's message may quote when an
+    unescaped ':' or '@' in it splits the URL in the wrong place. Pieces of one or two
+    characters are left: masking them would garble the message more than they reveal."""
+    rest = url.partition("://")[2]
+    if "@" not in rest:
+        return []
+    password = rest.rpartition("@")[0].partition(":")[2]
+    pieces = {password, *re.split(r"[:@]", password)}
+    return sorted((p for p in pieces if len(p) >= 3), key=len, reverse=True)
 
 
 def is_journal(url: str) -> bool:
@@ -217,14 +235,18 @@ def open_storage(
     except Exception as error:
         raise StorageError(
             f"cannot open storage {safe_url(url)} ({type(error).__name__}: "
-            f"{_first_line(error)}); check the storage URL and that the server runs"
+            f"{_first_line(error, url)}); check the storage URL and that the server runs"
         ) from None
 
 
-def _first_line(error: BaseException) -> str:
-    # Drivers put the URL (with its password) into some messages: never repeat them.
+def _first_line(error: BaseException, url: str) -> str:
+    # Drivers put the URL (with its password), or pieces of it, into some messages: never
+    # repeat them.
     text = str(error).splitlines()[0][:200] if str(error) else ""
-    return text.split("@")[-1] if "://" in text else text
+    text = text.split("@")[-1] if "://" in text else text
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 def retry_trial(study: optuna.Study, trial_id: int, max_retry: int = 2) -> None:
