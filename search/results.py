@@ -25,6 +25,8 @@ from search.pareto import pareto_mask
 from search.storage import WORKER
 
 MODELS = "models"
+TRIALS_FILE = "trials.csv"  # written after every finished trial
+
 # Trial user attribute (and trials.csv column): the name of a hand-designed baseline
 # evaluated into the run (search.baselines); absent on searched trials.
 BASELINE = "baseline"
@@ -136,7 +138,7 @@ def pareto_frame(
 
 
 def write_tables(run_dir: Path, trials: pd.DataFrame, pareto: pd.DataFrame) -> None:
-    write_atomic(run_dir / "trials.csv", lambda tmp: trials.to_csv(tmp, index=False))
+    write_atomic(run_dir / TRIALS_FILE, lambda tmp: trials.to_csv(tmp, index=False))
     write_atomic(run_dir / "trials.parquet", lambda tmp: _to_parquet(trials, tmp))
     write_atomic(run_dir / "pareto.csv", lambda tmp: pareto.to_csv(tmp, index=False))
 

@@ -28,7 +28,13 @@ from evaluators.teacher import Teacher, prepare_teacher
 from search.config import ConfigError, RunConfig, parse_config
 from search.objective import Objective
 from search.report import write_report
-from search.results import export_pareto_models, pareto_frame, trials_frame, write_tables
+from search.results import (
+    TRIALS_FILE,
+    export_pareto_models,
+    pareto_frame,
+    trials_frame,
+    write_tables,
+)
 from search.storage import StorageError, default_storage, open_storage, safe_url
 from search.study import open_study
 from search.summary import write_importance
@@ -402,9 +408,11 @@ def write_results(
 
 
 def _save_config(config: RunConfig, run_dir: Path) -> None:
-    """Save the resolved config; refuse to mix a changed config into an existing run."""
+    """Save the resolved config; refuse to mix a changed config into an existing run. A run
+    that has recorded no trial yet (its first start failed: a wrong dataset path, a broken
+    storage URL) takes the corrected config, as the error told the user to fix it."""
     path = run_dir / "config.yaml"
-    if path.exists():
+    if path.exists() and (run_dir / TRIALS_FILE).exists():
         try:
             # Re-validated, so settings added to the schema since take their defaults.
             saved = parse_config(yaml.safe_load(path.read_text()), str(path)).model_dump(

@@ -143,6 +143,17 @@ def test_a_missing_dataset_is_one_line_that_says_how_to_fix_it(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+def test_a_run_whose_first_start_failed_takes_the_corrected_config(tmp_path):
+    # The error said to fix the path; the fix must not be refused as "a different config"
+    # of the same run, which has recorded nothing.
+    _cli_search(tmp_path, f"dataset:\n  name: imagefolder\n  root: {tmp_path / 'wrong'}\n")
+    done = _cli_search(tmp_path, f"dataset:\n  name: imagefolder\n  root: {tmp_path / 'fixed'}\n")
+    assert "different config" not in done.stderr
+    assert "fixed" in done.stderr and done.returncode == 2  # the corrected path is tried
+    saved = next(tmp_path.rglob("config.yaml")).read_text()
+    assert "fixed" in saved and "wrong" not in saved
+
+
 @pytest.mark.parametrize(
     "url, secrets",
     [
