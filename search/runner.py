@@ -88,7 +88,9 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     if execution.backend == "ray":
         from search.ray_backend import run_ray
 
-        return run_ray(config, study, url, target, progress=progress)
+        result = run_ray(config, study, url, target, progress=progress)
+        _warn_if_nothing_fits(result.trials, config)
+        return result
     session = prepare(config, study, progress=progress and execution.workers == 1)
     done, _ = worker_progress(study)
     log.info(
@@ -120,7 +122,39 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
         time.perf_counter() - start,
         run_dir / "report.html",
     )
+    _warn_if_nothing_fits(result.trials, config)
     return result
+
+
+def budget_unmet(trials: pd.DataFrame, config: RunConfig) -> str | None:
+    """What to tell the user when every candidate costed so far was over the budget: the
+    lowest cost seen on each bounded axis, against its bound."""
+    if "baseline" in trials:
+        trials = trials[trials["baseline"].isna()]
+    if "status" not in trials or trials["status"].isin(["ok", "pruned"]).any():
+        return None
+    trials = trials[trials["status"] == "infeasible"]
+    if trials.empty:
+        return None
+    seen = []
+    for axis, unit in (("latency_ms", "ms"), ("peak_memory_kb", "KB"), ("flash_kb", "KB")):
+        bound = getattr(config.budget, axis)
+        if bound is None or axis not in trials or trials[axis].isna().all():
+            continue
+        lowest = float(trials[axis].min())
+        if lowest > bound:
+            seen.append(f"{axis} {lowest:.3g} {unit} > {bound:g}")
+    detail = f" (lowest seen: {'; '.join(seen)})" if seen else ""
+    return (
+        f"no candidate of {len(trials)} met the budget{detail}; raise budget.* in the config "
+        "and run under a new --name, or widen the space toward smaller models"
+    )
+
+
+def _warn_if_nothing_fits(trials: pd.DataFrame, config: RunConfig) -> None:
+    message = budget_unmet(trials, config)
+    if message:
+        log.warning("run %s: %s", config.name, message)
 
 
 def run_worker(

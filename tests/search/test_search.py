@@ -190,3 +190,27 @@ def test_a_run_names_a_host_predictor_calibrated_at_another_thread_count():
     assert predictor_mismatch(oracle(4), 4) is None
     assert predictor_mismatch(oracle(None), 4) is None  # no predictor: nothing to compare
     assert predictor_mismatch(oracle(1, measures=False), 4) is None  # a predicted device
+
+
+def test_a_budget_no_candidate_meets_is_said_in_one_line(tmp_path, caplog):
+    config = _config(tmp_path, name="tiny", budget={"latency_ms": 0.000001})
+    with caplog.at_level("WARNING", logger="paretonas"):
+        result = run_search(config, trials=2, progress=False)
+    assert result.pareto.empty and (result.trials["status"] == "infeasible").all()
+    lowest = result.trials["latency_ms"].min()
+    said = [r.getMessage() for r in caplog.records if "met the budget" in r.getMessage()]
+    assert len(said) == 1 and f"latency_ms {lowest:.3g} ms > 1e-06" in said[0]
+    assert "no candidate of 2" in said[0] and "raise budget" in said[0]
+
+
+def test_budget_unmet_says_nothing_once_a_candidate_fits(tmp_path):
+    from search.runner import budget_unmet
+
+    config = _config(tmp_path, name="some", budget={"latency_ms": 1.0})
+    trials = pd.DataFrame(
+        {"status": ["infeasible", "ok"], "latency_ms": [5.0, 0.5], "baseline": [None, None]}
+    )
+    assert budget_unmet(trials, config) is None
+    # A baseline that fits is not a searched candidate that fits.
+    trials["baseline"] = [None, "plain_cnn"]
+    assert "latency_ms 5 ms > 1" in budget_unmet(trials, config)
