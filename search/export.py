@@ -155,6 +155,12 @@ def load_exported(folder: str | Path):
     from spaces.channels import ChannelPlan
 
     folder = Path(folder)
+    if not (folder / "manifest.json").exists():
+        # A run's models/<trial>/ folders hold the same files but no manifest.
+        raise FileNotFoundError(
+            f"{folder} is not an export folder (no manifest.json); export the trial first: "
+            "paretonas export RUN --trial N --out DIR, then load DIR"
+        )
     manifest_ = json.loads((folder / "manifest.json").read_text())
     candidate = Candidate.from_json((folder / "candidate.json").read_text())
     plan = ChannelPlan.from_json((folder / "channels.json").read_text())

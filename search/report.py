@@ -143,12 +143,18 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]
     return run, _read_csv(run_dir / "trials.csv"), _read_csv(run_dir / "pareto.csv")
 
 
+# mkstemp makes its file private (0600); the page is to be read like the run's other files.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def _write_html(target: Path, page: str) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".html.tmp")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as file:
             file.write(page)
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -232,6 +232,13 @@ def open_storage(
                 heartbeat_stale_trial_callback=retry,
                 engine_kwargs=_POOL,
             )
+    except ImportError as error:
+        # SQLAlchemy's default driver for the scheme is missing (postgresql:// means psycopg).
+        raise StorageError(
+            f"cannot open storage {safe_url(url)}: its database driver is not installed "
+            f"({_first_line(error, url)}); install it, or name an installed one in the URL, "
+            "e.g. postgresql+psycopg2:// or mysql+pymysql://"
+        ) from None
     except Exception as error:
         raise StorageError(
             f"cannot open storage {safe_url(url)} ({type(error).__name__}: "

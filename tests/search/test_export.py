@@ -36,3 +36,11 @@ def _note(tmp_path: Path, policy: StagePolicy, quantization: str | None) -> str:
 def test_the_manifest_says_what_model_pt_holds(tmp_path, policy, quantization, says, never):
     note = _note(tmp_path, policy, quantization)
     assert says in note and never not in note
+
+
+def test_loading_a_folder_that_is_not_an_export_says_how_to_make_one(tmp_path):
+    from search.export import load_exported
+
+    (tmp_path / "model.pt").write_bytes(b"")  # what a run's models/<trial>/ folder holds
+    with pytest.raises(FileNotFoundError, match=r"not an export folder.*paretonas export"):
+        load_exported(tmp_path)

@@ -689,3 +689,10 @@ def test_the_caption_says_baselines_skip_the_compressed_candidates_fine_tunes():
     assert "for 4 epochs; a compressed candidate also had 2 fine-tune epoch(s)" in text
     assert "and 1 QAT epoch(s)" in text
     assert "also had" not in _baseline_training({"epochs": 4, "qat_epochs": 0})
+
+
+def test_the_report_is_as_readable_as_the_runs_other_files(tmp_path):
+    run_dir = _write_run(tmp_path / "run", PARETO, PARETO)
+    path = write_report(run_dir)
+    mode = path.stat().st_mode & 0o777
+    assert mode == (run_dir / "pareto.csv").stat().st_mode & 0o777, oct(mode)

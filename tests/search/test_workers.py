@@ -27,6 +27,7 @@ from search.runner import run_search
 from search.storage import (
     WORKER,
     HeartbeatJournalStorage,
+    StorageError,
     default_storage,
     open_storage,
     retry_dead_local_trials,
@@ -342,3 +343,17 @@ def test_ctrl_c_during_a_trial_queues_it_again_without_a_traceback(capfd):
     assert work(study, objective, 3) == 2
     assert calls[2] == calls[1]
     assert "retried as trial 2" in trials_frame(study).set_index("number").loc[1, "reason"]
+
+
+def test_a_missing_database_driver_is_named_with_a_fix(monkeypatch):
+    import search.storage
+
+    def missing_driver(*args, **kwargs):
+        raise ImportError("Failed to import DB access module for the specified storage URL.")
+
+    monkeypatch.setattr(search.storage, "RDBStorage", missing_driver)
+    with pytest.raises(
+        StorageError, match=r"driver is not installed.*postgresql\+psycopg2://"
+    ) as e:
+        open_storage("postgresql://nas:s3cret-pw@db.example/nas")
+    assert "s3cret-pw" not in str(e.value)
