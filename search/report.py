@@ -29,6 +29,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from search.pareto import pareto_mask
+from search.results import budget_unmet
 from search.summary import (
     AXES,
     IMPORTANCE,
@@ -932,6 +933,9 @@ def _recommendation(
     teacher = teacher_facts(run)
     if not _feasible(trials).any():
         lines.append(f'<p class="warn">{_esc(NO_FEASIBLE)}</p>')
+        unmet = budget_unmet(trials, run.get("budget") or {})
+        if unmet:
+            lines.append(f'<p class="warn">{_esc(unmet[0].upper() + unmet[1:])}.</p>')
     elif pareto.empty:
         lines.append(
             f'<p class="warn">{int(_feasible(trials).sum())} trial(s) are within budget, but '

@@ -14,6 +14,7 @@ atomically, so a crash at any point leaves either the old or the new file, never
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +176,30 @@ def export_pareto_models(run_dir: Path, pareto: pd.DataFrame) -> list[Path]:
             tmp.rename(target)
         exported.append(target)
     return exported
+
+
+def budget_unmet(trials: pd.DataFrame, budget: Mapping[str, float | None]) -> str | None:
+    """What to tell the user when every candidate costed so far was over the budget: the
+    lowest cost seen on each bounded axis, against its bound. ``budget`` maps an axis
+    (latency_ms, peak_memory_kb, flash_kb) to its bound or None."""
+    if "baseline" in trials:
+        # Searched trials only; a table read back for the report has "" where CSV had none.
+        trials = trials[trials["baseline"].fillna("").astype(str) == ""]
+    if "status" not in trials or trials["status"].isin(["ok", "pruned"]).any():
+        return None
+    trials = trials[trials["status"] == "infeasible"]
+    if trials.empty:
+        return None
+    seen = []
+    for axis, unit in (("latency_ms", "ms"), ("peak_memory_kb", "KB"), ("flash_kb", "KB")):
+        bound = budget.get(axis)
+        if bound is None or axis not in trials or trials[axis].isna().all():
+            continue
+        lowest = float(trials[axis].min())
+        if lowest > bound:
+            seen.append(f"{axis} {lowest:.3g} {unit} > {bound:g}")
+    detail = f" (lowest seen: {'; '.join(seen)})" if seen else ""
+    return (
+        f"no candidate of {len(trials)} met the budget{detail}; raise budget.* in the config "
+        "and run under a new --name, or widen the space toward smaller models"
+    )

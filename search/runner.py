@@ -30,6 +30,7 @@ from search.objective import Objective
 from search.report import write_report
 from search.results import (
     TRIALS_FILE,
+    budget_unmet,
     export_pareto_models,
     pareto_frame,
     trials_frame,
@@ -126,33 +127,8 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     return result
 
 
-def budget_unmet(trials: pd.DataFrame, config: RunConfig) -> str | None:
-    """What to tell the user when every candidate costed so far was over the budget: the
-    lowest cost seen on each bounded axis, against its bound."""
-    if "baseline" in trials:
-        trials = trials[trials["baseline"].isna()]
-    if "status" not in trials or trials["status"].isin(["ok", "pruned"]).any():
-        return None
-    trials = trials[trials["status"] == "infeasible"]
-    if trials.empty:
-        return None
-    seen = []
-    for axis, unit in (("latency_ms", "ms"), ("peak_memory_kb", "KB"), ("flash_kb", "KB")):
-        bound = getattr(config.budget, axis)
-        if bound is None or axis not in trials or trials[axis].isna().all():
-            continue
-        lowest = float(trials[axis].min())
-        if lowest > bound:
-            seen.append(f"{axis} {lowest:.3g} {unit} > {bound:g}")
-    detail = f" (lowest seen: {'; '.join(seen)})" if seen else ""
-    return (
-        f"no candidate of {len(trials)} met the budget{detail}; raise budget.* in the config "
-        "and run under a new --name, or widen the space toward smaller models"
-    )
-
-
 def _warn_if_nothing_fits(trials: pd.DataFrame, config: RunConfig) -> None:
-    message = budget_unmet(trials, config)
+    message = budget_unmet(trials, config.budget.model_dump())
     if message:
         log.warning("run %s: %s", config.name, message)
 

@@ -216,6 +216,16 @@ def test_report_with_no_feasible_trial(tmp_path: Path):
     assert "No Pareto members yet" in text
 
 
+def test_report_says_what_no_candidate_met(tmp_path: Path):
+    # Every candidate over budget: the summary gives the lowest cost seen against its bound.
+    over = [t for t in OTHERS if t["status"] == "infeasible"]
+    run_dir = _write_run(tmp_path / "run", over, [], params=False)
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    assert NO_FEASIBLE in text
+    assert f"latency_ms 9 ms &gt; {BUDGET_LATENCY:g}" in text
+    assert "No candidate of 1 met the budget" in text
+
+
 def test_report_with_empty_files(tmp_path: Path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -203,14 +203,14 @@ def test_a_budget_no_candidate_meets_is_said_in_one_line(tmp_path, caplog):
     assert "no candidate of 2" in said[0] and "raise budget" in said[0]
 
 
-def test_budget_unmet_says_nothing_once_a_candidate_fits(tmp_path):
-    from search.runner import budget_unmet
+def test_budget_unmet_says_nothing_once_a_candidate_fits():
+    from search.results import budget_unmet
 
-    config = _config(tmp_path, name="some", budget={"latency_ms": 1.0})
+    budget = {"latency_ms": 1.0, "peak_memory_kb": None}
     trials = pd.DataFrame(
         {"status": ["infeasible", "ok"], "latency_ms": [5.0, 0.5], "baseline": [None, None]}
     )
-    assert budget_unmet(trials, config) is None
+    assert budget_unmet(trials, budget) is None
     # A baseline that fits is not a searched candidate that fits.
     trials["baseline"] = [None, "plain_cnn"]
-    assert "latency_ms 5 ms > 1" in budget_unmet(trials, config)
+    assert "latency_ms 5 ms > 1" in budget_unmet(trials, budget)
