@@ -6,8 +6,9 @@ baselines fit (BUDGET: most candidates of the space meet it). A user fitting a m
 small device has a tight one, where most of the space is over budget. A candidate over
 budget is rejected before training (its latency measured, its peak memory computed), so it
 costs little (a median of 0.05 to 0.08 s measured here, against seconds for a trained one),
-but it adds nothing to the front and it uses up one of the search's candidates. A sampler that learns the budget (TPE, NSGA-II and GP read it as constraints)
-should waste fewer of them than random search. This benchmark measures that: the same
+but it adds nothing to the front and it uses up one of the search's candidates. A sampler
+that learns the budget (TPE, NSGA-II and GP read it as constraints) should waste fewer of
+them than random search. This benchmark measures that: the same
 samplers, seeds, fidelity, teacher and candidate count as search_quality.py, at BUDGET
 ("loose") and at BUDGET divided by --divisor on latency and memory ("tight", chosen before
 any search ran), each tier's hypervolume scaled by that tier's reference point. Per unit of

@@ -84,8 +84,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             status = "interrupted"
             retry = retried_as.get(trial.number)
             metrics = {
-                "reason": "its worker stopped before the trial finished (crash, kill, Ctrl-C or lost "
-                "heartbeat); "
+                "reason": "its worker stopped before the trial finished (crash, kill, Ctrl-C "
+                "or lost heartbeat); "
                 + (f"retried as trial {retry}" if retry is not None else "not retried")
             }
         elif status is None:

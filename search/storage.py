@@ -268,7 +268,6 @@ def retry_dead_local_trials(study: optuna.Study, max_retry: int = 2) -> list[int
     """Fail the RUNNING trials whose worker was a process of this host that has died, and
     queue each one again (same parameters) unless it was retried ``max_retry`` times.
     Returns the numbers of the trials it failed."""
-    retry = _retry_callback(max_retry)
     storage = study._storage
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -281,5 +280,5 @@ def retry_dead_local_trials(study: optuna.Study, max_retry: int = 2) -> list[int
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker got there first
         failed.append(trial.number)
-        retry(study, copy.deepcopy(storage.get_trial(trial._trial_id)))
+        retry_trial(study, trial._trial_id, max_retry)
     return failed

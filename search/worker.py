@@ -160,6 +160,7 @@ def work(
         if done + running >= target:
             time.sleep(poll_seconds)
             continue
+        current.clear()  # a Ctrl-C before this round's trial starts retries nothing
         quiet = _QuietInterrupt()
         optimize_log = logging.getLogger("optuna.study._optimize")
         optimize_log.addFilter(quiet)
