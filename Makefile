@@ -81,6 +81,7 @@ bench: setup data
 	$(PY) benchmarks/budget_tiers.py
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/distillation.py
+	$(PY) benchmarks/kd_small_student.py
 
 lint: setup
 	$(VENV)/bin/ruff check spaces evaluators search tests benchmarks
