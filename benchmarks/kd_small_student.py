@@ -180,12 +180,17 @@ def main() -> int:
             }
             rows = [{**run.result(), "recipe": key[0]} for key, run in runs.items()]
     from benchmarks.search_quality import teacher_and_data
+    from spaces import Candidate
 
     teacher = teacher_and_data()[1]
     rows.sort(key=lambda r: (r["recipe"], r["seed"]))
     result = {
         "teacher": {**TEACHER, "test_accuracy": teacher.test_accuracy},
-        "student": {"name": STUDENT, "params": rows[0]["params"], "genome": None},
+        "student": {
+            "name": STUDENT,
+            "params": rows[0]["params"],
+            "genome": Candidate(STUDENTS[STUDENT]).genome,
+        },
         "train_images": args.images,
         "epochs": args.epochs,
         "assistants": assistant_rows,
@@ -201,9 +206,6 @@ def main() -> int:
         # The trainings' own seconds (one thread each), also when they were read back.
         "training_seconds": sum(r["seconds"] for r in [*rows, *assistant_rows]),
     }
-    from spaces import Candidate
-
-    result["student"]["genome"] = Candidate(STUDENTS[STUDENT]).genome
     path = write_result("kd_small_student", result, args.out)
     record = json.loads(path.read_text())
     table = markdown_table(
