@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from evaluators.progress import progress_bar
 from evaluators.timing_lock import computing
 
 
@@ -122,9 +122,7 @@ def train(
     model.train()
     start = time.perf_counter()
     loss_value = float("nan")
-    bar = tqdm(
-        total=total_steps, desc=description, disable=not progress, leave=False, mininterval=1.0
-    )
+    bar = progress_bar(total=total_steps, desc=description, enabled=progress)
     for epoch in range(config.epochs):
         order = torch.randperm(len(images), generator=generator)
         running = 0.0

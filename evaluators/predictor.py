@@ -591,9 +591,8 @@ def calibrate_host(
     defaults to ``results/devices/host/predictor``; the thread count is the one the
     search measures with.
     """
-    from tqdm.auto import tqdm
-
     from evaluators.probe_runner import measure, measure_passes, write_measurements
+    from evaluators.progress import progress_bar
 
     started = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else predictor_dir("host")
@@ -612,7 +611,7 @@ def calibrate_host(
     timing = 0.0  # seconds spent timing (what every later pass costs again)
     with tempfile.TemporaryDirectory(prefix="paretonas-probes-") as tmp:
         for probes, deadline, what, total in stages:
-            bar = tqdm(total=total, desc=f"{what} probes", disable=not progress, leave=False)
+            bar = progress_bar(total=total, desc=f"{what} probes", enabled=progress)
             for probe in probes:
                 late = time.perf_counter() + timing * (passes - 1) > deadline
                 if late and probe.role != "empty":
@@ -629,7 +628,9 @@ def calibrate_host(
             count = sum(p.role == ("layer" if what == "kernel" else "model") for p in kept)
             log.info("%s probes: %d measured, %.0f s", what, count, time.perf_counter() - started)
         if passes > 1:
-            bar = tqdm(total=len(kept) * (passes - 1), desc="re-timing", disable=not progress)
+            bar = progress_bar(
+                total=len(kept) * (passes - 1), desc="re-timing", enabled=progress, leave=True
+            )
             again = measure_passes(
                 [Path(tmp) / p.name for p in kept],
                 threads,

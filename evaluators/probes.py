@@ -416,7 +416,7 @@ def write_probe_kit(
     ``fit_from_measurements(out_dir, measurements.csv)``. ``unsigned_weights`` (None: as
     on this host) should follow the device: uint8 weights for x86 without VNNI.
     """
-    from tqdm.auto import tqdm
+    from evaluators.progress import progress_bar
 
     if unsigned_weights is None:
         from evaluators.quantize import weights_unsigned
@@ -429,7 +429,7 @@ def write_probe_kit(
         itertools.islice(model_probes(input_shape, num_classes, seed, space, align), model_count)
     )
     probes = layers + models
-    for probe in tqdm(probes, desc="probe kit", disable=not progress):
+    for probe in progress_bar(probes, desc="probe kit", enabled=progress, leave=True):
         probe.build(out / "probes" / probe.name)
     write_probe_csv(out / "probes.csv", probes)
     shutil.copyfile(RUNNER, out / "run_probes.py")

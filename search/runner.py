@@ -116,10 +116,12 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
         _run_local_workers(config, url, execution.workers)
     result = session.write()
     log.info(
-        "run %s: %d trials, %d Pareto members, %.0f s; report: %s",
+        "run %s: %d trial%s, %d Pareto member%s, %.0f s; report: %s",
         config.name,
         len(result.trials),
+        "" if len(result.trials) == 1 else "s",
         len(result.pareto),
+        "" if len(result.pareto) == 1 else "s",
         time.perf_counter() - start,
         run_dir / "report.html",
     )
