@@ -148,8 +148,11 @@ def measure_onnx_latency(
     import onnxruntime as ort
 
     session = onnx_session(path, threads)
+    # The file's own input name: a user's ONNX teacher need not call it INPUT_NAME.
     feed = {
-        INPUT_NAME: np.random.default_rng(0).standard_normal((1, *input_shape), dtype=np.float32)
+        session.get_inputs()[0].name: np.random.default_rng(0).standard_normal(
+            (1, *input_shape), dtype=np.float32
+        )
     }
     times = []
     with timing():  # no other worker on this host computes meanwhile

@@ -19,8 +19,9 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from evaluators.files import save_torch_atomic, write_text_atomic
 
 if TYPE_CHECKING:
     from evaluators.data import Dataset
+    from evaluators.hardware import Host
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +114,16 @@ class Teacher:
     params: int | None
     source: str
     cache_dir: Path
+    # Measured on the run's host like every candidate (``with_measured_latency``); None
+    # where the run's device is predicted, not measured.
+    latency_ms: float | None = None
+    latency_source: str | None = None
 
     def summary(self) -> dict[str, Any]:
-        return {"test_accuracy": self.test_accuracy, "params": self.params, "source": self.source}
+        facts = {"test_accuracy": self.test_accuracy, "params": self.params, "source": self.source}
+        if self.latency_ms is not None:
+            facts |= {"latency_ms": self.latency_ms, "latency_source": self.latency_source}
+        return facts
 
 
 def teacher_key(config: TeacherConfig, dataset: Dataset) -> str:
@@ -172,6 +181,41 @@ def prepare_teacher(
     write_text_atomic(meta_path, json.dumps(meta, indent=2))
     log.info("teacher: %s, test accuracy %.4f, cached in %s", source, test_accuracy, cache_dir)
     return Teacher(train_logits, test_accuracy, params, source, cache_dir)
+
+
+def with_measured_latency(
+    teacher: Teacher, config: TeacherConfig, dataset: Dataset, host: Host
+) -> Teacher:
+    """``teacher`` with its batch-1 latency measured by ``host`` exactly as the candidates'
+    is (fp32 ONNX, ONNX Runtime, the same threads, warm-up and runs), so that a report can
+    say how many times faster a candidate is. A ResNet teacher is timed from a fresh copy of
+    its architecture (latency does not depend on weight values); an ONNX teacher from its
+    own file, unless that file fixes a batch other than 1."""
+    from evaluators.hardware import export_onnx, measure_onnx_latency, onnx_session
+
+    checkpoint = Path(config.checkpoint) if config.checkpoint else None
+    with tempfile.TemporaryDirectory(prefix="paretonas-teacher-") as tmp:
+        if checkpoint is not None and checkpoint.suffix == ".onnx":
+            batch = onnx_session(checkpoint).get_inputs()[0].shape[0]
+            if isinstance(batch, int) and batch != 1:
+                log.info("teacher: latency not measured (%s fixes batch %d)", checkpoint, batch)
+                return teacher
+            path = checkpoint
+            what = "its ONNX file"
+        else:
+            channels, _, _ = dataset.input_shape
+            model = ResNetTeacher(channels, dataset.num_classes, config.widths, config.blocks)
+            path = export_onnx(model.eval(), dataset.input_shape, Path(tmp) / "teacher.onnx")
+            what = "its fp32 ONNX export"
+        timed = measure_onnx_latency(
+            path, dataset.input_shape, host.threads, host.warmup, host.runs
+        )
+    source = (
+        f"measured: {timed.runtime}, {timed.threads} thread(s), batch 1, median of "
+        f"{timed.runs} runs after {timed.warmup} warm-up, on {what}"
+    )
+    log.info("teacher: %.3f ms per image (%s)", timed.median_ms, source)
+    return replace(teacher, latency_ms=timed.median_ms, latency_source=source)
 
 
 def _torch_teacher(

@@ -954,6 +954,11 @@ def _recommendation(
                 " The teacher's latency was not measured, so each model is compared with the "
                 "teacher on accuracy and size only; no speed-up is claimed."
             )
+        else:
+            intro += (
+                f" The teacher's latency, {_float(teacher['latency_ms'], 3)} ms, was "
+                f"{teacher.get('latency_source') or 'measured'}."
+            )
         lines.append(f'<p class="summary">{_esc(intro)}</p>')
         tiers = budget_tiers(run, pareto)
         items = []

@@ -24,7 +24,7 @@ from evaluators.files import write_text_atomic
 from evaluators.hardware import Host
 from evaluators.latency import LatencyOracle
 from evaluators.pipeline import EvaluationContext
-from evaluators.teacher import Teacher, prepare_teacher
+from evaluators.teacher import Teacher, prepare_teacher, with_measured_latency
 from search.config import ConfigError, RunConfig, parse_config
 from search.objective import Objective
 from search.report import write_report
@@ -249,6 +249,8 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
         device=device,
     )
     host = config.host()
+    if latency.measures:
+        teacher = with_measured_latency(teacher, config.teacher_config(), dataset, host)
     context = EvaluationContext.create(
         dataset,
         teacher.train_logits,

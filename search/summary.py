@@ -173,6 +173,7 @@ def teacher_facts(run: dict[str, Any]) -> dict[str, Any]:
         "test_accuracy": _number(teacher.get("test_accuracy")),
         "params": _number(teacher.get("params")),
         "latency_ms": _number(teacher.get("latency_ms")),
+        "latency_source": teacher.get("latency_source"),
         "source": teacher.get("source"),
     }
 

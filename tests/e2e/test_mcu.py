@@ -4,6 +4,7 @@ the schedule-based figures, runs int8, and its latency is labelled as predicted.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,7 @@ def test_mcu_search_fits_the_board(tmp_path):
         assert cost.peak_memory_kb == pytest.approx(row["peak_memory_kb"])
         assert cost.flash_kb == pytest.approx(row["flash_kb"])
     assert "cortex-m7" in (run / "report.html").read_text()
+    # Latency on the board is predicted: a teacher timed on this host would not compare.
+    assert "latency_ms" not in json.loads((run / "run.json").read_text())["teacher"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert all(tier.get("faster_than_teacher") is None for tier in summary["tiers"])

@@ -71,6 +71,17 @@ def test_quickstart_twice_resumes_to_twelve_trials(tmp_path):
         assert genome in report
     for number in pareto["number"]:
         assert (run / "models" / str(number) / "model.onnx").is_file()
+    # The teacher is timed on this host like the candidates, so the summary can say how
+    # many times faster each recommendation is.
+    teacher = json.loads((run / "run.json").read_text())["teacher"]
+    assert teacher["latency_ms"] > 0 and teacher["latency_source"].startswith("measured: ")
+    summary = json.loads((run / "summary.json").read_text())
+    recommended = [tier for tier in summary["tiers"] if tier.get("trial") is not None]
+    assert recommended
+    for tier in recommended:
+        expected = teacher["latency_ms"] / tier["latency_ms"]
+        assert tier["faster_than_teacher"] == pytest.approx(expected)
+    assert "faster (" in report and "no speed-up is claimed" not in report
 
     rerender = subprocess.run(
         [sys.executable, "-m", "search.cli", "report", str(run)],

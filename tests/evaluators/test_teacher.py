@@ -78,3 +78,71 @@ def test_a_mismatched_checkpoint_says_how_to_fix_it(tmp_path, digits):
     torch.save(ResNetTeacher(1, 10, (8,), (1,)).state_dict(), path)
     with pytest.raises(TeacherError, match=r"teacher\.widths"):
         prepare_teacher(digits, TeacherConfig(checkpoint=str(path)), tmp_path / "c", progress=False)
+
+
+def _timed_paths(monkeypatch) -> list:
+    """Record which file the teacher's latency is measured on, and its graph (the file may
+    be a temporary one); the measurement itself is real."""
+    import onnx
+
+    from evaluators import hardware
+
+    measure, paths = hardware.measure_onnx_latency, []
+
+    def recording(path, *args, **kwargs):
+        paths.append((path, onnx.load(str(path)).graph))
+        return measure(path, *args, **kwargs)
+
+    monkeypatch.setattr(hardware, "measure_onnx_latency", recording)
+    return paths
+
+
+def test_a_resnet_teachers_latency_is_measured_like_a_candidates(tmp_path, digits, monkeypatch):
+    from evaluators.hardware import Host
+
+    teacher = prepare_teacher(digits, CONFIG, tmp_path, progress=False)
+    assert "latency_ms" not in teacher.summary()
+    paths = _timed_paths(monkeypatch)
+    timed = teacher_module.with_measured_latency(teacher, CONFIG, digits, Host(warmup=2, runs=7))
+    assert timed.latency_ms > 0
+    assert "median of 7 runs after 2 warm-up" in timed.latency_source
+    assert "1 thread(s), batch 1" in timed.latency_source
+    assert timed.summary()["latency_ms"] == timed.latency_ms
+    assert timed.train_logits is teacher.train_logits
+    # The file timed is the configured architecture at batch 1, not some other network.
+    ((_, graph),) = paths
+    convs = sum(
+        isinstance(m, torch.nn.Conv2d) for m in ResNetTeacher(1, 10, (16, 32), (1, 1)).modules()
+    )
+    assert sum(node.op_type == "Conv" for node in graph.node) == convs
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 1, 8, 8]
+
+
+def test_an_onnx_teacher_is_timed_from_its_own_file_whatever_its_input_name(
+    tmp_path, digits, monkeypatch
+):
+    import onnx
+
+    from evaluators.hardware import Host, export_onnx
+
+    path = export_onnx(ResNetTeacher(1, 10, (8,), (1,)).eval(), (1, 8, 8), tmp_path / "t.onnx")
+    proto = onnx.load(str(path))
+    old = proto.graph.input[0].name
+    proto.graph.input[0].name = "pixels"
+    for node in proto.graph.node:
+        node.input[:] = ["pixels" if name == old else name for name in node.input]
+    onnx.save(proto, str(path))
+    config = TeacherConfig(checkpoint=str(path))
+    teacher = prepare_teacher(digits, config, tmp_path / "c", progress=False)
+    paths = _timed_paths(monkeypatch)
+    timed = teacher_module.with_measured_latency(teacher, config, digits, Host(warmup=1, runs=3))
+    assert [timed_path for timed_path, _ in paths] == [path]
+    assert timed.latency_ms > 0 and "its ONNX file" in timed.latency_source
+
+    # A file that fixes batch 8 cannot be timed at batch 1: no figure rather than a wrong one.
+    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 8
+    fixed = tmp_path / "batch8.onnx"
+    onnx.save(proto, str(fixed))
+    eight = TeacherConfig(checkpoint=str(fixed))
+    assert teacher_module.with_measured_latency(teacher, eight, digits, Host()).latency_ms is None
+    assert len(paths) == 1
