@@ -10,7 +10,9 @@ trains the small student on the same 2,000 images for --epochs, from --seeds see
 
 - plain cross-entropy (alpha 0);
 - KD at T=4, alpha 0.9 from the teacher (the issue's recipe);
-- KD at the search's default temperature (T=1), alpha 0.9, from the teacher;
+- KD at T=2 and at the search's default temperature (T=1), alpha 0.9, from the teacher;
+- KD at T=4 with alpha 0.5 from the teacher: half the weight back on the labels, which
+  tells a temperature too high for the student from soft targets weighted too much;
 - KD at T=4, alpha 0.9 from an assistant: search_quality's mid and large students, each
   trained with KD at T=4 from the teacher for --epochs (seed 0); their logits on the
   training images replace the teacher's.
@@ -48,7 +50,9 @@ ASSISTANTS = ("mid", "large")
 RECIPES = (
     ("plain", "teacher", 0.0, 4.0),
     ("KD T=4", "teacher", 0.9, 4.0),
+    ("KD T=2", "teacher", 0.9, 2.0),
     ("KD T=1", "teacher", 0.9, 1.0),
+    ("KD T=4 alpha 0.5", "teacher", 0.5, 4.0),
     *((f"KD T=4 via {name}", name, 0.9, 4.0) for name in ASSISTANTS),
 )
 
@@ -132,6 +136,12 @@ def main() -> int:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     started = time.perf_counter()
+    from benchmarks.search_quality import teacher_and_data
+    from spaces import Candidate
+
+    # Trained here, once, if not cached: workers that each found the cache empty would all
+    # train it, on one thread each.
+    teacher = teacher_and_data()[1]
     with tempfile.TemporaryDirectory(prefix="kd-small-") as tmp:
         folder = Path(args.runs or tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -151,7 +161,7 @@ def main() -> int:
         students = {
             (recipe, seed): {
                 **common,
-                "name": f"{STUDENT}-{recipe.replace(' ', '_').replace('=', '')}-seed{seed}",
+                "name": f"{STUDENT}-{_file_name(recipe)}-seed{seed}",
                 "recipe": recipe,
                 "student": STUDENT,
                 "teacher": teacher,
@@ -179,10 +189,6 @@ def main() -> int:
                 if job["teacher"] != "teacher"
             }
             rows = [{**run.result(), "recipe": key[0]} for key, run in runs.items()]
-    from benchmarks.search_quality import teacher_and_data
-    from spaces import Candidate
-
-    teacher = teacher_and_data()[1]
     rows.sort(key=lambda r: (r["recipe"], r["seed"]))
     result = {
         "teacher": {**TEACHER, "test_accuracy": teacher.test_accuracy},
@@ -248,6 +254,10 @@ def main() -> int:
         )
     print(path)
     return 0
+
+
+def _file_name(recipe: str) -> str:
+    return recipe.replace(" alpha ", " a").replace(" ", "_").replace("=", "")
 
 
 def _teacher_label(name: str, assistants: list[dict], teacher_accuracy: float) -> str:
