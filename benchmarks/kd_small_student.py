@@ -164,12 +164,12 @@ def main() -> int:
                 "name": f"{STUDENT}-{_file_name(recipe)}-seed{seed}",
                 "recipe": recipe,
                 "student": STUDENT,
-                "teacher": teacher,
+                "teacher": taught_by,
                 "alpha": alpha,
                 "temperature": temperature,
                 "seed": seed,
             }
-            for recipe, teacher, alpha, temperature in RECIPES
+            for recipe, taught_by, alpha, temperature in RECIPES
             for seed in range(args.seeds)
         }
         context = multiprocessing.get_context("spawn")

@@ -603,15 +603,16 @@ def calibrate_host(
     layers = layer_probes(max_layer_probes, input_shape, num_classes, seed, space)
     models = itertools.islice(model_probes(input_shape, num_classes, seed, space), max_model_probes)
     stages = (
-        (layers, layer_deadline, "kernel", len(layers)),
-        (models, model_deadline, "model", max_model_probes),
+        (layers, layer_deadline, "kernel"),
+        (models, model_deadline, "model"),
     )
     kept: list[Probe] = []
     best: dict[str, tuple[float, float]] = {}
     timing = 0.0  # seconds spent timing (what every later pass costs again)
     with tempfile.TemporaryDirectory(prefix="paretonas-probes-") as tmp:
-        for probes, deadline, what, total in stages:
-            bar = progress_bar(total=total, desc=f"{what} probes", enabled=progress)
+        for probes, deadline, what in stages:
+            # No total: a stage usually ends at its deadline, before its cap of probes.
+            bar = progress_bar(desc=f"{what} probes", enabled=progress)
             for probe in probes:
                 late = time.perf_counter() + timing * (passes - 1) > deadline
                 if late and probe.role != "empty":

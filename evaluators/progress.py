@@ -4,8 +4,8 @@ A tqdm bar redraws itself with carriage returns, which a terminal turns into one
 line but a log file (``nohup``, CI, a cluster's job output) keeps as one endless line of
 every redraw. Where the stream is not a terminal, ``progress_bar`` returns ``LineProgress``
 instead: a whole line at most every ``interval`` seconds, with the share done, the
-latest figures (epoch, loss) and an estimate of the time left, and nothing for work that
-ends sooner.
+latest figures (epoch, loss) and an estimate of the time left, a last line when it ends,
+and nothing for work that ends sooner.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class LineProgress:
         self._started = clock()
         self._last = self._started
         self._postfix: dict[str, Any] = {}
+        self._printed_at: int | None = None  # self.n at the last line written
 
     def __iter__(self) -> Iterator:
         for item in self.iterable or ():
@@ -54,17 +55,24 @@ class LineProgress:
         now = self._clock()
         if now - self._last >= self.interval:
             self._last = now
-            print(self.line(now), file=self.file or sys.stderr, flush=True)
+            self._write(now)
 
     def set_postfix(self, **values: Any) -> None:
         self._postfix = values
 
     def close(self) -> None:
-        pass
+        """A last line for work long enough to have written one, so that a log ends with
+        where it ended, not where it was up to ``interval`` seconds before."""
+        if self._printed_at is not None and self._printed_at != self.n:
+            self._write(self._clock())
+
+    def _write(self, now: float) -> None:
+        self._printed_at = self.n
+        print(self.line(now), file=self.file or sys.stderr, flush=True)
 
     def line(self, now: float) -> str:
         elapsed = now - self._started
-        parts = [f"{self.n}/{self.total}" if self.total else f"{self.n}"]
+        parts = [f"{self.n}/{self.total}" if self.total else f"{self.n} done"]
         if self.total:
             parts[0] += f" ({100 * self.n / self.total:.0f} %)"
         parts += [f"{key} {value}" for key, value in self._postfix.items()]

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -250,7 +250,7 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
     )
     host = config.host()
     if latency.measures:
-        teacher = with_measured_latency(teacher, config.teacher_config(), dataset, host)
+        teacher = _teacher_latency(study, teacher, config, dataset, host)
     context = EvaluationContext.create(
         dataset,
         teacher.train_logits,
@@ -283,6 +283,25 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
         objective,
         run_facts(dataset, teacher, _describe_latency(latency, host)),
     )
+
+
+TEACHER_LATENCY = "teacher_latency"
+
+
+def _teacher_latency(
+    study: optuna.Study, teacher: Teacher, config: RunConfig, dataset: Dataset, host: Host
+) -> Teacher:
+    """The teacher's latency, measured by the first process to prepare the run and kept in
+    the study, so that every worker, resume and rewrite of run.json quotes one figure."""
+    kept = study.user_attrs.get(TEACHER_LATENCY)
+    if kept:
+        return replace(teacher, latency_ms=kept["latency_ms"], latency_source=kept["source"])
+    teacher = with_measured_latency(teacher, config.teacher_config(), dataset, host)
+    if teacher.latency_ms is not None:
+        study.set_user_attr(
+            TEACHER_LATENCY, {"latency_ms": teacher.latency_ms, "source": teacher.latency_source}
+        )
+    return teacher
 
 
 def _cores() -> int:

@@ -43,6 +43,23 @@ def test_a_log_gets_a_line_per_interval_with_share_figures_and_time_left():
         "teacher: 60/300 (20 %), epoch 1, loss 2.049, 60 s elapsed, about 4.0 min left",
     ]
     assert "\r" not in log.getvalue()
+    # The log ends where the work ended, not where it was at the last line.
+    for _ in range(5):
+        clock.now += 1
+        bar.update()
+    bar.close()
+    assert log.getvalue().splitlines()[-1].startswith("teacher: 65/300 (22 %), epoch 1")
+    assert len(log.getvalue().splitlines()) == 3
+
+
+def test_short_work_writes_nothing_even_when_closed():
+    clock, log = _Clock(), io.StringIO()
+    bar = LineProgress(desc="trial 3 train", file=log, clock=clock)
+    for _ in range(10):
+        clock.now += 1
+        bar.update()
+    bar.close()
+    assert log.getvalue() == ""
 
 
 def test_line_progress_wraps_an_iterable_and_counts_it():

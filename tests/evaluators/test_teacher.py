@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -137,12 +138,45 @@ def test_an_onnx_teacher_is_timed_from_its_own_file_whatever_its_input_name(
     paths = _timed_paths(monkeypatch)
     timed = teacher_module.with_measured_latency(teacher, config, digits, Host(warmup=1, runs=3))
     assert [timed_path for timed_path, _ in paths] == [path]
-    assert timed.latency_ms > 0 and "its ONNX file" in timed.latency_source
+    assert timed.latency_ms > 0 and timed.latency_source.endswith("on its ONNX file")
 
-    # A file that fixes batch 8 cannot be timed at batch 1: no figure rather than a wrong one.
-    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 8
-    fixed = tmp_path / "batch8.onnx"
-    onnx.save(proto, str(fixed))
-    eight = TeacherConfig(checkpoint=str(fixed))
-    assert teacher_module.with_measured_latency(teacher, eight, digits, Host()).latency_ms is None
-    assert len(paths) == 1
+    # A symbolic batch is timed at batch 1, like the candidates' fixed-shape files.
+    proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    dynamic = tmp_path / "dynamic.onnx"
+    onnx.save(proto, str(dynamic))
+    config = TeacherConfig(checkpoint=str(dynamic))
+    timed = teacher_module.with_measured_latency(teacher, config, digits, Host(warmup=1, runs=3))
+    assert timed.latency_ms > 0 and "batch fixed to 1" in timed.latency_source
+    timed_path, graph = paths[-1]
+    assert timed_path != dynamic
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == [1, 1, 8, 8]
+
+
+def test_a_teacher_that_cannot_run_at_batch_one_has_no_latency_and_no_error(
+    tmp_path, digits, caplog
+):
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    from evaluators.hardware import Host
+
+    # Reshape to a hard-coded [8, 64]: this network only runs on batches of 8.
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["x", "shape"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "w"], ["y"]),
+        ],
+        "fixed",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [8, 1, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [8, 10])],
+        [
+            numpy_helper.from_array(np.array([8, 64], dtype=np.int64), "shape"),
+            numpy_helper.from_array(np.zeros((64, 10), dtype=np.float32), "w"),
+        ],
+    )
+    path = tmp_path / "batch8.onnx"
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    teacher = prepare_teacher(digits, CONFIG, tmp_path, progress=False)
+    config = TeacherConfig(checkpoint=str(path))
+    timed = teacher_module.with_measured_latency(teacher, config, digits, Host(warmup=1, runs=3))
+    assert timed.latency_ms is None and "latency_ms" not in timed.summary()
+    assert "latency not measured" in caplog.text and "claims no speed-up" in caplog.text

@@ -214,3 +214,27 @@ def test_budget_unmet_says_nothing_once_a_candidate_fits():
     # A baseline that fits is not a searched candidate that fits.
     trials["baseline"] = [None, "plain_cnn"]
     assert "latency_ms 5 ms > 1" in budget_unmet(trials, budget)
+
+
+def test_the_teacher_is_timed_once_per_run_and_every_rewrite_quotes_it(tmp_path, monkeypatch):
+    from search import runner
+
+    measured = runner.with_measured_latency
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return measured(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "with_measured_latency", counting)
+    config = _config(tmp_path, name="timed", budget={"latency_ms": 50})
+    run_search(config, trials=1, progress=False)
+    first = json.loads((config_dir(config) / "run.json").read_text())["teacher"]
+    run_search(config, trials=2, progress=False)  # a resume prepares the run again
+    second = json.loads((config_dir(config) / "run.json").read_text())["teacher"]
+    assert len(calls) == 1
+    assert first["latency_ms"] > 0 and "median of 5 runs after 1 warm-up" in first["latency_source"]
+    assert (second["latency_ms"], second["latency_source"]) == (
+        first["latency_ms"],
+        first["latency_source"],
+    )
