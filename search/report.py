@@ -879,6 +879,8 @@ def _header(run: dict[str, Any], device: str) -> str:
     )
     if teacher.get("source"):
         teacher_text += f" ({teacher['source']})"
+    if teacher.get("latency_ms") is not None:
+        teacher_text += f"; it runs in {_float(teacher['latency_ms'], 3)} ms (measured)"
     device_name = (run.get("device") or {}).get("name") or "device"
     return "\n".join(
         [
@@ -956,8 +958,8 @@ def _recommendation(
             )
         else:
             intro += (
-                f" The teacher's latency, {_float(teacher['latency_ms'], 3)} ms, was "
-                f"{teacher.get('latency_source') or 'measured'}."
+                f" The teacher's latency is {_float(teacher['latency_ms'], 3)} ms "
+                f"({teacher.get('latency_source') or 'measured'})."
             )
         lines.append(f'<p class="summary">{_esc(intro)}</p>')
         tiers = budget_tiers(run, pareto)

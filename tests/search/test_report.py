@@ -192,14 +192,18 @@ def test_report_marks_the_knee_point_with_a_star(report: str):
 
 def test_report_says_how_much_faster_when_the_teacher_latency_is_known(tmp_path: Path):
     run_dir = _write_run(tmp_path / "run", PARETO + OTHERS, PARETO)
-    run = {**RUN, "teacher": {**RUN["teacher"], "latency_ms": 10.0}}
+    how = "measured: onnxruntime, 1 thread(s), batch 1, on its fp32 ONNX export"
+    run = {**RUN, "teacher": {**RUN["teacher"], "latency_ms": 10.0, "latency_source": how}}
     (run_dir / "run.json").write_text(json.dumps(run))
     text = write_report(run_dir).read_text(encoding="utf-8")
     assert "and 4.0\u00d7 faster (2.500 ms against the teacher&#x27;s 10.000 ms)" in text
     assert "latency was not measured" not in text
+    assert f"The teacher&#x27;s latency is 10.000 ms ({how})." in text
+    assert "it runs in 10.000 ms (measured)" in text
     summary = json.loads((run_dir / SUMMARY).read_text())
     assert summary["tiers"][1]["faster_than_teacher"] == pytest.approx(4.0)
     assert summary["teacher"]["latency_ms"] == 10.0
+    assert summary["teacher"]["latency_source"] == how
 
 
 def test_report_counts_and_escapes(report: str):
