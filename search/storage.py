@@ -56,33 +56,41 @@ class StorageError(Exception):
     """A storage that cannot be opened; the message hides any password in the URL."""
 
 
+# Query parameters that carry a secret: libpq's password and sslpassword, and the like.
+_SECRET_PARAMETER = re.compile(r"([?&][^=&]*(?:pass|pwd|secret|token)[^=&]*=)([^&]*)", re.I)
+
+
 def safe_url(url: str) -> str:
-    """The URL with its password masked, for logs and reports."""
+    """The URL with its password masked, for logs and reports: the one before the host
+    and any in the query (``?password=...``)."""
     if is_journal(url):
         return url
     try:
         from sqlalchemy.engine import make_url
 
-        return make_url(url).render_as_string(hide_password=True)
+        shown = make_url(url).render_as_string(hide_password=True)
     except Exception:
         # Unparseable (say, an unescaped ':' or '@' in the password): hide all that
         # stands between the scheme and the host.
         scheme, found, rest = url.partition("://")
-        if not found or "@" not in rest:
-            return url
-        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+        shown = f"{scheme}://***@{rest.rpartition('@')[2]}" if found and "@" in rest else url
+    return _SECRET_PARAMETER.sub(r"\1***", shown)
 
 
 def _secrets(url: str) -> list[str]:
-    """The password of a URL and its pieces, which a driver's message may quote when an
-    unescaped ':' or '@' in it splits the URL in the wrong place. Pieces of one or two
-    characters are left: masking them would garble the message more than they reveal."""
+    """The passwords of a URL (before the host, and in its query) and their pieces, which a
+    driver's message may quote when an unescaped ':' or '@' splits the URL in the wrong
+    place. Pieces of one or two characters are left: masking them would garble the
+    message more than they reveal."""
+    from urllib.parse import unquote
+
     rest = url.partition("://")[2]
-    if "@" not in rest:
-        return []
-    password = rest.rpartition("@")[0].partition(":")[2]
-    pieces = {password, *re.split(r"[:@]", password)}
-    return sorted((p for p in pieces if len(p) >= 3), key=len, reverse=True)
+    found = [unquote(m.group(2)) for m in _SECRET_PARAMETER.finditer(rest)]
+    found += [m.group(2) for m in _SECRET_PARAMETER.finditer(rest)]
+    if "@" in rest.partition("?")[0]:
+        password = rest.partition("?")[0].rpartition("@")[0].partition(":")[2]
+        found += [password, *re.split(r"[:@]", password)]
+    return sorted((p for p in set(found) if len(p) >= 3), key=len, reverse=True)
 
 
 def is_journal(url: str) -> bool:
