@@ -149,7 +149,7 @@ def prepare_teacher(
     if meta_path.exists() and logits_path.exists():
         meta = json.loads(meta_path.read_text())
         logits = torch.load(logits_path, weights_only=True)
-        if len(logits) == len(dataset.train):
+        if logits.shape == (len(dataset.train), dataset.num_classes):
             log.info("teacher: cached in %s (test accuracy %.4f)", cache_dir, meta["test_accuracy"])
             return Teacher(logits, meta["test_accuracy"], meta["params"], meta["source"], cache_dir)
         log.warning("teacher: cached logits in %s do not match the dataset; recomputing", cache_dir)
@@ -251,13 +251,21 @@ def _torch_teacher(
         if not path.is_file():
             raise TeacherError(f"teacher checkpoint {path} does not exist; fix teacher.checkpoint")
         try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
             raise TeacherError(
-                f"teacher checkpoint {path} is not a state dict of the configured teacher "
-                f"({name}): {str(error).splitlines()[0]}; set teacher.widths/blocks to match "
-                "it, or export your teacher to ONNX and pass the .onnx file"
+                f"teacher checkpoint {path} is not a file torch.load reads with "
+                f"weights_only=True ({type(error).__name__}); save the teacher with "
+                "torch.save(model.state_dict(), path), or export it to ONNX and pass the .onnx"
             ) from None
+        differences = _state_differences(model, state)
+        if differences:
+            raise TeacherError(
+                f"teacher checkpoint {path} is not a state dict of the configured teacher "
+                f"({name}): {differences}; set teacher.widths/blocks to match it, or export "
+                "your teacher to ONNX and pass the .onnx file"
+            )
+        model.load_state_dict(state)
         return model.to(device), f"{name}, loaded from {path}"
     train_config = TrainConfig(
         epochs=config.epochs,
@@ -281,6 +289,28 @@ def _torch_teacher(
     )
 
 
+def _state_differences(model: nn.Module, state: Any) -> str:
+    """How ``state`` differs from ``model``'s state dict, in a few words; "" if it fits."""
+    if not isinstance(state, dict):
+        return f"it holds a {type(state).__name__}, not a state dict"
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state]
+    unexpected = [key for key in state if key not in expected]
+    shapes = [
+        f"{key} is {tuple(state[key].shape)} in the file, {tuple(value.shape)} here"
+        for key, value in expected.items()
+        if key in state and hasattr(state[key], "shape") and state[key].shape != value.shape
+    ]
+
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    parts = [f"missing {some(missing)}"] if missing else []
+    parts += [f"unexpected {some(unexpected)}"] if unexpected else []
+    parts += [some(shapes)] if shapes else []
+    return "; ".join(parts)
+
+
 def _onnx_teacher_logits(
     dataset: Dataset, path: Path
 ) -> tuple[torch.Tensor, torch.Tensor, None, str]:
@@ -288,19 +318,51 @@ def _onnx_teacher_logits(
 
     if not path.is_file():
         raise TeacherError(f"teacher checkpoint {path} does not exist; fix teacher.checkpoint")
-    session = onnx_session(path, threads=os.cpu_count() or 1)
-    input_name = session.get_inputs()[0].name
-    batch_dim = session.get_inputs()[0].shape[0]
-    batch = batch_dim if isinstance(batch_dim, int) else 256
+    try:
+        session = onnx_session(path, threads=os.cpu_count() or 1)
+    except Exception as error:
+        raise TeacherError(
+            f"teacher checkpoint {path} is not an ONNX model ONNX Runtime can load "
+            f"({_first_line(error)}); export the teacher with torch.onnx.export"
+        ) from None
+    given = session.get_inputs()[0]
+    wanted = (1, *dataset.input_shape)
+    if any(
+        isinstance(a, int) and a != b for a, b in zip(given.shape[1:], wanted[1:], strict=False)
+    ):
+        raise TeacherError(
+            f"teacher {path} takes input {list(given.shape)}, but this dataset's images are "
+            f"{list(dataset.input_shape)}; export the teacher for that shape, or set "
+            "dataset.image_size to the teacher's"
+        )
+    batch = given.shape[0] if isinstance(given.shape[0], int) else 256
 
     def run(images: torch.Tensor) -> torch.Tensor:
-        outputs = [
-            session.run(None, {input_name: images[i : i + batch].numpy().astype(np.float32)})[0]
-            for i in range(0, len(images), batch)
-        ]
+        try:
+            outputs = [
+                session.run(None, {given.name: images[i : i + batch].numpy().astype(np.float32)})[0]
+                for i in range(0, len(images), batch)
+            ]
+        except Exception as error:
+            raise TeacherError(
+                f"teacher {path} failed on this dataset's images {list(dataset.input_shape)} "
+                f"({_first_line(error)}); check its input shape and batch"
+            ) from None
         return torch.from_numpy(np.concatenate(outputs))
 
-    return run(dataset.train.images), run(dataset.test.images), None, f"ONNX model {path}"
+    train_logits, test_logits = run(dataset.train.images), run(dataset.test.images)
+    if train_logits.ndim != 2 or train_logits.shape[1] != dataset.num_classes:
+        raise TeacherError(
+            f"teacher {path} gives outputs of shape {list(train_logits.shape[1:])} per image, "
+            f"but {dataset.name} has {dataset.num_classes} classes; give a teacher trained on "
+            "this dataset's classes (its first output must be the class logits)"
+        )
+    return train_logits, test_logits, None, f"ONNX model {path}"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
 
 
 def _file_digest(path: Path) -> str:

@@ -180,3 +180,43 @@ def test_a_teacher_that_cannot_run_at_batch_one_has_no_latency_and_no_error(
     timed = teacher_module.with_measured_latency(teacher, config, digits, Host(warmup=1, runs=3))
     assert timed.latency_ms is None and "latency_ms" not in timed.summary()
     assert "latency not measured" in caplog.text and "claims no speed-up" in caplog.text
+
+
+def test_a_mismatched_state_dict_names_what_differs(tmp_path, digits):
+    path = tmp_path / "other.pt"
+    torch.save(ResNetTeacher(1, 5, (8,), (1,)).state_dict(), path)
+    config = TeacherConfig(widths=(8,), blocks=(1,), checkpoint=str(path))
+    with pytest.raises(TeacherError) as error:
+        prepare_teacher(digits, config, tmp_path / "c", progress=False)
+    message = str(error.value)
+    assert "fc.weight is (5, 8) in the file, (10, 8) here" in message
+    assert "\n" not in message
+
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_text("not a checkpoint")
+    config = TeacherConfig(checkpoint=str(garbage))
+    with pytest.raises(TeacherError, match=r"torch\.save\(model\.state_dict\(\), path\)") as error:
+        prepare_teacher(digits, config, tmp_path / "c", progress=False)
+    assert "weights_only=False" not in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_onnx_teacher_that_does_not_fit_the_dataset_is_refused_in_one_line(tmp_path, digits):
+    from evaluators.hardware import export_onnx
+
+    def refused(path) -> str:
+        with pytest.raises(TeacherError) as error:
+            prepare_teacher(
+                digits, TeacherConfig(checkpoint=str(path)), tmp_path / "c", progress=False
+            )
+        assert "\n" not in str(error.value)
+        return str(error.value)
+
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"not an onnx model")
+    assert "is not an ONNX model ONNX Runtime can load" in refused(garbage)
+
+    five = export_onnx(ResNetTeacher(1, 5, (8,), (1,)).eval(), (1, 8, 8), tmp_path / "five.onnx")
+    assert "gives outputs of shape [5] per image, but digits has 10 classes" in refused(five)
+
+    wide = export_onnx(ResNetTeacher(3, 10, (8,), (1,)).eval(), (3, 32, 32), tmp_path / "w.onnx")
+    assert "takes input [1, 3, 32, 32], but this dataset's images are [1, 8, 8]" in refused(wide)
