@@ -15,9 +15,14 @@ from evaluators.data import DatasetError
 from evaluators.devices import DeviceError
 from evaluators.teacher import TeacherError
 from search.config import ConfigError, RunConfig, load_config, parse_config
+from search.results import budget_unmet
 from search.storage import StorageError
 
 USER_ERRORS = (ConfigError, DatasetError, DeviceError, StorageError, TeacherError)
+
+
+# Exit code of a search that finished but whose every candidate was over the budget.
+NOTHING_FITS = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +152,8 @@ def _search(args: argparse.Namespace) -> int:
     config = _with_execution(config, args)
     result = run_search(config, trials=args.trials, progress=not args.no_progress)
     print(result.run_dir / "report.html")
-    return 0
+    # The run itself warned why; a script or CI job learns it from the exit code.
+    return NOTHING_FITS if budget_unmet(result.trials, config.budget.model_dump()) else 0
 
 
 def _with_execution(config: RunConfig, args: argparse.Namespace) -> RunConfig:

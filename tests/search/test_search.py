@@ -203,6 +203,20 @@ def test_a_budget_no_candidate_meets_is_said_in_one_line(tmp_path, caplog):
     assert "no candidate of 2" in said[0] and "raise budget" in said[0]
 
 
+def test_the_cli_exits_3_when_nothing_met_the_budget_and_0_once_something_does(tmp_path):
+    import yaml
+
+    from search.cli import NOTHING_FITS, main
+
+    data = {**json.loads(json.dumps(TINY)), "results_dir": str(tmp_path)}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**data, "name": "none", "budget": {"latency_ms": 1e-6}}))
+    assert main(["search", "--config", str(path), "--trials", "1", "--no-progress"]) == NOTHING_FITS
+    assert (tmp_path / "none" / "trials.csv").is_file()  # the run is kept all the same
+    path.write_text(yaml.safe_dump({**data, "name": "some", "budget": {"latency_ms": 50}}))
+    assert main(["search", "--config", str(path), "--trials", "1", "--no-progress"]) == 0
+
+
 def test_budget_unmet_says_nothing_once_a_candidate_fits():
     from search.results import budget_unmet
 
