@@ -188,14 +188,14 @@ def _worker(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from search.export import export_trial
 
-    print(export_trial(args.run_dir, args.trial, args.out))
+    print(export_trial(args.run_dir, args.trial, _folder(args.out)))
     return 0
 
 
 def _probe(args: argparse.Namespace) -> int:
     from search.calibrate import probe
 
-    out = probe(args.device, args.out)
+    out = probe(args.device, _folder(args.out))
     print(f"{out}: copy it to the device and run `python run_probes.py` there", file=sys.stderr)
     print(out)
     return 0
@@ -204,6 +204,8 @@ def _probe(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from search.calibrate import calibrate
 
+    if args.budget_seconds <= 0:
+        raise ConfigError(f"--budget-seconds: must be positive (got {args.budget_seconds:g})")
     predictor, out = calibrate(
         args.device,
         measurements=args.measurements,
@@ -237,11 +239,23 @@ def _report(args: argparse.Namespace) -> int:
                 f"{run_dir} is not a run folder (missing {', '.join(missing)}); "
                 "pass a folder written by 'paretonas search'"
             )
+    out = args.out
+    if out is not None and Path(out).is_dir():
+        raise ConfigError(
+            f"--out {out} is a folder; give the report's file name, e.g. {out}/report.html"
+        )
     if len(run_dirs) == 1:
-        print(write_report(run_dirs[0], args.out))
+        print(write_report(run_dirs[0], out))
     else:
-        print(write_comparison(run_dirs, args.out))
+        print(write_comparison(run_dirs, out))
     return 0
+
+
+def _folder(out: str | None) -> str | None:
+    """``--out`` for a command that writes a folder: refused if it names a file."""
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing)")
+    return out
 
 
 if __name__ == "__main__":

@@ -45,3 +45,25 @@ def test_devices_lists_profiles_and_whether_a_predictor_is_fitted(tmp_path, caps
     assert "roofline (modeled) + calibrated predictor" in lines["cortex-a72"]
     assert "8/8" in lines["cortex-m7"] and "320" in lines["cortex-m7"]
     assert "built-in" in lines["cortex-m7"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["probe", "--device", "cortex-a72", "--out", "a-file"], "--out a-file is a file"),
+        (["export", "run", "--trial", "1", "--out", "a-file"], "--out a-file is a file"),
+        (["report", "run", "--out", "a-folder"], "--out a-folder is a folder"),
+        (["calibrate", "--device", "host", "--budget-seconds", "-5"], "must be positive"),
+    ],
+)
+def test_a_wrong_out_or_budget_is_one_line(tmp_path, monkeypatch, capsys, argv, expected):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a-file").write_text("mine")
+    (tmp_path / "a-folder").mkdir()
+    (tmp_path / "run").mkdir()
+    for name in ("run.json", "trials.csv", "pareto.csv"):
+        (tmp_path / "run" / name).write_text("")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err and "Traceback" not in err
+    assert (tmp_path / "a-file").read_text() == "mine"
