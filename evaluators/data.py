@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import logging
 import math
 import struct
 import zlib
@@ -34,6 +35,8 @@ from typing import Protocol
 import numpy as np
 import torch
 from torch.nn import functional as F
+
+log = logging.getLogger(__name__)
 
 # Where Debian's package ``dataset-fashion-mnist`` puts the IDX files; a module constant so
 # that tests can point it somewhere empty.
@@ -570,6 +573,12 @@ def load_fashion_mnist(
         files = _find_idx_files(folder)
         if files is not None:
             source = f"{folder}{note}"
+            if root is not None and folder == DEBIAN_FASHION_DIR:
+                log.warning(
+                    "dataset.root %s holds no Fashion-MNIST IDX files; using %s instead",
+                    root,
+                    folder,
+                )
             break
     else:
         if not download:

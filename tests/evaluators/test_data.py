@@ -218,6 +218,21 @@ def test_fashion_missing_without_download(tmp_path: Path, monkeypatch) -> None:
     assert "\n" not in message
 
 
+def test_a_root_without_the_files_is_said_when_debians_copy_is_used(
+    tmp_path: Path, monkeypatch, caplog
+) -> None:
+    debian = tmp_path / "debian"
+    debian.mkdir()
+    _write_fashion(debian)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", debian)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with caplog.at_level("WARNING"):
+        ds = load_dataset("fashion-mnist", root=empty, download=False)
+    assert str(debian) in ds.source
+    assert f"dataset.root {empty} holds no Fashion-MNIST IDX files; using {debian}" in caplog.text
+
+
 def test_real_debian_fashion_mnist() -> None:
     # make test (and so CI) installs the Debian package; without it this test must fail.
     assert data.DEBIAN_FASHION_DIR.is_dir(), (
