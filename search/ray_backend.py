@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +53,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from evaluators.budget import Budget
 from evaluators.metrics import Metrics
-from search.config import RunConfig
+from search.config import ConfigError, RunConfig
 from search.objective import Objective, record, stopping_inputs
 from search.runner import ReportThrottle, RunResult, prepare, write_results
 from search.storage import mark_worker, open_storage, retry_dead_local_trials
@@ -231,10 +232,30 @@ def ray_address(configured: str | None) -> str:
     return configured or os.environ.get("RAY_ADDRESS") or "local"
 
 
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Refuse a cluster address (HOST:PORT, or ray://HOST:PORT) nothing answers on, at
+    once: ``ray.init`` would retry it for minutes, warning about another address."""
+    if address in ("local", "auto"):
+        return
+    bare = address.removeprefix("ray://")
+    host, _, port = bare.rpartition(":")
+    if "://" in bare or not host or not port.isdigit():
+        return  # not HOST:PORT: left to Ray, which says what it makes of it
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise ConfigError(
+            f"cannot reach a Ray cluster at {address} ({error.strerror or error}); start it "
+            "(ray start --head --port PORT) or fix --address / execution.ray.address"
+        ) from None
+
+
 def run_ray(
     config: RunConfig, study: optuna.Study, url: str, target: int, *, progress: bool = True
 ) -> RunResult:
     execution = config.execution
+    if not ray.is_initialized():
+        check_reachable(ray_address(execution.ray.address))
     run_dir = Path(config.results_dir).resolve() / config.name
     # Trials the previous driver left running are failed and queued again (same params).
     for number in retry_dead_local_trials(study, execution.max_retries):

@@ -187,3 +187,24 @@ def test_no_address_means_a_new_local_ray_unless_ray_address_names_one(monkeypat
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
     assert ray_address(None) == "10.0.0.1:6379"
     assert ray_address("ray://head:10001") == "ray://head:10001"
+
+
+def test_an_address_nothing_answers_on_is_refused_at_once():
+    import socket
+    import time
+
+    from search.config import ConfigError
+    from search.ray_backend import check_reachable
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        check_reachable(f"127.0.0.1:{port}")  # something answers: no complaint
+        check_reachable(f"ray://127.0.0.1:{port}")
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=r"cannot reach a Ray cluster at 127\.0\.0\.1:1 "):
+        check_reachable("127.0.0.1:1")
+    assert time.monotonic() - started < 10
+    for left_to_ray in ("local", "auto", "http://127.0.0.1:8265"):
+        check_reachable(left_to_ray)
