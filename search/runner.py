@@ -36,7 +36,14 @@ from search.results import (
     trials_frame,
     write_tables,
 )
-from search.storage import StorageError, default_storage, open_storage, safe_url
+from search.storage import (
+    StorageError,
+    default_storage,
+    is_journal,
+    journal_path,
+    open_storage,
+    safe_url,
+)
 from search.study import open_study
 from search.summary import write_importance
 from search.worker import TARGET, work
@@ -140,6 +147,20 @@ def run_worker(
 ) -> RunResult:
     """Join a running study as one more worker (``paretonas worker``): the config comes from
     the storage, the dataset and teacher are prepared here (cached under results/)."""
+    local = (
+        journal_path(storage)
+        if is_journal(storage)
+        else Path(storage.removeprefix("sqlite:///"))
+        if storage.startswith("sqlite:///")
+        else None
+    )
+    if local is not None and not local.is_file():
+        # Opening it would create an empty database and then report no study in it.
+        raise StorageError(
+            f"no study storage at {local}; give the file the search writes "
+            "(results/<run>/study.db or study.journal), or start the run with "
+            "`paretonas search` first"
+        )
     probe = open_storage(storage)
     try:
         saved = optuna.load_study(study_name=study_name, storage=probe).user_attrs

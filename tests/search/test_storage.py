@@ -33,3 +33,14 @@ def test_a_refused_storage_never_quotes_its_query_password():
         open_storage(url)
     assert "S3cretPW" not in str(error.value)
     assert "password=***" in str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["sqlite:///{}/nosuch.db", "{}/nosuch.journal"])
+def test_a_worker_given_a_missing_study_file_creates_nothing(tmp_path, capsys, kind):
+    from search.cli import main
+
+    url = kind.format(tmp_path)
+    assert main(["worker", "--storage", url, "--study", "r"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no study storage at" in err and "\n" not in err
+    assert list(tmp_path.iterdir()) == []
