@@ -56,6 +56,9 @@ def test_two_workers_on_machines_sharing_a_postgres_study(postgres_url, tmp_path
     from tests.search.test_workers import ROOT, TINY, _cli, _env
 
     config = {**TINY, "name": "shared", "storage": postgres_url}
+    # Trials long enough that the worker, which starts Python and prepares its own data and
+    # teacher first, joins before the head has finished them all (at 1 epoch it once did not).
+    config["training"] = {**TINY["training"], "epochs": 6}
     config["results_dir"] = str(tmp_path / "head")
     path = tmp_path / "shared.yaml"
     path.write_text(yaml.safe_dump(config))
