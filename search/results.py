@@ -80,7 +80,10 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             continue
         metrics: dict[str, Any] = trial.user_attrs.get("metrics") or {}
         status = metrics.get("status")
-        if status is None and trial.state == optuna.trial.TrialState.FAIL:
+        interrupted = status is None or (status != "failed" and BASELINE not in trial.user_attrs)
+        if interrupted and trial.state == optuna.trial.TrialState.FAIL:
+            # No outcome, or one recorded by a worker that died before telling the study
+            # (baselines are kept as FAIL trials on purpose: they must not feed the sampler).
             status = "interrupted"
             retry = retried_as.get(trial.number)
             metrics = {

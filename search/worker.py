@@ -66,7 +66,13 @@ def finished(trial: optuna.trial.FrozenTrial) -> bool:
         return False
     if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
         return True
-    return trial.state == TrialState.FAIL and "metrics" in trial.user_attrs
+    # An evaluated failure keeps its reason in metrics (status "failed"). Metrics that say
+    # otherwise on a FAIL trial were recorded by a worker that died before telling the
+    # study: that trial was interrupted, and is retried like one that recorded nothing.
+    return (
+        trial.state == TrialState.FAIL
+        and (trial.user_attrs.get("metrics") or {}).get("status") == "failed"
+    )
 
 
 def progress(study: optuna.Study) -> tuple[int, int]:

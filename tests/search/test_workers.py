@@ -146,7 +146,8 @@ def _check_complete(url: str, name: str, target: int, interrupted: set[int]) -> 
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     for number in interrupted:
         crashed = trials[number]
-        assert crashed.state == TrialState.FAIL and "metrics" not in crashed.user_attrs
+        # Killed before the study was told: not finished, whatever it had recorded so far.
+        assert crashed.state == TrialState.FAIL and not finished(crashed)
         retries = [t for t in done if t.system_attrs.get("failed_trial") == number]
         assert len(retries) == 1, f"trial {number} was not retried exactly once"
         # Same parameters: all those the crashed trial had been given (a kill while it was
@@ -357,3 +358,18 @@ def test_a_missing_database_driver_is_named_with_a_fix(monkeypatch):
     ) as e:
         open_storage("postgresql://nas:s3cret-pw@db.example/nas")
     assert "s3cret-pw" not in str(e.value)
+
+
+def test_a_trial_killed_between_recording_and_telling_is_interrupted_not_finished():
+    from search.results import trials_frame
+
+    study = optuna.create_study()
+    recorded = study.ask()  # its worker recorded an outcome, then died before telling
+    recorded.set_user_attr("metrics", {"status": "ok", "accuracy": 0.9})
+    study.tell(recorded, state=TrialState.FAIL)
+    evaluated = study.ask()  # an evaluated failure: its reason is the outcome
+    evaluated.set_user_attr("metrics", {"status": "failed", "reason": "out of memory"})
+    study.tell(evaluated, state=TrialState.FAIL)
+    first, second = study.get_trials()
+    assert not finished(first) and finished(second)
+    assert list(trials_frame(study)["status"]) == ["interrupted", "failed"]
