@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -71,13 +72,14 @@ def _study(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=open_storage(url))
 
 
-def _wait_for(condition, timeout: float, what: str, process=None) -> None:
+def _wait_for(condition, timeout: float, what: str, process=None, log=None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return
         if process is not None and process.poll() is not None:
-            pytest.fail(f"the search exited ({process.returncode}) before {what}")
+            said = f"; it said: {log.read_text()[-3000:]}" if log is not None else ""
+            pytest.fail(f"the search exited ({process.returncode}) before {what}{said}")
         time.sleep(0.2)
     pytest.fail(f"timed out waiting for {what}")
 
@@ -93,14 +95,16 @@ def _kill_during_a_trial(command: list[str], url: str, name: str, group: bool) -
     """Start ``command``, SIGKILL it (its process group when ``group``) while a trial is
     being trained after at least one finished; return the numbers of the trials it left
     RUNNING."""
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    log = Path(tempfile.mkdtemp(prefix="paretonas-kill-")) / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
 
     def mid_trial() -> bool:
         trials = _trials_or_none(url, name)
@@ -127,7 +131,7 @@ def _kill_during_a_trial(command: list[str], url: str, name: str, group: bool) -
         return False
 
     try:
-        _wait_for(frozen_mid_trial, 240, "a trial in progress after one finished", process)
+        _wait_for(frozen_mid_trial, 240, "a trial in progress after one finished", process, log)
     finally:
         with contextlib.suppress(ProcessLookupError):  # it may have exited on its own
             if group:
