@@ -39,8 +39,7 @@ from search.results import (
 from search.storage import (
     StorageError,
     default_storage,
-    is_journal,
-    journal_path,
+    local_file,
     open_storage,
     safe_url,
 )
@@ -147,13 +146,7 @@ def run_worker(
 ) -> RunResult:
     """Join a running study as one more worker (``paretonas worker``): the config comes from
     the storage, the dataset and teacher are prepared here (cached under results/)."""
-    local = (
-        journal_path(storage)
-        if is_journal(storage)
-        else Path(storage.removeprefix("sqlite:///"))
-        if storage.startswith("sqlite:///")
-        else None
-    )
+    local = local_file(storage)
     if local is not None and not local.is_file():
         # Opening it would create an empty database and then report no study in it.
         raise StorageError(

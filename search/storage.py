@@ -101,6 +101,13 @@ def journal_path(url: str) -> Path:
     return Path(url.removeprefix(JOURNAL_SCHEME) if url.startswith(JOURNAL_SCHEME) else url)
 
 
+def local_file(url: str) -> Path | None:
+    """The file of a journal or SQLite storage; None for a database server."""
+    if is_journal(url):
+        return journal_path(url)
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
 def default_storage(run_dir: Path, workers: int = 1) -> str:
     """The run's own storage: the one already there, else SQLite for one worker and a
     journal file for several (SQLite's locking is not made for concurrent writers)."""
