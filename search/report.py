@@ -632,7 +632,8 @@ def _importance_figure(importance: dict[str, dict[str, float]]) -> go.Figure:
     """One group of bars per searched parameter, one bar per objective."""
     params = sorted(
         {param for values in importance.values() for param in values},
-        key=lambda param: max(values.get(param, 0.0) for values in importance.values()),
+        # Name breaks ties, so the same run renders the same page (set order varies per process).
+        key=lambda param: (max(values.get(param, 0.0) for values in importance.values()), param),
     )
     figure = go.Figure()
     for index, (objective, values) in enumerate(importance.items()):

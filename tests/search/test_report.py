@@ -5,7 +5,10 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,7 @@ from search.summary import (
     write_importance,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 TEACHER_ACCURACY = 0.9812
 HOW = "onnxruntime 1.32.0 CPUExecutionProvider, 1 thread, batch 1, median of 30 runs"
 DEVICE = f"measured: {HOW}"
@@ -535,6 +539,23 @@ def test_report_draws_importance_when_the_run_has_it(tmp_path: Path):
     assert 'id="figure-importance"' in text and text.count("Plotly.newPlot(") == 5
     assert "parameter importance (PED-ANOVA) of each searched parameter" in text
     assert text.count(PLOTLY_MARKER) == 1
+
+
+def test_the_same_run_renders_the_same_page_in_every_process(tmp_path: Path):
+    # Tied importances once came out in set order, which varies with the hash seed per process.
+    run_dir = _write_run(tmp_path / "run", PARETO + OTHERS, PARETO)
+    tied = {name: 0.0 for name in ("a_kind", "b_width", "c_depth", "d_kernel", "e_groups")}
+    (run_dir / IMPORTANCE).write_text(json.dumps({"accuracy": tied, "latency_ms": tied}))
+    pages = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / f"report-{seed}.html"
+        code = (
+            f"from search.report import write_report; write_report({str(run_dir)!r}, {str(out)!r})"
+        )
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
+        pages.append(out.read_bytes())
+    assert pages[0] == pages[1] == pages[2]
 
 
 # -- the Pareto table -----------------------------------------------------------------------------
