@@ -237,10 +237,10 @@ def open_storage(
                 return JournalStorage(JournalFileBackend(str(path)))
             return HeartbeatJournalStorage(path, heartbeat_interval, grace_period, retry)
         if url.startswith("sqlite:") or not heartbeats:
-            return RDBStorage(url, engine_kwargs=None if url.startswith("sqlite:") else _POOL)
+            return _rdb_storage(url, engine_kwargs=None if url.startswith("sqlite:") else _POOL)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(
+            return _rdb_storage(
                 url,
                 heartbeat_interval=heartbeat_interval,
                 grace_period=grace_period,
@@ -259,6 +259,26 @@ def open_storage(
             f"cannot open storage {safe_url(url)} ({type(error).__name__}: "
             f"{_first_line(error, url)}); check the storage URL and that the server runs"
         ) from None
+
+
+# What a process sees when another one created the same fresh database's tables (or its
+# schema version row) between its own check and create: SQLite, PostgreSQL and MySQL words.
+_CREATED_MEANWHILE = ("already exists", "unique constraint", "duplicate key", "duplicate entry")
+
+
+def _rdb_storage(url: str, attempts: int = 3, **kwargs) -> RDBStorage:
+    """``RDBStorage(url, **kwargs)``, tried again when another process was creating the same
+    new database at the same moment (workers started together on a fresh study): RDBStorage
+    checks for each table and then creates it, so one of two such processes fails; on the
+    next try it finds the tables made."""
+    for attempt in range(attempts - 1):
+        try:
+            return RDBStorage(url, **kwargs)
+        except Exception as error:
+            if not any(word in str(error).lower() for word in _CREATED_MEANWHILE):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    return RDBStorage(url, **kwargs)
 
 
 def _first_line(error: BaseException, url: str) -> str:

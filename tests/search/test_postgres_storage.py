@@ -31,6 +31,32 @@ def test_study_on_postgres_shared_by_two_handles(postgres_url):
     assert len(second.best_trials) >= 1
 
 
+def test_workers_opening_one_new_postgres_database_together_all_get_it(postgres_url):
+    # Workers started together on an empty database all create Optuna's tables; the losers
+    # of that race used to exit with a storage error (unique violation on pg_type).
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    from tests.search.test_storage import open_at_once
+
+    server = make_url(postgres_url)
+    for round_ in range(4):
+        name = f"fresh_{round_}"
+        connection = psycopg2.connect(
+            host=server.host,
+            port=server.port,
+            user=server.username,
+            password=server.password,
+            dbname="postgres",
+        )
+        connection.autocommit = True  # CREATE DATABASE cannot run in a transaction
+        with connection.cursor() as cursor:
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        connection.close()
+        url = server.set(database=name).render_as_string(hide_password=False)
+        assert open_at_once(url) == ["ok"] * 3
+
+
 def test_safe_url_hides_the_postgres_password(postgres_url):
     from sqlalchemy.engine import make_url
 
