@@ -718,7 +718,7 @@ def test_baselines_are_drawn_beside_the_front_not_on_it(tmp_path: Path):
 
 
 def test_the_caption_says_baselines_skip_the_compressed_candidates_fine_tunes():
-    from search.report import _baseline_training
+    from search.report.captions import _baseline_training
 
     text = _baseline_training({"epochs": 4, "finetune_epochs": 2, "qat_epochs": 1})
     assert "for 4 epochs; a compressed candidate also had 2 fine-tune epoch(s)" in text

@@ -1,0 +1,63 @@
+"""What makes the accuracies of overlaid runs unlike (other data, other validation or test
+images, another training recipe), so the overlay page and the log can say so."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def comparability_notes(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
+    """What makes the accuracies of overlaid runs unlike, one sentence per difference, each
+    run against the first: other data, other validation or test images (the split follows
+    the run's ``seed``), another training fidelity. Pure: ``runs`` is (label, run.json)."""
+    if len(runs) < 2:
+        return []
+    first_label, first = runs[0]
+    notes = []
+    for label, run in runs[1:]:
+        pair = f"{first_label} and {label}"
+        if run.get("dataset") != first.get("dataset"):
+            notes.append(
+                f"{pair} searched different datasets ({first.get('dataset')} and "
+                f"{run.get('dataset')}): their accuracies are not comparable."
+            )
+            continue
+        differ = _differing_splits(first, run)
+        if differ:
+            seeds = (first.get("seed"), run.get("seed"))
+            why = (
+                f"the split follows the run's seed, {seeds[0]} and {seeds[1]}"
+                if seeds[0] != seeds[1]
+                else "other data files or val_fraction"
+            )
+            notes.append(
+                f"{pair} measured accuracy on different {' and '.join(differ)} images "
+                f"({why}), so a gap between their accuracies is partly the data's; to "
+                "compare two searches on the same images, vary sampler_seed and keep seed."
+            )
+        fidelities = (_fidelity_text(first), _fidelity_text(run))
+        if fidelities[0] != fidelities[1]:
+            notes.append(
+                f"{pair} trained each candidate differently ({fidelities[0]} against "
+                f"{fidelities[1]}): their accuracies are not from the same recipe."
+            )
+    return notes
+
+
+def _differing_splits(first: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """Which of validation and test hold other images in ``other`` than in ``first``; for
+    runs that predate run.json's ``data_splits``, a different seed is taken as a sign."""
+    mine, theirs = first.get("data_splits"), other.get("data_splits")
+    if mine and theirs:
+        return [split for split in ("validation", "test") if mine.get(split) != theirs.get(split)]
+    return ["validation"] if first.get("seed") != other.get("seed") else []
+
+
+def _fidelity_text(run: dict[str, Any]) -> str:
+    fidelity = run.get("fidelity") or {}
+    text = f"{fidelity.get('train_subset', '?')} images x {fidelity.get('epochs', '?')} epochs"
+    for key, what in (("finetune_epochs", "fine-tune"), ("qat_epochs", "QAT")):
+        if fidelity.get(key):
+            text += f" + {fidelity[key]} {what}"
+    return text

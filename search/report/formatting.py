@@ -1,0 +1,41 @@
+"""How a value is written on the page: escaped for HTML, at its unit's precision, and as a
+dash where there is none, so a missing number never reads as zero."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+
+def esc(value: Any) -> str:
+    """Free text as HTML, quotes included, so it is safe in an element and in an attribute."""
+    return html.escape(str(value), quote=True)
+
+
+def pct(value: Any) -> str:
+    """A fraction as a percentage with one decimal (0.981 is 98.1%); a dash when missing."""
+    number = to_number(value)
+    return "\u2014" if number is None else f"{100 * number:.1f}%"
+
+
+def fixed(value: Any, digits: int) -> str:
+    """A number with ``digits`` decimals and thousands separators; a dash when missing."""
+    number = to_number(value)
+    return "\u2014" if number is None else f"{number:,.{digits}f}"
+
+
+def integer(value: Any) -> str:
+    """A number rounded to a whole one, with thousands separators; a dash when missing."""
+    number = to_number(value)
+    return "\u2014" if number is None else f"{round(number):,}"
+
+
+def to_number(value: Any) -> float | None:
+    """``value`` as a float, or None where it is missing, NaN or not a number (a CSV cell may
+    be any of these)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number

@@ -1,0 +1,114 @@
+"""The "Pareto members" section: how the trials ended, the sortable table of the members
+(each with a picture of its architecture), and why the other trials were turned down."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from search.report.architecture import architecture_strip
+from search.report.formatting import esc, fixed, integer, pct, to_number
+from search.report.frames import feasible
+
+
+def trial_counts(trials: pd.DataFrame) -> str:
+    """How the trials ended, by status, and how many trained ones are within every budget."""
+    status = trials["status"]
+    known = ("ok", "infeasible", "failed", "pruned")
+    text = f"{len(trials)} trials: " + ", ".join(f"{int((status == s).sum())} {s}" for s in known)
+    interrupted = int((status == "interrupted").sum())
+    if interrupted:
+        text += f", {interrupted} interrupted (their worker died; retried)"
+        known = (*known, "interrupted")
+    unfinished = int((~status.isin(known)).sum())
+    if unfinished:
+        text += f", {unfinished} still running or without a status"
+    text += f". {int(feasible(trials).sum())} trained trial(s) are within every budget."
+    return f'<p class="counts">{esc(text)}</p>'
+
+
+_TABLE_COLUMNS: Sequence[tuple[str, str]] = (
+    ("number", "trial"),
+    ("genome", "genome"),
+    ("architecture", "architecture (per stage)"),
+    ("accuracy", "val acc"),
+    ("test_accuracy", "test acc"),
+    ("latency_ms", "latency ms (measured)"),
+    ("peak_memory_kb", "peak memory KB (computed)"),
+    ("flash_kb", "flash KB (computed)"),
+    ("params", "params"),
+    ("macs", "MACs"),
+    ("seconds_total", "seconds"),
+)
+
+
+def pareto_table(pareto: pd.DataFrame, highlights: list[tuple[str, Any]], kind: str) -> str:
+    """The members, sortable by clicking a column header (the inline script at the end of
+    the page), each with a per-stage picture of its architecture."""
+    if pareto.empty:
+        return '<p class="note">No Pareto members yet.</p>'
+    titles = dict(_TABLE_COLUMNS, latency_ms=f"latency ms ({kind})")
+    labels: dict[Any, list[str]] = {}
+    for label, index in highlights:
+        labels.setdefault(index, []).append(label)
+    head = "".join(
+        f'<th title="click to sort">{esc(titles[column])}</th>' for column, _ in _TABLE_COLUMNS
+    )
+    rows = []
+    for index, row in pareto.iterrows():
+        cells = []
+        for column, _ in _TABLE_COLUMNS:
+            if column == "genome":
+                tags = "".join(
+                    f' <span class="tag">{esc(tag)}</span>' for tag in labels.get(index, [])
+                )
+                cells.append(
+                    f'<td class="genome" data-sort="{esc(row["genome"])}">'
+                    f"<code>{esc(row['genome'])}</code>{tags}</td>"
+                )
+                continue
+            if column == "architecture":
+                cells.append(
+                    f'<td class="arch-cell" data-sort="{esc(row["genome"])}">'
+                    f"{architecture_strip(row['genome'])}</td>"
+                )
+                continue
+            value = row[column]
+            if column in ("accuracy", "test_accuracy"):
+                shown = pct(value)
+            elif column in ("number", "params", "macs"):
+                shown = integer(value)
+            elif column == "latency_ms":
+                shown = fixed(value, 3)
+            else:
+                shown = fixed(value, 1)
+            number = to_number(value)
+            key = "" if number is None else repr(number)
+            cells.append(f'<td data-sort="{key}">{esc(shown)}</td>')
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        '<p class="note">Click a column header to sort; click again to reverse.</p>\n'
+        f'<table class="sortable" id="pareto-table">\n<thead><tr>{head}</tr></thead>\n'
+        "<tbody>\n" + "\n".join(rows) + "\n</tbody>\n</table>"
+    )
+
+
+def reasons(trials: pd.DataFrame) -> str:
+    """Why trials were turned down, grouped: the first place to look when few are feasible."""
+    rejected = trials[
+        trials["status"].isin(("infeasible", "failed", "interrupted")) & (trials["reason"] != "")
+    ]
+    if rejected.empty:
+        return ""
+    counts = rejected.groupby(["status", "reason"]).size().sort_values(ascending=False)
+    items = [
+        f"<li>{count} {esc(status)}: {esc(reason[:300])}</li>"
+        for (status, reason), count in counts.head(10).items()
+    ]
+    return (
+        "<details><summary>Why trials were over budget or failed</summary>\n<ul>\n"
+        + "\n".join(items)
+        + "\n</ul>\n</details>"
+    )

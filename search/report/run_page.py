@@ -1,0 +1,102 @@
+"""The page of one run (``report.html``) as one HTML string, section by section in the order
+the reader meets them; pure (no files), so it renders a run from any source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from search.report.captions import caption_3d, scatter_caption
+from search.report.figures import Axis, figure_3d, scatter_figure
+from search.report.formatting import to_number
+from search.report.frames import normalise
+from search.report.members import pareto_table, reasons, trial_counts
+from search.report.page import embed_figures, html_page
+from search.report.prediction import (
+    compared_latency,
+    latency_kind,
+    prediction_caption,
+    prediction_figure,
+)
+from search.report.recommendation import highlights, recommendation
+from search.report.run_facts import footer, header
+from search.report.search_progress import (
+    hypervolume_caption,
+    hypervolume_figure,
+    importance_caption,
+    importance_figure,
+)
+from search.summary import hypervolume_progress, knee
+
+FIGURE_3D = "figure-3d"
+FIGURE_HV = "figure-hypervolume"
+FIGURE_IMPORTANCE = "figure-importance"
+FIGURE_PREDICTION = "figure-prediction"
+
+
+def render_report(
+    run: dict[str, Any],
+    trials: pd.DataFrame,
+    pareto: pd.DataFrame,
+    importance: dict[str, dict[str, float]] | None = None,
+) -> str:
+    """The whole page as one HTML string (pure: no files read or written)."""
+    trials, pareto = normalise(trials), normalise(pareto)
+    budget = run.get("budget") or {}
+    device = (run.get("device") or {}).get("description") or "device not recorded"
+    how = latency_kind(run, trials)
+    latency = Axis(
+        "latency_ms", "latency", f"Latency (ms, {how})", "ms", to_number(budget.get("latency_ms"))
+    )
+    memory = Axis(
+        "peak_memory_kb",
+        "peak memory",
+        "Peak memory (KB, computed)",
+        "KB",
+        to_number(budget.get("peak_memory_kb")),
+    )
+    knee_label = knee(run, pareto)
+    progress = hypervolume_progress(run, trials)
+    compared = compared_latency(trials)
+    figures: dict[str, go.Figure] = {
+        "figure-1": scatter_figure(trials, pareto, latency, colour=memory, knee=knee_label),
+        "figure-2": scatter_figure(trials, pareto, memory, colour=latency, knee=knee_label),
+        FIGURE_3D: figure_3d(trials, pareto, latency, memory, knee_label),
+    }
+    if not progress.empty:
+        figures[FIGURE_HV] = hypervolume_figure(progress)
+    if importance:
+        figures[FIGURE_IMPORTANCE] = importance_figure(importance)
+    if not compared.empty:
+        figures[FIGURE_PREDICTION] = prediction_figure(compared)
+    plots = embed_figures(figures)
+    name = str(run.get("name") or "unnamed run")
+    sections = [
+        header(run, device),
+        recommendation(run, trials, pareto, device, how),
+        "<h2>Accuracy against latency</h2>",
+        plots["figure-1"],
+        scatter_caption(trials, latency, colour=memory, run=run),
+        "<h2>Accuracy against peak memory</h2>",
+        plots["figure-2"],
+        scatter_caption(trials, memory, colour=latency, run=run),
+        "<h2>Accuracy, latency and peak memory together</h2>",
+        plots[FIGURE_3D],
+        caption_3d(),
+        "<h2>Pareto members</h2>",
+        trial_counts(trials),
+        pareto_table(pareto, highlights(run, pareto), how),
+        reasons(trials),
+        "<h2>Search progress</h2>",
+        plots.get(FIGURE_HV, ""),
+        hypervolume_caption(progress),
+        plots.get(FIGURE_IMPORTANCE, ""),
+        importance_caption(importance),
+        "<h2>Predicted against measured latency</h2>",
+        plots.get(FIGURE_PREDICTION, ""),
+        prediction_caption(run, trials, compared),
+        footer(run),
+    ]
+    return html_page(f"paretonas report: {name}", sections)
