@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from evaluators.budget import Budget
 from evaluators.cost import Cost, estimate_cost, module_cost
-from evaluators.data import Dataset, DatasetError, Split, dataset_names, load_dataset
+from evaluators.data import (
+    Dataset,
+    DatasetError,
+    Preprocessing,
+    Split,
+    dataset_names,
+    load_dataset,
+)
 from evaluators.distill import TrainConfig, kd_loss, train
 from evaluators.hardware import Host, LatencyMeasurement, export_onnx, measure_onnx_latency
 from evaluators.metrics import Metrics
@@ -29,6 +36,7 @@ __all__ = [
     "Host",
     "LatencyMeasurement",
     "Metrics",
+    "Preprocessing",
     "Split",
     "Teacher",
     "TeacherConfig",

@@ -90,6 +90,69 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """The dataset's files are not where we looked (and were not downloaded)."""
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """What turns a raw image into the network's input, in this order: a deployed model
+    needs the same done to its images (an export's manifest.json carries it).
+
+    Raw pixel values are divided by ``pixel_scale`` (to [0, 1]); an image of another size is
+    resized to ``size`` as ``resize`` says (``None``: images are used at their own size,
+    which must be ``size``); then each channel has the train split's ``mean`` subtracted and
+    is divided by its ``std``.
+    """
+
+    pixel_scale: float
+    size: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    resize: str | None = None
+
+    def apply(self, pixels: np.ndarray) -> np.ndarray:
+        """Raw pixels ``[N, C, H, W]`` at ``size`` (uint8, or the dataset's raw values) as
+        the network's float32 input: the same arithmetic, in float32, as the training data
+        got, so the results are bitwise those ``make_dataset`` produced."""
+        images = np.asarray(pixels, dtype=np.float32)
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.shape:
+            raise ValueError(
+                f"pixels must be [N, {', '.join(map(str, self.shape))}], got shape "
+                f"{tuple(images.shape)}; resize them first ({self.resize or 'to that size'})"
+            )
+        if self.pixel_scale != 1.0:
+            images = images / np.float32(self.pixel_scale)
+        view = (1, -1, 1, 1)
+        mean = np.asarray(self.mean, dtype=np.float32).reshape(view)
+        std = np.asarray(self.std, dtype=np.float32).reshape(view)
+        return (images - mean) / std
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input image."""
+        return len(self.mean), *self.size
+
+    def to_dict(self) -> dict:
+        channels = len(self.mean)
+        return {
+            "formula": "input[c] = (pixels[c] / pixel_scale - mean[c]) / std[c], float32",
+            "channels": "grayscale" if channels == 1 else "RGB" if channels == 3 else channels,
+            "layout": f"NCHW float32 [1, {', '.join(map(str, self.shape))}]",
+            "pixel_scale": self.pixel_scale,
+            "size": list(self.size),
+            "resize": self.resize,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Preprocessing:
+        return cls(
+            pixel_scale=float(data["pixel_scale"]),
+            size=tuple(data["size"]),
+            mean=tuple(data["mean"]),
+            std=tuple(data["std"]),
+            resize=data.get("resize"),
+        )
+
+
 @dataclass(frozen=True, eq=False)
 class Split:
     """One split: images ``float32 [N, C, H, W]`` (normalised) and labels ``int64 [N]``.
@@ -126,9 +189,8 @@ class Split:
 class Dataset:
     """A dataset ready for training: three splits in memory and where they came from.
 
-    ``mean`` and ``std`` are the per-channel statistics of the train split (in [0, 1] pixel
-    units) that every split was normalised with; a deployed model needs the same
-    preprocessing.
+    ``preprocessing`` is how every split was made from raw pixels (with the per-channel
+    statistics of the train split); a deployed model needs the same.
     """
 
     name: str
@@ -138,12 +200,21 @@ class Dataset:
     num_classes: int
     class_names: tuple[str, ...]
     source: str
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
+    preprocessing: Preprocessing | None = None
 
     def __post_init__(self) -> None:
         if self.num_classes != len(self.class_names):
             raise ValueError(f"num_classes={self.num_classes} but {len(self.class_names)} names")
+
+    @property
+    def mean(self) -> tuple[float, ...]:
+        """Per-channel mean of the train split, in [0, 1] pixel units."""
+        return self.preprocessing.mean if self.preprocessing else ()
+
+    @property
+    def std(self) -> tuple[float, ...]:
+        """Per-channel standard deviation of the train split, in [0, 1] pixel units."""
+        return self.preprocessing.std if self.preprocessing else ()
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -289,6 +360,7 @@ def make_dataset(
     image_size: int | None = None,
     val_images: np.ndarray | torch.Tensor | None = None,
     val_labels: np.ndarray | torch.Tensor | None = None,
+    loaded_as: tuple[float, str] | None = None,
 ) -> Dataset:
     """Turn raw ``[N, C, H, W]`` arrays into a ``Dataset``: the one path every loader takes.
 
@@ -296,6 +368,9 @@ def make_dataset(
     (stratified by label, seeded). Pixels are divided by ``max_value`` to land in [0, 1],
     resized to ``image_size`` if given, and normalised per channel with the train split's
     statistics only, so nothing about val or test leaks into training.
+
+    ``loaded_as`` is for a loader that scaled and resized the images itself before this
+    (pixel scale, how it resized): the dataset's ``Preprocessing`` then says so.
     """
     # Raw arrays stay in their own type (uint8 for the IDX files) until split, so the float
     # copies are made once per split rather than for the whole set and again per split.
@@ -327,6 +402,22 @@ def make_dataset(
         Split(images, labels)
         for images, labels in zip(splits, (train_y, val_y, test_y), strict=True)
     )
+    if loaded_as is not None:
+        pixel_scale, resize = loaded_as
+    else:
+        pixel_scale, resize = max_value, None
+        if image_size is not None:
+            resize = (
+                "bilinear, antialiased, align_corners=False "
+                "(torch.nn.functional.interpolate on the [0, 1] pixels)"
+            )
+    preprocessing = Preprocessing(
+        pixel_scale=float(pixel_scale),
+        size=tuple(int(side) for side in train.images.shape[2:]),
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+        resize=resize,
+    )
     return Dataset(
         name=name,
         train=train,
@@ -335,8 +426,7 @@ def make_dataset(
         num_classes=num_classes,
         class_names=tuple(class_names),
         source=source,
-        mean=tuple(float(m) for m in mean),
-        std=tuple(float(s) for s in std),
+        preprocessing=preprocessing,
     )
 
 
@@ -757,6 +847,11 @@ def load_image_folder(
         seed=seed,
         val_images=val_x,
         val_labels=val_y,
+        loaded_as=(
+            255.0,
+            f"torchvision.transforms.Resize(({size}, {size})) on the decoded RGB image "
+            "(bilinear, antialiased), before the pixel scale",
+        ),
     )
 
 

@@ -770,6 +770,28 @@ def _quantize_static(
             calibrate_method=CalibrationMethod.MinMax,
             extra_options={"TensorQuantOverrides": overrides},
         )
+    _drop_unused_constants(target)
+
+
+def _drop_unused_constants(path: Path) -> None:
+    """Remove Constant nodes whose output no node reads. The quantizer drops a ReLU6 whose
+    bounds the activation's uint8 range already enforces but keeps the Clip's two bound
+    constants, which ONNX Runtime then reports, at every load, as initializers to remove."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    read = {name for node in graph.node for name in node.input}
+    read |= {output.name for output in graph.output}
+    dead = [
+        node
+        for node in graph.node
+        if node.op_type == "Constant" and not any(name in read for name in node.output)
+    ]
+    if dead:
+        for node in dead:
+            graph.node.remove(node)
+        onnx.save(proto, str(path))
 
 
 def _describe_artifact(path: Path, candidate: Candidate, method: str) -> DeployedArtifact:

@@ -29,10 +29,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="paretonas",
         description="Search small CNNs that fit a device budget; report the Pareto front.",
+        epilog="Start with: paretonas search --config configs/quickstart.yaml --name r. "
+        "Exit codes: 0 done, 2 a mistake in the input (one line says which), 3 the search "
+        "finished but no candidate met the budget, 130 interrupted (run it again to resume).",
     )
+    parser.add_argument("--version", action="version", version=f"paretonas {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    search = commands.add_parser("search", help="run (or resume) a search")
+    search = commands.add_parser(
+        "search",
+        help="run (or resume) a search",
+        description="Run a search from a config (ready ones in configs/), or resume it: the "
+        "same command again goes on until the run holds --trials finished trials. Writes "
+        "results/<name>/: report.html, summary.json, pareto.csv, trials.csv, models/. "
+        "Exit code 2: a mistake in the config, dataset, teacher, device or storage; 3: no "
+        "candidate met the budget (the files are written all the same).",
+    )
     search.add_argument("--config", required=True, help="run config (YAML)")
     search.add_argument(
         "--name", help="run name: results go to <results_dir>/<name>/ (default: the config's name)"
@@ -55,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     search.add_argument("--gpus-per-trial", type=float, help="ray: GPUs one trial reserves")
 
     worker = commands.add_parser(
-        "worker", help="join a running search's study as one more worker (any machine)"
+        "worker",
+        help="join a running search's study as one more worker (any machine)",
+        description="Join a study that `paretonas search` created, as one more worker: the "
+        "config comes from the storage; the dataset and teacher are prepared here.",
     )
     worker.add_argument("--storage", required=True, help="the study's storage URL")
     worker.add_argument("--study", required=True, help="the study (run) name")
@@ -65,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     report = commands.add_parser(
         "report",
         help="render a run's report.html and summary.json, or one overlay report of several runs",
+        description="Render report.html and summary.json from a run's files alone (no "
+        "Optuna needed), or, given several runs, one page that overlays their fronts.",
     )
     report.add_argument(
         "run_dirs", nargs="+", metavar="RUN", help="run folder(s), e.g. results/demo"
@@ -78,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     baselines = commands.add_parser(
         "baselines",
         help="evaluate hand-designed networks (MobileNetV2, ShuffleNet, plain CNN) into a run",
+        description="Train and measure hand-designed networks with the run's own recipe, "
+        "so the report shows them beside the front; they never count as the run's trials.",
     )
     baselines.add_argument("--config", required=True, help="the run's config (YAML)")
     baselines.add_argument("--name", help="run name (default: the config's name)")
@@ -85,18 +104,41 @@ def main(argv: list[str] | None = None) -> int:
     baselines.add_argument("--only", nargs="+", metavar="NAME", help="some of them (default: all)")
     baselines.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    export = commands.add_parser("export", help="write a trial's deployable model and manifest")
+    export = commands.add_parser(
+        "export",
+        help="write a model's deployable ONNX file and manifest (default: the one recommended "
+        "for the configured budget)",
+        description="Copy a model's measured model.onnx (batch 1; int8 where its policy "
+        "says), model.pt, candidate.json and channels.json to a folder, with manifest.json: "
+        "its metrics and how each was measured, its input and preprocessing, its output and "
+        "class names. Prints the folder.",
+    )
     export.add_argument("run_dir", help="a run folder, e.g. results/demo")
-    export.add_argument("--trial", type=int, required=True, help="trial number (see pareto.csv)")
+    chosen = export.add_mutually_exclusive_group()
+    chosen.add_argument("--trial", type=int, help="trial number (see pareto.csv)")
+    chosen.add_argument(
+        "--tier",
+        default=None,
+        help="the model summary.json recommends for this budget tier, e.g. tighter or looser "
+        "(default: configured budget)",
+    )
     export.add_argument("--out", help="output folder (default: RUN_DIR/export/TRIAL)")
 
     probe = commands.add_parser(
-        "probe", help="write latency probes + a runner for a device this machine cannot reach"
+        "probe",
+        help="write latency probes + a runner for a device this machine cannot reach",
+        description="Write a probe kit: ONNX probes and run_probes.py, to time on the device; "
+        "then give its measurements.csv to `paretonas calibrate`.",
     )
     probe.add_argument("--device", required=True, help="device name or device YAML path")
     probe.add_argument("--out", required=True, help="folder to write the probe kit to")
 
-    calibrate = commands.add_parser("calibrate", help="fit a device's latency predictor")
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="fit a device's latency predictor",
+        description="Fit a device's latency predictor: on this host by timing probes here, "
+        "on another device from the measurements.csv its probe kit wrote.",
+    )
     calibrate.add_argument("--device", required=True, help="device name or device YAML path")
     calibrate.add_argument(
         "--measurements", help="measurements.csv from run_probes.py (devices other than host)"
@@ -109,7 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     calibrate.add_argument("--threads", type=int, default=1, help="host: ONNX Runtime threads")
 
     devices = commands.add_parser(
-        "devices", help="list device profiles, what they execute, and their latency source"
+        "devices",
+        help="list device profiles, what they execute, and their latency source",
+        description="List the device profiles: the built-in ones and those in the folder "
+        "PARETONAS_DEVICES names (one YAML file per device, its name the file's stem; copy "
+        "a built-in one from evaluators/device_profiles/ to start). A config's device: may "
+        "also be a YAML file's path.",
     )
     devices.add_argument("--results", default="results", help="results folder (predictors)")
 
@@ -186,9 +233,13 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from search.export import export_trial
+    from search.export import CONFIGURED_TIER, export_trial, recommended_trial
 
-    print(export_trial(args.run_dir, args.trial, _folder(args.out)))
+    trial, why = args.trial, None
+    if trial is None:
+        trial, why = recommended_trial(args.run_dir, args.tier or CONFIGURED_TIER)
+        logging.getLogger(__name__).info("trial %d: %s", trial, why)
+    print(export_trial(args.run_dir, trial, _folder(args.out), why=why))
     return 0
 
 
@@ -256,6 +307,15 @@ def _folder(out: str | None) -> str | None:
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing)")
     return out
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("paretonas")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 if __name__ == "__main__":

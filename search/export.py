@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import platform
 import shutil
 from datetime import UTC, datetime
@@ -18,14 +19,62 @@ from typing import Any
 import pandas as pd
 
 from evaluators.files import write_text_atomic
+from evaluators.hardware import INPUT_NAME, OUTPUT_NAME
 from search.config import ConfigError
 from search.results import METRIC_COLUMNS
+from search.summary import SUMMARY
+
+log = logging.getLogger(__name__)
 
 ARTIFACT_FILES = ("model.onnx", "model.pt", "candidate.json", "channels.json")
 _LIBRARIES = ("torch", "onnx", "onnxruntime", "optuna", "paretonas")
 
 
-def export_trial(run_dir: str | Path, trial: int, out: str | Path | None = None) -> Path:
+# The tier ``export`` picks when no trial is named: the run's own budget.
+CONFIGURED_TIER = "configured budget"
+
+
+def recommended_trial(run_dir: str | Path, tier: str = CONFIGURED_TIER) -> tuple[int, str]:
+    """The trial summary.json recommends for the budget tier named ``tier`` (a tier's name,
+    or the start of one, any case), and a sentence saying why it was picked."""
+    run_dir = Path(run_dir)
+    path = run_dir / SUMMARY
+    if not path.is_file():
+        raise ConfigError(
+            f"{run_dir} has no {SUMMARY}; run 'paretonas report {run_dir}' to write it, or "
+            "name the model with --trial N"
+        )
+    tiers = json.loads(path.read_text()).get("tiers") or []
+    wanted = tier.strip().lower()
+    matches = [t for t in tiers if str(t.get("name", "")).lower().startswith(wanted)]
+    if not matches:
+        names = ", ".join(repr(t.get("name")) for t in tiers) or "none"
+        raise ConfigError(f"{run_dir} has no budget tier {tier!r}; its tiers are {names}")
+    chosen = matches[0]
+    if chosen.get("trial") is None:
+        raise ConfigError(
+            f"no model of {run_dir} meets the {chosen['name']} ({_bounds(chosen)}); "
+            "pick a looser tier with --tier, or a trial with --trial N"
+        )
+    why = (
+        f"recommended for the {chosen['name']} ({_bounds(chosen)}): the most accurate Pareto "
+        "member within it, on validation accuracy"
+    )
+    return int(chosen["trial"]), why
+
+
+def _bounds(tier: dict[str, Any]) -> str:
+    budget = tier.get("budget") or {}
+    parts = [f"{key} <= {value:g}" for key, value in budget.items() if value is not None]
+    return ", ".join(parts) or "no bounds"
+
+
+def export_trial(
+    run_dir: str | Path, trial: int, out: str | Path | None = None, *, why: str | None = None
+) -> Path:
+    """Copy trial ``trial``'s measured artifacts to ``out`` (default RUN/export/TRIAL) and
+    write manifest.json beside them; ``why`` says how the trial was chosen (default: named
+    by the user, with whether it is on the run's Pareto front now)."""
     run_dir = Path(run_dir)
     trials_path = run_dir / "trials.csv"
     if not trials_path.is_file():
@@ -47,27 +96,64 @@ def export_trial(run_dir: str | Path, trial: int, out: str | Path | None = None)
     if missing:
         raise ConfigError(f"trial {trial}'s artifacts in {source} lack {', '.join(missing)}")
 
+    if why is None:
+        why = "named with --trial; " + _front_membership(run_dir, trial)
+        if "not on" in why:
+            log.warning("trial %d is %s", trial, why.split("; ", 1)[1])
+
     out = Path(out) if out is not None else run_dir / "export" / str(trial)
     out.mkdir(parents=True, exist_ok=True)
     for name in ARTIFACT_FILES:
         shutil.copy2(source / name, out / name)
-    write_text_atomic(out / "manifest.json", json.dumps(manifest(run_dir, row, out), indent=2))
+    text = json.dumps(manifest(run_dir, row, out, why), indent=2)
+    write_text_atomic(out / "manifest.json", text)
     return out
 
 
-def manifest(run_dir: Path, row: pd.Series, out: Path) -> dict[str, Any]:
+def _front_membership(run_dir: Path, trial: int) -> str:
+    path = run_dir / "pareto.csv"
+    if not path.is_file():
+        return "the run has no pareto.csv"
+    members = [int(n) for n in pd.read_csv(path).get("number", pd.Series(dtype=int))]
+    if trial in members:
+        return "on the run's Pareto front"
+    return (
+        "not on the run's Pareto front (pareto.csv: trials "
+        f"{', '.join(map(str, members)) or 'none'}): some member is at least as good on every "
+        "objective"
+    )
+
+
+def manifest(run_dir: Path, row: pd.Series, out: Path, why: str = "") -> dict[str, Any]:
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     config_text = (
         (run_dir / "config.yaml").read_bytes() if (run_dir / "config.yaml").is_file() else b""
     )
     metrics = {key: _plain(row.get(key)) for key in METRIC_COLUMNS}
+    shape = run.get("input_shape")
     return {
         "trial": int(row["number"]),
+        "chosen": why,
         "genome": row["genome"],
         "run": run.get("name", run_dir.name),
         "dataset": run.get("dataset"),
-        "input_shape": run.get("input_shape"),
+        "input_shape": shape,
         "num_classes": run.get("num_classes"),
+        "input": {
+            "name": INPUT_NAME,
+            "shape": [1, *shape] if shape else None,
+            "dtype": "float32",
+            "batch": "1, fixed: the shape latency was measured at; run images one at a time",
+        },
+        "preprocessing": run.get("preprocessing")
+        or "not recorded (the run was written before paretonas recorded it)",
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": [1, run.get("num_classes")],
+            "meaning": "logits: the class is the argmax (an index into class_names); "
+            "softmax gives probabilities",
+        },
+        "class_names": run.get("class_names"),
         "metrics": metrics,
         "how_measured": {
             "accuracy": "top-1 of model.onnx run by ONNX Runtime on the validation split "
@@ -77,7 +163,9 @@ def manifest(run_dir: Path, row: pd.Series, out: Path) -> dict[str, Any]:
             "schedule (evaluators.memory), at the policy's activation bits",
             "flash_kb": "computed: weights packed at the policy's bit-widths (+ sparse index), "
             "32-bit biases and scales, 64 bytes of metadata per layer",
-            "artifact_bytes": "measured: size of model.onnx",
+            "artifact_bytes": "measured: size of model.onnx, an ONNX Runtime file with its "
+            "graph and per-node metadata; not what a microcontroller's flash holds (flash_kb "
+            "is that, computed)",
             "torch_test_accuracy": "top-1 in PyTorch on the test split of the module "
             "exported to model.onnx, just before export (fake-quantized under QAT)",
             "latency_p90_ms": "the 90th percentile of the same timed runs as latency_ms",

@@ -121,11 +121,16 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     else:
         _run_local_workers(config, url, execution.workers)
     result = session.write()
+    # Interrupted trials are listed (and retried) but are not among the run's --trials.
+    status = result.trials.get("status", pd.Series(dtype=str))
+    interrupted = int((status == "interrupted").sum())
+    finished = len(result.trials) - interrupted
     log.info(
-        "run %s: %d trial%s, %d Pareto member%s, %.0f s; report: %s",
+        "run %s: %d trial%s%s, %d Pareto member%s, %.0f s; report: %s",
         config.name,
-        len(result.trials),
-        "" if len(result.trials) == 1 else "s",
+        finished,
+        "" if finished == 1 else "s",
+        f" (and {interrupted} interrupted, each retried)" if interrupted else "",
         len(result.pareto),
         "" if len(result.pareto) == 1 else "s",
         time.perf_counter() - start,
@@ -390,6 +395,9 @@ def run_facts(dataset: Dataset, teacher: Teacher, device_description: str) -> di
         "dataset_source": dataset.source,
         "input_shape": list(dataset.input_shape),
         "num_classes": dataset.num_classes,
+        "class_names": list(dataset.class_names),
+        # What a deployed model must do to its images first (export's manifest.json).
+        "preprocessing": dataset.preprocessing.to_dict() if dataset.preprocessing else None,
         "teacher": teacher.summary(),
         "device_description": device_description,
         "train_images": len(dataset.train),
@@ -418,6 +426,8 @@ def write_results(
         "dataset_source": facts["dataset_source"],
         "input_shape": facts["input_shape"],
         "num_classes": facts["num_classes"],
+        "class_names": facts.get("class_names"),
+        "preprocessing": facts.get("preprocessing"),
         "teacher": facts["teacher"],
         # Which images each split holds: runs compared side by side should share them.
         "data_splits": facts.get("splits"),

@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from evaluators.data import load_dataset
@@ -125,6 +127,56 @@ def test_quickstart_twice_resumes_to_twelve_trials(tmp_path):
     assert onnx_acc == pytest.approx(best["test_accuracy"], abs=1e-6)
     model = load_exported(ship)
     assert model(dataset.test.images[:4]).shape == (4, 10)
+    # The manifest alone says how to feed it raw images: digits' raw pixels are 0..16.
+    pre = manifest["preprocessing"]
+    mean = np.asarray(pre["mean"], dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(pre["std"], dtype=np.float32).reshape(1, -1, 1, 1)
+    raw = np.rint((dataset.test.images.numpy() * std + mean) * pre["pixel_scale"])
+    assert raw.min() == 0 and raw.max() == 16 and pre["pixel_scale"] == 16
+    fed = (raw.astype(np.float32) / np.float32(pre["pixel_scale"]) - mean) / std
+    assert manifest["input"]["shape"] == [1, *fed.shape[1:]]
+    from_raw = onnx_accuracy(ship / "model.onnx", torch.from_numpy(fed), dataset.test.labels)
+    assert from_raw == pytest.approx(manifest["metrics"]["test_accuracy"], abs=1e-6)
+    assert manifest["class_names"] == [str(digit) for digit in range(10)]
+    assert manifest["chosen"].startswith("named with --trial; on the run's Pareto front")
+
+    # The README's example of running an exported model on a raw image, as printed there.
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("# Run an exported model on one raw image")
+    snippet = readme[start : readme.index("```", start)]
+    snippet = snippet.replace('"results/r/export/7"', repr(str(ship)))
+    ran = subprocess.run(
+        [sys.executable, "-c", snippet], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert ran.stdout.strip() in manifest["class_names"]
+    assert "Removing initializer" not in ran.stderr
+
+    # With no trial named, export ships what summary.json recommends for the budget.
+    for tier, name in ((None, "configured budget"), ("looser", "looser")):
+        chosen = subprocess.run(
+            [sys.executable, "-m", "search.cli", "export", str(run)]
+            + (["--tier", tier] if tier else [])
+            + ["--out", str(tmp_path / f"ship-{tier}")],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+        )
+        assert chosen.returncode == 0, chosen.stderr[-3000:]
+        tiers = {t["name"].split(" ")[0]: t for t in summary["tiers"]}
+        expected = tiers[name.split(" ")[0]]["trial"]
+        shipped = json.loads((tmp_path / f"ship-{tier}" / "manifest.json").read_text())
+        assert shipped["trial"] == expected
+        assert shipped["chosen"].startswith(f"recommended for the {name}")
+    unknown = subprocess.run(
+        [sys.executable, "-m", "search.cli", "export", str(run), "--tier", "nosuch"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert unknown.returncode == 2 and "its tiers are 'tighter" in unknown.stderr
     missing = subprocess.run(
         [sys.executable, "-m", "search.cli", "export", str(run), "--trial", "999"],
         capture_output=True,

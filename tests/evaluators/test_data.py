@@ -19,6 +19,7 @@ from evaluators.data import (
     Dataset,
     DatasetError,
     DatasetNotFoundError,
+    Preprocessing,
     UnknownDatasetError,
     dataset_names,
     load_dataset,
@@ -64,6 +65,11 @@ def test_digits_shapes_labels_and_normalisation(digits: Dataset) -> None:
     assert digits.train.images.std().item() == pytest.approx(1.0, abs=1e-3)
     # The train statistics were taken from [0, 1] pixels (0..16 divided by 16).
     assert 0 < digits.mean[0] < 1 and 0 < digits.std[0] < 1
+    pre = digits.preprocessing
+    assert (pre.pixel_scale, pre.size, pre.resize) == (16.0, (8, 8), None)
+    raw = np.rint((digits.test.images.numpy() * pre.std[0] + pre.mean[0]) * 16)
+    assert raw.min() == 0 and raw.max() == 16  # digits' raw pixels are 0..16
+    assert np.array_equal(pre.apply(raw), digits.test.images.numpy())
     assert "8" in repr(digits.train) and "tensor" not in repr(digits)
 
 
@@ -100,6 +106,7 @@ def test_fingerprint_is_identical_in_another_process_with_other_threads(digits: 
 def test_image_size_resizes_tensor_datasets() -> None:
     resized = load_dataset("digits", image_size=16)
     assert resized.input_shape == (1, 16, 16)
+    assert resized.preprocessing.size == (16, 16) and "bilinear" in resized.preprocessing.resize
     assert resized.train.images.mean().item() == pytest.approx(0.0, abs=1e-5)
 
 
@@ -158,6 +165,13 @@ def test_fashion_from_synthetic_idx_files(tmp_path: Path) -> None:
     expected = torch.from_numpy(arrays["t10k-images-idx3-ubyte"][:, None] / 255).float()
     torch.testing.assert_close(pixels, expected, atol=1e-5, rtol=0)
     assert ds.test.labels.tolist() == arrays["t10k-labels-idx1-ubyte"].tolist()
+    # What an export's manifest tells a user to do to raw pixels is what training did.
+    pre = ds.preprocessing
+    assert pre.pixel_scale == 255 and pre.size == (6, 6) and pre.resize is None
+    fed = pre.apply(arrays["t10k-images-idx3-ubyte"][:, None].astype(np.uint8))
+    assert np.array_equal(fed, ds.test.images.numpy())
+    with pytest.raises(ValueError, match=r"pixels must be \[N, 1, 6, 6\]"):
+        pre.apply(np.zeros((2, 1, 8, 8), dtype=np.uint8))
 
 
 def test_split_fingerprints_tell_which_images_a_run_measured_on(tmp_path: Path) -> None:
@@ -276,6 +290,10 @@ def test_imagefolder_single_folder_is_split(tmp_path: Path) -> None:
     assert len(ds.test) >= 2 and len(ds.val) >= 1 and len(ds.train) >= 6
     again = load_dataset("imagefolder", root=tmp_path, image_size=16, val_fraction=0.2)
     assert again.fingerprint() == ds.fingerprint()
+    pre = ds.preprocessing
+    assert pre.pixel_scale == 255 and pre.size == (16, 16) and "Resize((16, 16))" in pre.resize
+    assert Preprocessing.from_dict(pre.to_dict()) == pre
+    assert pre.to_dict()["channels"] == "RGB"
 
 
 def test_imagefolder_train_test_layout(tmp_path: Path) -> None:

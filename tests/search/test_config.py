@@ -58,6 +58,14 @@ def test_an_unknown_key_lists_the_allowed_ones():
         parse_config({"budget": {"latncy_ms": 2}})
 
 
+def test_a_misspelt_required_key_is_named_not_the_missing_one():
+    # tiers.0.name is missing too; the misspelt key is what to fix, in its own section.
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'tiers.0.nam'; allowed here: latency_ms, .*, name$"
+    ):
+        parse_config({"tiers": [{"nam": "phone", "latency_ms": 2}]})
+
+
 def test_defaults_make_a_valid_config():
     assert isinstance(parse_config({}), RunConfig)
 
@@ -185,3 +193,28 @@ def test_named_tiers_are_validated_and_reach_run_json_settings():
         parse_config({"tiers": [{"latency_ms": 2.0}]})
     with pytest.raises(ConfigError, match=r"tiers\.0\.latency_ms"):
         parse_config({"tiers": [{"name": "x", "latency_ms": -1}]})
+
+
+def test_version_and_each_commands_help_say_what_it_does(capsys):
+    from importlib import metadata
+
+    from search.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"paretonas {metadata.version('paretonas')}"
+    expected = {
+        "search": "Exit code 2",
+        "worker": "config comes from the storage",
+        "report": "from a run's files alone",
+        "baselines": "hand-designed networks",
+        "export": "manifest.json",
+        "probe": "probe kit",
+        "calibrate": "latency predictor",
+        "devices": "PARETONAS_DEVICES",
+    }
+    for command, words in expected.items():
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert words in " ".join(capsys.readouterr().out.split()), command

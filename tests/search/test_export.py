@@ -44,3 +44,61 @@ def test_loading_a_folder_that_is_not_an_export_says_how_to_make_one(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"")  # what a run's models/<trial>/ folder holds
     with pytest.raises(FileNotFoundError, match=r"not an export folder.*paretonas export"):
         load_exported(tmp_path)
+
+
+def _run_folder(tmp_path: Path, front: list[int]) -> Path:
+    """A run folder as the search writes it, with two trials of status ok."""
+    import json
+
+    import pandas as pd
+
+    run = tmp_path / "run"
+    candidate = Candidate(ARCH, CompressionPolicy((StagePolicy(),)))
+    rows = []
+    for number in (0, 1):
+        models = run / "models" / str(number)
+        models.mkdir(parents=True)
+        for name in ("model.onnx", "model.pt", "channels.json"):
+            (models / name).write_bytes(b"x")
+        (models / "candidate.json").write_text(candidate.to_json())
+        rows.append({"number": number, "status": "ok", "genome": candidate.genome,
+                     "artifacts": f"models/{number}", "test_accuracy": 0.9})  # fmt: skip
+    pd.DataFrame(rows).to_csv(run / "trials.csv", index=False)
+    pd.DataFrame([r for r in rows if r["number"] in front]).to_csv(run / "pareto.csv", index=False)
+    tiers = [
+        {"name": "tighter (bounds x0.5)", "budget": {"latency_ms": 0.5}, "trial": None},
+        {"name": "configured budget", "budget": {"latency_ms": 1.0}, "trial": 1},
+    ]
+    (run / "summary.json").write_text(json.dumps({"tiers": tiers}))
+    return run
+
+
+def test_exporting_a_trial_off_the_front_warns_and_the_manifest_says_so(tmp_path, caplog):
+    import json
+
+    from search.export import export_trial
+
+    run = _run_folder(tmp_path, front=[1])
+    out = export_trial(run, 0, tmp_path / "ship")
+    chosen = json.loads((out / "manifest.json").read_text())["chosen"]
+    assert chosen.startswith("named with --trial; not on the run's Pareto front")
+    assert "trial 0 is not on the run's Pareto front (pareto.csv: trials 1)" in caplog.text
+    caplog.clear()
+    export_trial(run, 1, tmp_path / "ship1")
+    assert "Pareto" not in caplog.text
+
+
+def test_the_recommended_trial_is_the_tiers_or_one_clear_sentence(tmp_path):
+    from search.config import ConfigError
+    from search.export import recommended_trial
+
+    run = _run_folder(tmp_path, front=[1])
+    trial, why = recommended_trial(run)
+    assert trial == 1 and why.startswith("recommended for the configured budget (latency_ms <= 1)")
+    with pytest.raises(ConfigError, match=r"no model of .* meets the tighter .*--tier"):
+        recommended_trial(run, "TIGHT")
+    with pytest.raises(ConfigError, match=r"no budget tier 'fast'; its tiers are 'tighter"):
+        recommended_trial(run, "fast")
+    (run / "summary.json").unlink()
+    with pytest.raises(ConfigError, match=r"no summary.json; run 'paretonas report"):
+        recommended_trial(run)
