@@ -363,7 +363,9 @@ def load_device_file(path: str | Path) -> Device:
     try:
         device = Device.model_validate(data)
     except ValidationError as err:
-        errors = err.errors()
+        # A misspelt key is both unknown and, under its right name, missing: the unknown
+        # one names the typo, so it is said first.
+        errors = sorted(err.errors(), key=lambda error: error["type"] != "extra_forbidden")
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise DeviceError(_one_line(f"{path}: {_describe(errors[0])}{more}")) from None
     if device.name != path.stem:

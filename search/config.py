@@ -7,7 +7,7 @@ Every mistake becomes a ``ConfigError`` whose message is one line naming the fie
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -482,7 +482,9 @@ def load_config(path: str | Path, **overrides: Any) -> RunConfig:
 
 def _first_error(error: ValidationError) -> str:
     """Pydantic's first complaint as one line: ``field.path: what is wrong``."""
-    detail = error.errors()[0]
+    # A misspelt key is both unknown and, under its right name, missing: the unknown one
+    # names the typo, so it is said first.
+    detail = min(error.errors(), key=lambda error: error["type"] != "extra_forbidden")
     where = ".".join(str(part) for part in detail["loc"])
     message = detail["msg"].removeprefix("Value error, ")
     if detail["type"] == "extra_forbidden":
@@ -496,8 +498,12 @@ def _first_error(error: ValidationError) -> str:
 def _allowed_keys(location: tuple) -> list[str]:
     model: type[BaseModel] = RunConfig
     for part in location:
+        if isinstance(part, int):  # an item of a list section (tiers): same model
+            continue
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field else None
+        if get_origin(annotation) is list:
+            (annotation,) = get_args(annotation)
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             break
         model = annotation

@@ -25,13 +25,15 @@ def header(run: dict[str, Any], device: str) -> str:
     if teacher.get("latency_ms") is not None:
         teacher_text += f"; it runs in {fixed(teacher['latency_ms'], 3)} ms (measured)"
     device_name = (run.get("device") or {}).get("name") or "device"
+    # A predicted device's description begins with its name already.
+    device_shown = device if device.startswith(device_name) else f"{device_name}: {device}"
     return "\n".join(
         [
             f"<h1>paretonas report: {esc(run.get('name') or 'unnamed run')}</h1>",
             '<p class="meta">',
             f"<b>Dataset:</b> {esc(dataset_text)}; input {esc(shape_text)}, "
             f"{esc(integer(run.get('num_classes')))} classes.<br>",
-            f"<b>Device:</b> {esc(device_name)}: {esc(device)}.<br>",
+            f"<b>Device:</b> {esc(device_shown)}.<br>",
             f"<b>Budget:</b> {esc(budget_text(run.get('budget') or {}))}.<br>",
             f"<b>Teacher:</b> {esc(teacher_text)}.",
             "</p>",

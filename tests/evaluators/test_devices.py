@@ -173,6 +173,8 @@ def test_wrong_type_names_the_file_the_field_and_the_value(tmp_path):
     ("change", "expected"),
     [
         ({"memory": {"sram_kb": 256, "flash_kb": 2048, "sram": 1}}, "unknown field memory.sram"),
+        # A typo: memory.sram_kb is missing too, but the misspelt key is what to fix.
+        ({"memory": {"sram_kbb": 256, "flash_kb": 2048}}, "unknown field memory.sram_kbb"),
         ({"kind": "phone"}, "kind: must be 'host', 'mcu', 'mobile' or 'accelerator'"),
         ({"modeled": False}, "modeled: must be true for a roofline device"),
         ({"sources": []}, "sources: a modeled device must list"),

@@ -297,6 +297,14 @@ def test_report_of_a_predicted_device_never_says_measured(tmp_path: Path):
     assert "Latency is predicted, not measured" in text
     assert "ms (measured)" not in text and "latency ms (measured)" not in text
     assert "Latency on cortex-m7 is predicted, not measured" in text
+    assert "<b>Device:</b> cortex-m7: roofline." in text
+
+    # A predicted device's description (run.json) begins with its name: said once.
+    described = "cortex-m7 (STM32F746): latency predicted (roofline), not measured"
+    run["device"] = {**run["device"], "description": described}
+    (run_dir / "run.json").write_text(json.dumps(run))
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    assert f"<b>Device:</b> {html.escape(described)}." in text
 
 
 # -- summary.json: one recommendation per budget tier -----------------------------------------
