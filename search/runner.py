@@ -402,6 +402,11 @@ def run_facts(dataset: Dataset, teacher: Teacher, device_description: str) -> di
         "device_description": device_description,
         "train_images": len(dataset.train),
         "splits": dataset.split_fingerprints(),
+        "split_sizes": {
+            "train": len(dataset.train),
+            "validation": len(dataset.val),
+            "test": len(dataset.test),
+        },
     }
 
 
@@ -431,6 +436,8 @@ def write_results(
         "teacher": facts["teacher"],
         # Which images each split holds: runs compared side by side should share them.
         "data_splits": facts.get("splits"),
+        # Images per split: how far a test accuracy can be trusted (the report's +-).
+        "split_sizes": facts.get("split_sizes"),
         "budget": asdict(config.budget_value()),  # with the device's SRAM and flash
         "tiers": [tier.model_dump() for tier in config.tiers],
         "objectives": [

@@ -234,6 +234,7 @@ def summarise(
         else:
             entry.update(_model(run, row))
             entry.update(compare_to_teacher(row, teacher))
+            entry["closest_bound"] = closest_bound(row, budget)
         tiers.append(entry)
     knee_label = knee(run, pareto)
     result: dict[str, Any] = {
@@ -259,13 +260,40 @@ def summarise(
     return _plain(result)
 
 
+def closest_bound(row: pd.Series | dict[str, Any], budget: dict[str, Any]) -> dict | None:
+    """The bound of ``budget`` the model comes closest to: ``{"name", "share"}`` (its cost
+    over the bound), None without a bound; what limits a model in that budget."""
+    shares = []
+    for column, _, _ in AXES:
+        value, limit = _number(row.get(column)), _number(budget.get(column))
+        if value is not None and limit:
+            shares.append((value / limit, column))
+    if not shares:
+        return None
+    share, column = max(shares)
+    return {"name": column, "share": share}
+
+
+def accuracy_margin(accuracy: float | None, images: int | None) -> float | None:
+    """Half-width, in points, of the 95% interval of an accuracy measured on ``images``
+    images (normal approximation of the binomial): how far the test split alone lets the
+    figure move. Differences between trainings of one model are not in it."""
+    if accuracy is None or not images:
+        return None
+    return 100 * 1.96 * math.sqrt(accuracy * (1 - accuracy) / images)
+
+
 def _model(run: dict[str, Any], row: pd.Series) -> dict[str, Any]:
     number = _number(row.get("number"))
+    test_accuracy = _number(row.get("test_accuracy"))
+    test_images = _number((run.get("split_sizes") or {}).get("test"))
     return {
         "trial": None if number is None else int(number),
         "genome": _text(row.get("genome")) or None,
         "accuracy": _number(row.get("accuracy")),
-        "test_accuracy": _number(row.get("test_accuracy")),
+        "test_accuracy": test_accuracy,
+        "test_accuracy_margin_points": accuracy_margin(test_accuracy, test_images),
+        "test_images": None if test_images is None else int(test_images),
         "latency_ms": _number(row.get("latency_ms")),
         "latency_kind": latency_kind(run, row),
         "latency_source": _text(row.get("latency_source")) or None,

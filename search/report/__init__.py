@@ -11,7 +11,8 @@ shown to the reader is the held-out test accuracy, while the search ranked on va
 
 One module per part of the page: ``files`` (read a run, write the page), ``run_page`` (one
 run's page, section by section) and ``comparison`` (several runs overlaid); the sections come
-from ``run_facts``, ``recommendation``, ``figures`` with their ``captions``, ``members``
+from ``run_facts``, ``recommendation``, ``figures`` with their ``captions`` (and ``marks``:
+each tier's pick from ``picks``, the teacher's line, an axis cut short), ``members``
 (the Pareto table, with ``architecture`` drawing each genome), ``search_progress`` and
 ``prediction``; ``comparability`` says when overlaid runs' accuracies are unlike; ``page``,
 ``frames``, ``formatting`` and ``colours`` are shared by all of them.

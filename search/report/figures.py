@@ -1,9 +1,10 @@
 """The accuracy-against-cost figures of one run: a 2-D view per cost (latency, peak memory) and
-a 3-D view of both, with the Pareto front, the knee point, the budgets, the hand-designed
-baselines and the trials that missed the budget."""
+a 3-D view of both, with the Pareto front, the knee point, each budget tier's pick, the budgets,
+the teacher's accuracy, the hand-designed baselines and the trials that missed the budget."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,28 +14,39 @@ import plotly.graph_objects as go
 from search.pareto import pareto_mask
 from search.report.colours import BASELINE_COLOUR, BUDGET, FADED, FRONT, KNEE
 from search.report.formatting import esc, fixed, integer, pct, to_number
-from search.report.frames import faded_groups, feasible
+from search.report.frames import faded_groups, feasible, plotted, status_text
+from search.report.marks import accuracy_range, add_picks, add_teacher_line, picks_3d
+from search.report.picks import Pick
 
 
 @dataclass(frozen=True)
 class Axis:
-    """One objective drawn on a figure's x axis, with its budget when one is set."""
+    """One objective drawn on a figure's x axis, with its budget when one is set and the
+    axis's right edge when an outlier would squeeze the rest (``marks.x_limit``)."""
 
     column: str
     noun: str
     title: str
     unit: str
     budget: float | None
+    limit: float | None = None
 
 
 def scatter_figure(
-    trials: pd.DataFrame, pareto: pd.DataFrame, x: Axis, colour: Axis, knee: Any = None
+    trials: pd.DataFrame,
+    pareto: pd.DataFrame,
+    x: Axis,
+    colour: Axis,
+    knee: Any = None,
+    picks: Sequence[Pick] = (),
+    teacher: float | None = None,
 ) -> go.Figure:
     """Validation accuracy (what the search ranks on) against one cost, one dot per trial.
 
     Trials without an accuracy (over budget, so never trained; or failed) still show where
     their cost fell: they are drawn along a strip under the lowest accuracy, so the reader
-    sees how much of the space the budget cut away.
+    sees how much of the space the budget cut away. ``picks`` are the summary's recommended
+    models, ``teacher`` the teacher's test accuracy, drawn as a line.
     """
     floor = _floor(trials)
     figure = go.Figure()
@@ -142,6 +154,10 @@ def scatter_figure(
                 hovertemplate="<b>knee point</b><br>%{text}<extra></extra>",
             )
         )
+    hover = [hover_text(pareto.loc[pick.label]) for pick in picks]
+    drawn = trials.loc[plotted(trials, x.column), x.column]
+    right = x.limit or max([*drawn, x.budget or 0.0, 0.0])
+    add_picks(figure, picks, pareto, x, hover, right)
     if x.budget is not None:
         figure.add_vline(
             x=x.budget,
@@ -150,7 +166,14 @@ def scatter_figure(
             annotation_text=f"budget {x.budget:g} {x.unit}",
             annotation_position="top right",
         )
-    return accuracy_layout(figure, x.title, "no trial has a value to plot yet")
+    figure = accuracy_layout(figure, x.title, "no trial has a value to plot yet")
+    if teacher is not None:
+        add_teacher_line(figure, teacher)
+        figure.update_yaxes(range=accuracy_range(trials, x.column, floor, teacher))
+    if x.limit is not None:
+        # Costs are never negative: the view starts at zero, with room for a marker there.
+        figure.update_xaxes(range=[-0.03 * x.limit, x.limit])
+    return figure
 
 
 def accuracy_layout(figure: go.Figure, x_title: str, empty: str) -> go.Figure:
@@ -170,7 +193,12 @@ def accuracy_layout(figure: go.Figure, x_title: str, empty: str) -> go.Figure:
 
 
 def figure_3d(
-    trials: pd.DataFrame, pareto: pd.DataFrame, latency: Axis, memory: Axis, knee: Any
+    trials: pd.DataFrame,
+    pareto: pd.DataFrame,
+    latency: Axis,
+    memory: Axis,
+    knee: Any,
+    picks: Sequence[Pick] = (),
 ) -> go.Figure:
     """Accuracy, latency and peak memory at once: the front is a surface in this space, and
     a member that looks dominated in one 2-D view is explained by the third axis."""
@@ -241,6 +269,8 @@ def figure_3d(
                 hovertemplate="<b>knee point</b><br>%{text}<extra></extra>",
             )
         )
+    hover = [hover_text(pareto.loc[pick.label]) for pick in picks]
+    labels = picks_3d(figure, picks, pareto, latency, memory, hover)
     figure.update_layout(
         template="plotly_white",
         scene={
@@ -248,6 +278,7 @@ def figure_3d(
             "yaxis_title": memory.title,
             "zaxis_title": "Accuracy (validation)",
             "zaxis_tickformat": ".0%",
+            "annotations": labels,
         },
         legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
         margin={"l": 0, "r": 0, "t": 60, "b": 0},
@@ -269,7 +300,8 @@ def hover_text(row: pd.Series) -> str:
     """Hover text; plotly renders a subset of HTML there, so free text is escaped."""
     source = f" ({esc(row['latency_source'])})" if row["latency_source"] else ""
     lines = [
-        f"<b>trial {integer(row['number'])}</b>: {esc(row['status'] or row['state'] or '?')}",
+        f"<b>trial {integer(row['number'])}</b>: "
+        f"{esc(status_text(row['status']) or row['state'] or '?')}",
         f"genome: {esc(row['genome'])}",
         f"val acc {pct(row['accuracy'])}, test acc {pct(row['test_accuracy'])}",
         f"latency {fixed(row['latency_ms'], 3)} ms{source}",

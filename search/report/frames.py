@@ -73,6 +73,12 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
 
 
+# A ``pruned`` trial was stopped during training (Pareto-aware early stopping); the figures
+# say so in words, since "pruned" also names the channel pruning in the same report. The data
+# files keep Optuna's word.
+STOPPED = "stopped early"
+
+
 def faded_groups(trials: pd.DataFrame) -> list[tuple[str, pd.Series, dict[str, Any]]]:
     """(legend name, row mask, marker style) of the faded groups, drawn under the feasible."""
     status = trials["status"]
@@ -81,8 +87,26 @@ def faded_groups(trials: pd.DataFrame) -> list[tuple[str, pd.Series, dict[str, A
     return [
         ("over budget", over_budget, {**faded, "symbol": "x"}),
         ("failed", status == "failed", {**faded, "symbol": "triangle-down"}),
-        ("pruned (stopped early)", status == "pruned", {**faded, "symbol": "diamond-open"}),
+        (STOPPED, status == "pruned", {**faded, "symbol": "diamond-open"}),
     ]
+
+
+def status_text(status: str) -> str:
+    """A trial's status as the figures write it."""
+    return STOPPED if status == "pruned" else status
+
+
+def plotted(trials: pd.DataFrame, column: str) -> pd.Series:
+    """The rows an accuracy-against-``column`` figure draws: searched trials that were not
+    shipped (over budget, failed, stopped; along the bottom without an accuracy), the
+    feasible ones with an accuracy, and the hand-designed baselines with an accuracy."""
+    searched = trials["baseline"] == ""
+    trained = trials["accuracy"].notna()
+    faded = pd.Series(False, index=trials.index)
+    for _, mask, _ in faded_groups(trials):
+        faded |= mask
+    shown = (searched & (faded | (feasible(trials) & trained))) | (~searched & trained)
+    return shown & trials[column].notna()
 
 
 def feasible(trials: pd.DataFrame) -> pd.Series:

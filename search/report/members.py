@@ -17,7 +17,11 @@ def trial_counts(trials: pd.DataFrame) -> str:
     """How the trials ended, by status, and how many trained ones are within every budget."""
     status = trials["status"]
     known = ("ok", "infeasible", "failed", "pruned")
-    text = f"{len(trials)} trials: " + ", ".join(f"{int((status == s).sum())} {s}" for s in known)
+    # "pruned" is also what compression does to channels; the counts say what it means here.
+    shown = {"infeasible": "over budget", "pruned": "stopped early"}
+    text = f"{len(trials)} trials: " + ", ".join(
+        f"{int((status == s).sum())} {s}" + (f" ({shown[s]})" if s in shown else "") for s in known
+    )
     interrupted = int((status == "interrupted").sum())
     if interrupted:
         text += f", {interrupted} interrupted (their worker died; retried)"
@@ -39,8 +43,8 @@ _TABLE_COLUMNS: Sequence[tuple[str, str]] = (
     ("peak_memory_kb", "peak memory KB (computed)"),
     ("flash_kb", "flash KB (computed)"),
     ("params", "params"),
-    ("macs", "MACs"),
-    ("seconds_total", "seconds"),
+    ("macs", "multiply-adds"),
+    ("seconds_total", "search seconds (train + measure)"),
 )
 
 
@@ -87,7 +91,8 @@ def pareto_table(pareto: pd.DataFrame, highlights: list[tuple[str, Any]], kind: 
             number = to_number(value)
             key = "" if number is None else repr(number)
             cells.append(f'<td data-sort="{key}">{esc(shown)}</td>')
-        rows.append(f"<tr>{''.join(cells)}</tr>")
+        pick = ' class="pick"' if index in labels else ""
+        rows.append(f"<tr{pick}>{''.join(cells)}</tr>")
     return (
         '<p class="note">Click a column header to sort; click again to reverse.</p>\n'
         f'<table class="sortable" id="pareto-table">\n<thead><tr>{head}</tr></thead>\n'

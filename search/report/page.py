@@ -26,13 +26,14 @@ def embed_figures(figures: dict[str, go.Figure]) -> dict[str, str]:
 
 
 def html_page(title: str, sections: Sequence[str]) -> str:
-    """The whole document: the non-empty ``sections`` between the inline style and the script
-    that sorts the tables."""
+    """The whole document: the non-empty ``sections`` between the inline style and the scripts
+    that sort the tables and keep a printable picture of each 3-D view."""
     body = "\n".join(section for section in sections if section)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{esc(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
-        f"<body>\n{body}\n<script>{_SORT_JS}</script>\n</body>\n</html>\n"
+        f"<body>\n{body}\n<script>{_SORT_JS}</script>\n<script>{_PRINT_JS}</script>\n"
+        "</body>\n</html>\n"
     )
 
 
@@ -56,6 +57,10 @@ table.sortable th { cursor: pointer; user-select: none; }
 table.sortable th[aria-sort="ascending"]::after { content: " \\25B2"; }
 table.sortable th[aria-sort="descending"]::after { content: " \\25BC"; }
 td.arch-cell, th:nth-child(3) { text-align: left; }
+table.glance th, table.glance td { text-align: right; }
+table.glance td { white-space: nowrap; }
+table.glance th:first-child, table.glance td:first-child { text-align: left; white-space: nowrap; }
+tr.pick td { background: #fff8e1; }
 .arch { display: inline-flex; gap: 2px; align-items: stretch; }
 .blk { position: relative; display: inline-block; border: 1px solid #90a4ae; border-radius: 3px;
        padding: 0.15em 0.3em 0.35em; font-size: 0.72em; line-height: 1.25; text-align: center;
@@ -68,6 +73,17 @@ td.arch-cell, th:nth-child(3) { text-align: left; }
 .blk.k-conv { background: #f3e5f5; border-color: #ba68c8; }
 .swatch { display: inline-block; width: 0.8em; height: 0.8em; margin-right: 0.4em;
           border-radius: 2px; vertical-align: middle; }
+img.print-copy { display: none; }  /* on screen the live 3-D view; see _PRINT_JS */
+@media print {
+  /* On paper: no figure cut in two, no buttons that cannot be pressed, a heading kept with
+     what it titles. */
+  body { max-width: none; margin: 0; }
+  .plotly-graph-div, .caption, tr, .blk { break-inside: avoid; page-break-inside: avoid; }
+  h2 { break-after: avoid; page-break-after: avoid; }
+  .modebar, .modebar-container { display: none !important; }
+  .has-print-copy { display: none !important; }
+  img.print-copy { display: block; width: 100%; break-inside: avoid; page-break-inside: avoid; }
+}
 """
 
 
@@ -104,6 +120,36 @@ _SORT_JS = """
   document.querySelectorAll("table.sortable").forEach(function (table) {
     Array.prototype.forEach.call(table.tHead.rows[0].cells, function (th, col) {
       th.addEventListener("click", function () { paretonasSortTable(table, col, th); });
+    });
+  });
+})();
+"""
+
+
+# A 3-D view is drawn with WebGL, which the browser prints as a blank box; so each one keeps
+# a picture of itself (plotly's own export, redone whenever the reader turns it), shown
+# instead of the live view on paper only.
+_PRINT_JS = """
+(function () {
+  function copy(div) {
+    var img = div.parentNode.querySelector("img.print-copy");
+    if (!img) {
+      img = document.createElement("img");
+      img.className = "print-copy";
+      img.alt = "printable copy of the 3-D view";
+      div.parentNode.insertBefore(img, div.nextSibling);
+    }
+    Plotly.toImage(div, {format: "png", width: div.offsetWidth, height: div.offsetHeight})
+      .then(function (url) { img.src = url; div.classList.add("has-print-copy"); })
+      .catch(function () { /* the live view stays; only the printout lacks the picture */ });
+  }
+  window.addEventListener("load", function () {
+    if (typeof Plotly === "undefined") { return; }
+    document.querySelectorAll(".plotly-graph-div").forEach(function (div) {
+      var gl = (div.data || []).some(function (t) { return t.type === "scatter3d"; });
+      if (!gl) { return; }
+      copy(div);
+      div.on("plotly_relayout", function () { copy(div); });
     });
   });
 })();

@@ -9,8 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from search.report.architecture import parse_genome
 from search.report.formatting import esc, fixed, integer, pct
 from search.report.frames import feasible
+from search.report.picks import Pick
 from search.report.run_facts import budget_text
 from search.results import budget_unmet
 from search.summary import (
@@ -19,6 +21,7 @@ from search.summary import (
     compare_to_teacher,
     knee,
     recommend,
+    summarise,
     teacher_facts,
 )
 
@@ -33,10 +36,12 @@ def recommendation(
     if kind == "measured":
         # The description usually starts with "measured: "; the sentence already says so.
         how = device.removeprefix("measured:").strip()
-        latency = (
-            f"Latency is measured ({how}) on the file a user would ship (pruned, int8 where "
-            "the policy says so)"
+        shipped = (
+            "with its pruning and quantization applied"
+            if _compressed(pareto)
+            else "fp32 and unpruned: no Pareto member of this run is pruned or quantized"
         )
+        latency = f"Latency is measured ({how}) on the file a user would ship ({shipped})"
         measured = f"Latency was measured on {device_name} ({how})."
     else:
         latency = f"Latency is predicted, not measured ({device})"
@@ -77,17 +82,21 @@ def recommendation(
                 f"({teacher.get('latency_source') or 'measured'})."
             )
         lines.append(f'<p class="summary">{esc(intro)}</p>')
+        lines.append(glance_table(summarise(run, pareto)["tiers"], teacher, kind))
         tiers = budget_tiers(run, pareto)
         items = []
+        described: dict[Any, str] = {}  # row label -> the first tier it was described under
         for tier in tiers:
             budget = {column: tier[column] for column, _, _ in AXES}
             row = recommend(pareto, budget)
             name = tier["name"][:1].upper() + tier["name"][1:]
-            what = (
-                "no Pareto member meets this budget."
-                if row is None
-                else _describe(row, teacher, kind)
-            )
+            if row is None:
+                what = "no Pareto member meets this budget."
+            elif row.name in described:
+                what = f"the same model as the {described[row.name]} (trial {row['number']:g})."
+            else:
+                what = _describe(row, teacher, kind)
+                described[row.name] = tier["name"]
             items.append(
                 f'<li class="tier"><b>{esc(name)}</b> ({esc(budget_text(budget))}): '
                 f"{esc(what)}</li>"
@@ -110,6 +119,96 @@ def recommendation(
     return "\n".join(lines)
 
 
+_BOUND_NAMES = {column: label for column, label, _ in AXES}
+
+
+def glance_table(tiers: Sequence[dict[str, Any]], teacher: dict[str, Any], kind: str) -> str:
+    """The summary at a glance: one row per budget tier (summary.json's ``tiers``), the
+    model to ship and what it costs against the teacher and the budget. No speed-up column
+    when the teacher's latency is not known."""
+    picked = [tier for tier in tiers if tier.get("trial") is not None]
+    columns: list[tuple[str, Any]] = [
+        ("model to ship", lambda t: f"trial {t['trial']}"),
+        ("test accuracy", _accuracy_with_margin),
+        ("against the teacher", lambda t: _signed(t.get("accuracy_vs_teacher_points"))),
+        (f"latency ms ({kind})", lambda t: fixed(t.get("latency_ms"), 3)),
+        ("peak memory KB (computed)", lambda t: fixed(t.get("peak_memory_kb"), 1)),
+        ("flash KB (computed)", lambda t: fixed(t.get("flash_kb"), 1)),
+        ("times fewer parameters than the teacher", lambda t: _times(t, "smaller_than_teacher")),
+    ]
+    if any(tier.get("faster_than_teacher") is not None for tier in picked):
+        columns.append(
+            ("times faster than the teacher", lambda t: _times(t, "faster_than_teacher"))
+        )
+    columns.append(("nearest bound: share used", _closest))
+    head = "<th>budget</th>" + "".join(f"<th>{esc(title)}</th>" for title, _ in columns)
+    rows = []
+    for tier in tiers:
+        name = f'<td class="tier-name">{esc(tier["name"][:1].upper() + tier["name"][1:])}</td>'
+        if tier.get("trial") is None:
+            rows.append(f'<tr>{name}<td colspan="{len(columns)}">no model meets it</td></tr>')
+        else:
+            cells = "".join(f"<td>{esc(cell(tier))}</td>" for _, cell in columns)
+            rows.append(f"<tr>{name}{cells}</tr>")
+    note = (
+        f"The teacher: {pct(teacher.get('test_accuracy'))} test accuracy, "
+        f"{integer(teacher.get('params'))} parameters"
+    )
+    if teacher.get("latency_ms") is not None:
+        note += f", {fixed(teacher['latency_ms'], 3)} ms"
+    note += "."
+    images = next((t["test_images"] for t in picked if t.get("test_images")), None)
+    if images:
+        note += (
+            f" \u00b1 is the 95% interval that {integer(images)} test images allow; each model "
+            "was trained once, so differences between trainings are not in it."
+        )
+    return (
+        f'<table class="glance">\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
+        + "\n".join(rows)
+        + f'\n</tbody>\n</table>\n<p class="note">{esc(note)}</p>'
+    )
+
+
+def _accuracy_with_margin(tier: dict[str, Any]) -> str:
+    margin = tier.get("test_accuracy_margin_points")
+    text = pct(tier.get("test_accuracy"))
+    return text if margin is None else f"{text} \u00b1 {margin:.1f}"
+
+
+def _signed(points: float | None) -> str:
+    return "unknown" if points is None else f"{points:+.1f} points"
+
+
+def _times(tier: dict[str, Any], key: str) -> str:
+    value = tier.get(key)
+    return "unknown" if value is None else f"{value:.1f}\u00d7"
+
+
+def _closest(tier: dict[str, Any]) -> str:
+    closest = tier.get("closest_bound")
+    if closest is None:
+        return "no bound"
+    return f"{_BOUND_NAMES[closest['name']]} {100 * closest['share']:.0f}%"
+
+
+def _compressed(pareto: pd.DataFrame) -> bool:
+    """Whether any Pareto member is pruned, quantized, sparse or factorized (its genome's
+    policy says so)."""
+    for genome in pareto.get("genome", []):
+        parsed = parse_genome(genome) or {"stages": []}
+        for stage in parsed["stages"]:
+            if (
+                stage.get("prune_ratio", 0.0) > 0
+                or stage.get("weight_bits", 32) < 32
+                or stage.get("activation_bits", 32) < 32
+                or stage.get("sparsity", 0.0) > 0
+                or stage.get("rank_ratio", 1.0) < 1
+            ):
+                return True
+    return False
+
+
 def _configured(tiers: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return next((t for t in tiers if t["name"] == "configured budget"), tiers[0])
 
@@ -123,21 +222,14 @@ def _looser(tier: dict[str, Any], configured: dict[str, Any]) -> bool:
     return False
 
 
-def highlights(run: dict[str, Any], pareto: pd.DataFrame) -> list[tuple[str, Any]]:
-    """(tag, row label) of the recommended Pareto members: each tier's pick and the knee
-    point, both on validation accuracy (the numbers the front was built from; the test
-    split only reports)."""
-    picks: list[tuple[str, Any]] = []
-    if pareto.empty:
-        return picks
-    for tier in budget_tiers(run, pareto):
-        row = recommend(pareto, {column: tier[column] for column, _, _ in AXES})
-        if row is not None:
-            picks.append((f"best: {tier['name'].split(' (')[0]}", row.name))
-    knee_label = knee(run, pareto)
+def highlights(picks: Sequence[Pick], knee_label: Any) -> list[tuple[str, Any]]:
+    """(tag, row label) of the recommended Pareto members: each tier's pick (``picks``, as
+    the figures mark them) and the knee point, both on validation accuracy (the numbers
+    the front was built from; the test split only reports)."""
+    tags = [(f"best: {tier.split(' (')[0]}", pick.label) for pick in picks for tier in pick.tiers]
     if knee_label is not None:
-        picks.append(("knee point", knee_label))
-    return picks
+        tags.append(("knee point", knee_label))
+    return tags
 
 
 def _describe(row: pd.Series, teacher: dict[str, Any], kind: str = "measured") -> str:

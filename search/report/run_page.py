@@ -3,6 +3,7 @@ the reader meets them; pure (no files), so it renders a run from any source."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
@@ -12,8 +13,10 @@ from search.report.captions import caption_3d, scatter_caption
 from search.report.figures import Axis, figure_3d, scatter_figure
 from search.report.formatting import to_number
 from search.report.frames import normalise
+from search.report.marks import x_limit
 from search.report.members import pareto_table, reasons, trial_counts
 from search.report.page import embed_figures, html_page
+from search.report.picks import budget_picks
 from search.report.prediction import (
     compared_latency,
     latency_kind,
@@ -28,7 +31,7 @@ from search.report.search_progress import (
     importance_caption,
     importance_figure,
 )
-from search.summary import hypervolume_progress, knee
+from search.summary import hypervolume_progress, knee, teacher_facts
 
 FIGURE_3D = "figure-3d"
 FIGURE_HV = "figure-hypervolume"
@@ -57,13 +60,19 @@ def render_report(
         "KB",
         to_number(budget.get("peak_memory_kb")),
     )
+    # The 3-D view keeps every trial in view (it is turned and zoomed by hand); the 2-D
+    # views stop where a far outlier would squeeze the rest, and their captions say so.
+    latency_2d = replace(latency, limit=x_limit(trials, pareto, latency))
+    memory_2d = replace(memory, limit=x_limit(trials, pareto, memory))
     knee_label = knee(run, pareto)
+    picks = budget_picks(run, pareto)  # once, for every figure: the picks of summary.json
+    teacher = teacher_facts(run)["test_accuracy"]
     progress = hypervolume_progress(run, trials)
     compared = compared_latency(trials)
     figures: dict[str, go.Figure] = {
-        "figure-1": scatter_figure(trials, pareto, latency, colour=memory, knee=knee_label),
-        "figure-2": scatter_figure(trials, pareto, memory, colour=latency, knee=knee_label),
-        FIGURE_3D: figure_3d(trials, pareto, latency, memory, knee_label),
+        "figure-1": scatter_figure(trials, pareto, latency_2d, memory, knee_label, picks, teacher),
+        "figure-2": scatter_figure(trials, pareto, memory_2d, latency, knee_label, picks, teacher),
+        FIGURE_3D: figure_3d(trials, pareto, latency, memory, knee_label, picks),
     }
     if not progress.empty:
         figures[FIGURE_HV] = hypervolume_figure(progress)
@@ -78,16 +87,16 @@ def render_report(
         recommendation(run, trials, pareto, device, how),
         "<h2>Accuracy against latency</h2>",
         plots["figure-1"],
-        scatter_caption(trials, latency, colour=memory, run=run),
+        scatter_caption(trials, latency_2d, memory, run, picks),
         "<h2>Accuracy against peak memory</h2>",
         plots["figure-2"],
-        scatter_caption(trials, memory, colour=latency, run=run),
+        scatter_caption(trials, memory_2d, latency, run, picks),
         "<h2>Accuracy, latency and peak memory together</h2>",
         plots[FIGURE_3D],
-        caption_3d(),
+        caption_3d(picks),
         "<h2>Pareto members</h2>",
         trial_counts(trials),
-        pareto_table(pareto, highlights(run, pareto), how),
+        pareto_table(pareto, highlights(picks, knee_label), how),
         reasons(trials),
         "<h2>Search progress</h2>",
         plots.get(FIGURE_HV, ""),

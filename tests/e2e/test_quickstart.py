@@ -75,7 +75,9 @@ def test_quickstart_twice_resumes_to_twelve_trials(tmp_path):
         assert (run / "models" / str(number) / "model.onnx").is_file()
     # The teacher is timed on this host like the candidates, so the summary can say how
     # many times faster each recommendation is.
-    teacher = json.loads((run / "run.json").read_text())["teacher"]
+    facts = json.loads((run / "run.json").read_text())
+    assert facts["split_sizes"]["test"] == 360  # 20% of digits, for the test accuracy's +-
+    teacher = facts["teacher"]
     assert teacher["latency_ms"] > 0 and teacher["latency_source"].startswith("measured: ")
     summary = json.loads((run / "summary.json").read_text())
     recommended = [tier for tier in summary["tiers"] if tier.get("trial") is not None]
@@ -83,6 +85,7 @@ def test_quickstart_twice_resumes_to_twelve_trials(tmp_path):
     for tier in recommended:
         expected = teacher["latency_ms"] / tier["latency_ms"]
         assert tier["faster_than_teacher"] == pytest.approx(expected)
+        assert 0 < tier["test_accuracy_margin_points"] < 5 and tier["test_images"] == 360
     assert "faster (" in report and "no speed-up is claimed" not in report
 
     rerender = subprocess.run(

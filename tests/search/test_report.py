@@ -189,6 +189,61 @@ def test_report_summarises_each_tier_and_the_knee(report: str):
     assert "trial 2 " in knee and "94.0% test accuracy" in knee
 
 
+def _glance_rows(page: str) -> list[list[str]]:
+    table = page.split('<table class="glance">')[1].split("</table>")[0]
+    return [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row) for row in table.split("<tr")[1:]]
+
+
+def test_the_summary_opens_with_a_table_of_each_budgets_pick(report: str):
+    head, *rows = _glance_rows(report)
+    assert head[:3] == ["budget", "model to ship", "test accuracy"]
+    # The teacher's latency is not in run.json: no speed-up column at all.
+    assert not any("faster" in title for title in head)
+    assert [row[:2] for row in rows] == [
+        ["Tighter (bounds ×0.5)", "trial 2"],
+        ["Configured budget", "trial 3"],
+        ["Looser (bounds ×2)", "trial 3"],
+    ]
+    configured = dict(zip(head, rows[1], strict=True))
+    assert configured["test accuracy"] == "96.5%"  # no +- without the test split's size
+    assert configured["against the teacher"] == "-1.6 points"
+    assert configured["times fewer parameters than the teacher"] == "4.0×"
+    # Trial 3 uses 2.5 of 2.75 ms (91%) and 60 of 64 KB (94%): memory limits it.
+    assert configured["nearest bound: share used"] == "peak memory 94%"
+    assert dict(zip(head, rows[0], strict=True))["nearest bound: share used"] == (
+        "latency 73%"  # 1.0 of 1.375 ms; memory 20 of 32 KB is 62%
+    )
+    # The looser tier's pick is the configured one's: said in a few words, not repeated.
+    looser = report.split("<b>Looser (bounds ×2)</b>")[1].split("</li>")[0]
+    assert "the same model as the configured budget (trial 3)." in looser
+    assert "fp32 and unpruned" not in report  # trials 1 and 2 are int8
+
+
+def test_the_summary_gives_the_test_splits_margin_when_the_run_knows_its_size(tmp_path):
+    run_dir = _write_run(tmp_path / "run", PARETO + OTHERS, PARETO)
+    run = {**RUN, "split_sizes": {"train": 1200, "validation": 240, "test": 10000}}
+    (run_dir / "run.json").write_text(json.dumps(run))
+    page = write_report(run_dir).read_text(encoding="utf-8")
+    head, *rows = _glance_rows(page)
+    # 1.96 * sqrt(0.965 * 0.035 / 10000) = 0.36 points
+    assert dict(zip(head, rows[1], strict=True))["test accuracy"] == "96.5% ± 0.4"
+    assert "± is the 95% interval that 10,000 test images allow" in page
+    configured = json.loads((run_dir / SUMMARY).read_text())["tiers"][1]
+    assert configured["test_accuracy_margin_points"] == pytest.approx(0.3602, abs=1e-4)
+    assert configured["test_images"] == 10000
+    assert configured["closest_bound"] == {
+        "name": "peak_memory_kb",
+        "share": pytest.approx(60 / 64),
+    }
+
+
+def test_a_run_without_compression_says_its_models_are_fp32_and_unpruned(tmp_path):
+    fp32 = [{**row, "genome": row["genome"].replace("w8a8", "w32a32")} for row in PARETO]
+    run_dir = _write_run(tmp_path / "run", fp32, fp32)
+    page = write_report(run_dir).read_text(encoding="utf-8")
+    assert "fp32 and unpruned: no Pareto member of this run is pruned or quantized" in page
+
+
 def test_report_marks_the_knee_point_with_a_star(report: str):
     assert report.count('"name":"knee point (trial 2)"') == 3  # both 2-D figures and the 3-D
     assert report.count('"symbol":"star"') == 2
@@ -211,7 +266,9 @@ def test_report_says_how_much_faster_when_the_teacher_latency_is_known(tmp_path:
 
 
 def test_report_counts_and_escapes(report: str):
-    assert "7 trials: 4 ok, 1 infeasible, 1 failed, 1 pruned" in report
+    assert (
+        "7 trials: 4 ok, 1 infeasible (over budget), 1 failed, 1 pruned (stopped early)" in report
+    )
     assert "RuntimeError: &lt;boom&gt; &amp; more" in report
     assert "<boom>" not in report
 
@@ -572,7 +629,9 @@ def test_the_same_run_renders_the_same_page_in_every_process(tmp_path: Path):
 def test_table_is_sortable_and_draws_each_members_architecture(report: str):
     table = report.split('<table class="sortable" id="pareto-table">')[1].split("</table>")[0]
     assert "function paretonasSortTable(" in report
-    assert table.count("<tr>") == len(PARETO) + 1  # header + one row per member
+    assert table.count("<tr") == len(PARETO) + 1  # header + one row per member
+    # The picks (trial 2: tighter tier and knee; trial 3: configured and looser) are shaded.
+    assert table.count('<tr class="pick">') == 2
     assert table.count('<span class="arch">') == len(PARETO)
     for row in PARETO:
         assert architecture_strip(row["genome"]) in table
