@@ -156,6 +156,9 @@ def glance_table(tiers: Sequence[dict[str, Any]], teacher: dict[str, Any], kind:
     )
     if teacher.get("latency_ms") is not None:
         note += f", {fixed(teacher['latency_ms'], 3)} ms"
+    if teacher.get("source"):
+        # How long the teacher was trained says how strong a reference it is.
+        note += f" ({teacher['source']})"
     note += "."
     images = next((t["test_images"] for t in picked if t.get("test_images")), None)
     if images:
