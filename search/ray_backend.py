@@ -250,13 +250,36 @@ def check_reachable(address: str, timeout_s: float = 10.0) -> None:
         ) from None
 
 
+def join_cluster(address: str) -> None:
+    """``ray.init`` on ``address``; a cluster that refuses this driver is one line that says
+    what to do (Ray's own error is a traceback after a screen of warnings)."""
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    except ConnectionError as error:
+        reason = " ".join(str(error).split())[:200]
+        raise ConfigError(
+            f"cannot join the Ray cluster at {address} ({reason}); if the cluster uses token "
+            "authentication, give this process its token (RAY_AUTH_TOKEN, or the file "
+            "`ray get-auth-token` shows on the head node), or run the search on the head "
+            "node with --address auto"
+        ) from None
+
+
 def run_ray(
     config: RunConfig, study: optuna.Study, url: str, target: int, *, progress: bool = True
 ) -> RunResult:
     execution = config.execution
     if not ray.is_initialized():
         check_reachable(ray_address(execution.ray.address))
-    run_dir = Path(config.results_dir).resolve() / config.name
+    # Tune runs each trial in a working folder of its own: a relative results folder would
+    # put the trials' model files there, out of the run's reach.
+    config = config.model_copy(update={"results_dir": str(Path(config.results_dir).resolve())})
+    run_dir = Path(config.results_dir) / config.name
     # Trials the previous driver left running are failed and queued again (same params).
     for number in retry_dead_local_trials(study, execution.max_retries):
         log.info("trial %d: the driver that ran it died; failed, queued again", number)
@@ -268,12 +291,7 @@ def run_ray(
     settings = execution.ray
     address = ray_address(settings.address)
     if not ray.is_initialized():
-        ray.init(
-            address=address,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+        join_cluster(address)
     log.info(
         "run %s: %d finished trial(s) of %d; Ray cluster %s (%s CPUs); %d at once",
         config.name,
@@ -313,6 +331,10 @@ def run_ray(
     # The study is the record: Tune's per-trial result files are not written, so its
     # end-of-run analysis would warn "Failed to fetch metrics" for every trial.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    # Ctrl-C stops the search, as on the Optuna backend (exit 130; a rerun retries the
+    # interrupted trials). Tune's own handler would end only the current experiment, quietly,
+    # and the driver would start the next one.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     experiments = run_dir / "ray"
     interrupted = _interrupted_experiment(experiments)

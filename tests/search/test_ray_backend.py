@@ -3,15 +3,20 @@ reported with their reason, and a driver killed mid-trial then rerun."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 
 import pandas as pd
 import pytest
+from optuna.trial import TrialState
 
 from search.config import parse_config
 from search.runner import run_search
 from search.storage import default_storage
+from search.worker import finished
 from tests.search.test_workers import (
     ROOT,
     TINY,
@@ -19,6 +24,9 @@ from tests.search.test_workers import (
     _cli,
     _env,
     _kill_during_a_trial,
+    _study,
+    _trials_or_none,
+    _wait_for,
     _write_config,
 )
 
@@ -112,6 +120,53 @@ def test_sigkill_of_the_ray_driver_mid_trial_then_rerun(tmp_path):
     assert "restoring the interrupted Tune experiment tune-1" in rerun.stderr
     assert (experiment / ".paretonas-done").exists()
     _check_complete(url, "raycrash", 3, interrupted)
+
+
+def test_ctrl_c_stops_a_ray_search_at_once_and_a_rerun_finishes_it(tmp_path):
+    # A relative results folder, as in the shipped configs: Tune runs each trial in a
+    # working folder of its own, where the trials' model files once went.
+    config = _write_config(tmp_path, "rayint", results_dir="results")
+    command = _cli(
+        "search", "--config", str(config), "--trials", "3", "--backend", "ray",
+        "--concurrent", "1", "--no-progress",
+    )  # fmt: skip
+    run_dir = tmp_path / "results" / "rayint"
+    url = default_storage(run_dir)
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            command, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=stderr,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def mid_trial() -> bool:
+        trials = _trials_or_none(url, "rayint")
+        return (
+            bool(trials)
+            and sum(finished(t) for t in trials) >= 1
+            and any(t.params for t in trials if t.state == TrialState.RUNNING)
+        )
+
+    try:
+        _wait_for(mid_trial, 240, "a trial in progress after one finished", process, log)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's group
+        code = process.wait(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert code == 130, log.read_text()[-3000:]
+    assert "interrupted; completed trials are kept" in log.read_text()
+    interrupted = {
+        t.number for t in _study(url, "rayint").get_trials() if t.state == TrialState.RUNNING
+    }
+
+    rerun = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    _check_complete(url, "rayint", 3, interrupted)
+    trials = pd.read_csv(run_dir / "trials.csv")
+    for artifacts in trials.loc[trials["status"] == "ok", "artifacts"]:
+        assert (run_dir / artifacts / "model.onnx").is_file(), artifacts
 
 
 def test_the_driver_is_marked_on_a_trial_before_any_parameter_is_proposed():
@@ -208,3 +263,19 @@ def test_an_address_nothing_answers_on_is_refused_at_once():
     assert time.monotonic() - started < 10
     for left_to_ray in ("local", "auto", "http://127.0.0.1:8265"):
         check_reachable(left_to_ray)
+
+
+def test_a_cluster_that_refuses_the_driver_is_one_line_saying_what_to_do(monkeypatch):
+    from search.config import ConfigError
+    from search.ray_backend import join_cluster
+
+    def refuse(**kwargs):
+        raise ConnectionError("Failed to connect to GCS:\n InvalidAuthToken")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(ConfigError) as error:
+        join_cluster("127.0.0.1:6390")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("cannot join the Ray cluster at 127.0.0.1:6390 (Failed to")
+    assert "InvalidAuthToken" in message and "RAY_AUTH_TOKEN" in message
