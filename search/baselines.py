@@ -50,13 +50,13 @@ from search.config import ConfigError, RunConfig
 from search.objective import Objective, describe, record
 from search.results import BASELINE
 from search.runner import (
-    CONFIG,
     RunResult,
     _cores,
     _open,
     _save_config,
     _set_threads,
     prepare,
+    record_config,
 )
 from search.storage import default_storage
 from spaces.baselines import BASELINES
@@ -92,7 +92,7 @@ def run_baselines(
     _save_config(config, run_dir)
     url = config.storage or default_storage(run_dir, config.execution.workers)
     study = _open(config, url)
-    study.set_user_attr(CONFIG, config.model_dump(mode="json"))
+    record_config(study, config)
     done = baselines_in(study)
     todo = [name for name in names if name not in done]
     session = prepare(config, study, progress=progress)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -72,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Join a study that `paretonas search` created, as one more worker: the "
         "config comes from the storage; the dataset and teacher are prepared here.",
     )
-    worker.add_argument("--storage", required=True, help="the study's storage URL")
+    worker.add_argument(
+        "--storage",
+        help="the study's storage URL (default: $PARETONAS_STORAGE, which keeps a password "
+        "off the command line that other users of the machine can see)",
+    )
     worker.add_argument("--study", required=True, help="the study (run) name")
     worker.add_argument("--results", help="results folder here (default: the run's)")
     worker.add_argument("--progress", action="store_true", help="show progress bars")
@@ -225,9 +230,14 @@ def _baselines(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from search.runner import run_worker
+    from search.runner import STORAGE_VARIABLE, run_worker
 
-    result = run_worker(args.storage, args.study, args.results, progress=args.progress)
+    storage = args.storage or os.environ.get(STORAGE_VARIABLE)
+    if not storage:
+        raise ConfigError(
+            f"give the study's storage: --storage URL, or the URL in {STORAGE_VARIABLE}"
+        )
+    result = run_worker(storage, args.study, args.results, progress=args.progress)
     print(result.run_dir / "report.html")
     return 0
 

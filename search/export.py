@@ -11,6 +11,7 @@ import json
 import logging
 import platform
 import shutil
+import socket
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -94,7 +95,17 @@ def export_trial(
     source = run_dir / row["artifacts"]
     missing = [name for name in ARTIFACT_FILES if not (source / name).is_file()]
     if missing:
-        raise ConfigError(f"trial {trial}'s artifacts in {source} lack {', '.join(missing)}")
+        host = str(row.get("worker") or "").rsplit(":", 2)[0]
+        elsewhere = ""
+        if host and host != socket.gethostname():
+            # A worker on another machine keeps its model files in its own results folder.
+            elsewhere = (
+                f"; it was trained on {host}: copy {row['artifacts']} from that machine's "
+                "run folder here, or give the workers a shared results folder"
+            )
+        raise ConfigError(
+            f"trial {trial}'s artifacts in {source} lack {', '.join(missing)}{elsewhere}"
+        )
 
     if why is None:
         why = "named with --trial; " + _front_membership(run_dir, trial)

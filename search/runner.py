@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -54,6 +55,8 @@ log = logging.getLogger("paretonas")
 _RESUMABLE = {"trials", "name", "results_dir", "execution", "tiers"}
 REPORT_EVERY_S = 15.0  # report.html is rewritten at most this often while trials finish
 CONFIG = "config"  # study user attribute: the run's config, for workers on other machines
+# Where `paretonas worker` finds the storage URL when not given --storage.
+STORAGE_VARIABLE = "PARETONAS_STORAGE"
 
 
 @dataclass(frozen=True)
@@ -89,8 +92,7 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     url = config.storage or default_storage(run_dir, execution.workers)
     study = _open(config, url)
     target = trials if trials is not None else config.trials
-    # Remote workers read the run's config and size from the storage itself.
-    study.set_user_attr(CONFIG, config.model_dump(mode="json"))
+    record_config(study, config)
     study.set_user_attr(TARGET, target)
     if execution.backend == "ray":
         from search.ray_backend import run_ray
@@ -175,7 +177,15 @@ def run_worker(
     if results_dir is not None:
         config = config.model_copy(update={"results_dir": results_dir})
     execution = config.execution
-    study = _open(config, storage)
+    study = _open(config, storage, worker=True)
+    target = int(study.user_attrs.get(TARGET, config.trials))
+    done, _ = worker_progress(study)
+    if done >= target:
+        # Before the dataset and teacher: on a new machine the teacher alone takes minutes.
+        log.info("worker: run %s already holds %d of %d finished trials", config.name, done, target)
+        trials = trials_frame(study)
+        pareto = pareto_frame(trials, config.objectives, config.directions)
+        return RunResult(Path(config.results_dir) / config.name, trials, pareto)
     session = prepare(config, study, progress=progress)
     # A worker started by `search --workers N` is told its share of the cores.
     shared = int(os.environ.get("PARETONAS_THREADS", "0"))
@@ -183,7 +193,7 @@ def run_worker(
     ran = work(
         study,
         session.objective,
-        int(study.user_attrs.get(TARGET, config.trials)),
+        target,
         after_trial=session.after_trial,
         max_retry=execution.max_retries,
     )
@@ -191,12 +201,15 @@ def run_worker(
     return session.write()
 
 
-def _open(config: RunConfig, url: str) -> optuna.Study:
+def _open(config: RunConfig, url: str, *, worker: bool = False) -> optuna.Study:
+    """The run's study; ``worker`` for a process that shares it with others (its sampler
+    gets a seed of its own)."""
     execution = config.execution
     storage = open_storage(url, execution.heartbeat_s, execution.grace_s, execution.max_retries)
     LatencyOracle.for_device(config.target(), config.results_dir)  # a missing predictor: now
     seed = config.seed if config.sampler_seed is None else config.sampler_seed
-    return open_study(config.name, storage, config.directions, config.sampler, seed)
+    identity = f"{socket.gethostname()}:{os.getpid()}" if worker else None
+    return open_study(config.name, storage, config.directions, config.sampler, seed, identity)
 
 
 @dataclass
@@ -346,21 +359,18 @@ def _run_local_workers(config: RunConfig, url: str, workers: int) -> None:
         "OMP_NUM_THREADS": str(threads),
         "MKL_NUM_THREADS": str(threads),
         "PARETONAS_THREADS": str(threads),
+        # Not on the command line, which every user of the machine can read (ps).
+        STORAGE_VARIABLE: url,
     }
     command = [
-        sys.executable,
-        "-m",
-        "search.cli",
-        "worker",
-        "--storage",
-        url,
-        "--study",
-        config.name,
-        "--results",
-        config.results_dir,
-    ]
+        sys.executable, "-m", "search.cli", "worker",
+        "--study", config.name, "--results", config.results_dir,
+    ]  # fmt: skip
     processes = [
-        subprocess.Popen(command, env=env, cwd=os.getcwd(), stdin=subprocess.DEVNULL)
+        # Their logs go to stderr with this process's; the report path on stdout is ours.
+        subprocess.Popen(
+            command, env=env, cwd=os.getcwd(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+        )
         for _ in range(workers)
     ]
     log.info("started %d local workers (%d thread(s) each)", workers, threads)
@@ -497,6 +507,13 @@ def _save_config(config: RunConfig, run_dir: Path) -> None:
                 f"{', '.join(changed[:5])}); use another --name, or the config it was started with"
             )
     write_text_atomic(path, _masked(config).to_yaml())
+
+
+def record_config(study: optuna.Study, config: RunConfig) -> None:
+    """Keep the run's config in the study, for workers on other machines: their storage URL
+    they are given, so the one kept has its password masked (anyone who can read the study,
+    a dashboard say, would see it)."""
+    study.set_user_attr(CONFIG, _masked(config).model_dump(mode="json"))
 
 
 def _masked(config: RunConfig) -> RunConfig:

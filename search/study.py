@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import optuna
@@ -10,11 +11,21 @@ from optuna.storages import BaseStorage
 from search.storage import StorageError, open_storage, safe_url
 
 
-def make_sampler(name: str, seed: int, completed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str, seed: int, completed: int, worker: str | None = None
+) -> optuna.samplers.BaseSampler:
     """A seeded sampler. The seed moves on with the number of trials already in the study,
     so a resumed run proposes new candidates instead of replaying its first ones, and the
-    same seed and history still give the same proposals."""
+    same seed and history still give the same proposals.
+
+    ``worker`` names one of several processes sharing the study (host and process id): it
+    goes into the seed, since workers that open the study at the same moment see the same
+    history and would otherwise propose, and train, the same candidates.
+    """
     seed = seed + completed
+    if worker is not None:
+        digest = hashlib.sha256(f"{seed}|{worker}".encode()).digest()
+        seed = int.from_bytes(digest[:4], "big")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if name == "tpe":
@@ -41,8 +52,10 @@ def open_study(
     directions: list[str],
     sampler_name: str,
     seed: int,
+    worker: str | None = None,
 ) -> optuna.Study:
-    """Create the study or load it by name; ``storage`` is a URL or an opened storage."""
+    """Create the study or load it by name; ``storage`` is a URL or an opened storage;
+    ``worker`` as for ``make_sampler``."""
     url = storage if isinstance(storage, str) else None
     if isinstance(storage, str):
         storage = open_storage(storage)
@@ -58,7 +71,7 @@ def open_study(
             f"{str(error).splitlines()[0][:200].split('@')[-1]}); check the storage URL and "
             "that the server runs"
         ) from None
-    sampler = make_sampler(sampler_name, seed, completed)
+    sampler = make_sampler(sampler_name, seed, completed, worker)
     study = optuna.create_study(
         study_name=study_name,
         storage=storage,

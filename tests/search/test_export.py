@@ -102,3 +102,18 @@ def test_the_recommended_trial_is_the_tiers_or_one_clear_sentence(tmp_path):
     (run / "summary.json").unlink()
     with pytest.raises(ConfigError, match=r"no summary.json; run 'paretonas report"):
         recommended_trial(run)
+
+
+def test_a_trial_trained_on_another_machine_says_where_its_files_are(tmp_path):
+    import pandas as pd
+
+    from search.config import ConfigError
+    from search.export import export_trial
+
+    run = _run_folder(tmp_path, front=[1])
+    trials = pd.read_csv(run / "trials.csv")
+    trials["worker"] = ["gpu-box-7:4242:1234.5", "gpu-box-7:4242:1234.5"]
+    trials.to_csv(run / "trials.csv", index=False)
+    (run / "models" / "1" / "model.onnx").unlink()
+    with pytest.raises(ConfigError, match=r"lack model.onnx; it was trained on gpu-box-7: copy"):
+        export_trial(run, 1, tmp_path / "ship")

@@ -135,3 +135,19 @@ def test_two_workers_on_machines_sharing_a_postgres_study(postgres_url, tmp_path
     assert len({t.system_attrs[WORKER] for t in done}) == 2  # both processes ran trials
     assert (tmp_path / "head" / "shared" / "trials.csv").exists()
     assert (tmp_path / "second" / "shared" / "trials.csv").exists()
+    # The config kept in the study for workers has the password masked.
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert password not in str(study.user_attrs["config"])
+
+    # A worker that comes after the run is done leaves at once, with no teacher to train.
+    late = subprocess.run(
+        _cli("worker", "--study", "shared", "--results", str(tmp_path / "third")),
+        cwd=ROOT,
+        env={**_env(), "PARETONAS_STORAGE": postgres_url},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert late.returncode == 0, late.stderr[-2000:]
+    assert "already holds 6 of 6 finished trials" in late.stderr
+    assert "teacher" not in late.stderr

@@ -80,3 +80,42 @@ def test_processes_opening_one_new_sqlite_study_together_all_get_it(tmp_path):
     for round_ in range(6):
         url = f"sqlite:///{tmp_path}/study-{round_}.db"
         assert open_at_once(url) == ["ok"] * 3
+
+
+def test_a_storage_password_stays_off_command_lines_and_out_of_the_study(monkeypatch):
+    import optuna
+
+    import search.runner as runner
+    from search.config import parse_config
+
+    url = "postgresql://bob:pw1234@db.host/nas"
+    config = parse_config({"name": "r", "storage": url})
+    started = []
+
+    class Started:
+        def __init__(self, command, env, **kwargs):
+            started.append((command, env))
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(runner.subprocess, "Popen", Started)
+    runner._run_local_workers(config, url, 2)
+    assert len(started) == 2
+    for command, env in started:
+        # Every user of the machine can read a command line (ps); not its environment.
+        assert not any("pw1234" in part for part in command)
+        assert env[runner.STORAGE_VARIABLE] == url
+
+    study = optuna.create_study()
+    runner.record_config(study, config)
+    assert study.user_attrs[runner.CONFIG]["storage"] == "postgresql://bob:***@db.host/nas"
+
+
+def test_a_worker_without_a_storage_says_how_to_give_one(monkeypatch, capsys):
+    from search.cli import main
+    from search.runner import STORAGE_VARIABLE
+
+    monkeypatch.delenv(STORAGE_VARIABLE, raising=False)
+    assert main(["worker", "--study", "r"]) == 2
+    assert f"--storage URL, or the URL in {STORAGE_VARIABLE}" in capsys.readouterr().err

@@ -57,3 +57,21 @@ def test_every_sampler_proposes_candidates_of_the_space_under_constraints(name):
 def test_every_sampler_repeats_its_proposals_from_the_same_seed(name):
     first, second = _search(name, seed=3), _search(name, seed=3)
     assert [t.params for t in first.trials] == [t.params for t in second.trials]
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_workers_opening_a_study_together_propose_different_candidates(name):
+    from search.study import open_study
+
+    # Both see the same history (none): without a seed of their own they proposed the same
+    # candidates, and each was trained twice.
+    storage = optuna.storages.InMemoryStorage()
+    directions = ["maximize", "minimize"]
+    studies = [
+        open_study("shared", storage, directions, name, 0, worker)
+        for worker in ("host-a:101", "host-b:101", None, None)
+    ]
+    space = SearchSpace()
+    proposals = [space.suggest(study.ask()).genome for study in studies]
+    assert proposals[0] != proposals[1]
+    assert proposals[2] == proposals[3]  # one process alone stays reproducible from its seed
