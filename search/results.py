@@ -121,7 +121,15 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             row[f"param_{name}"] = value
         row["datetime_start"] = trial.datetime_start.isoformat() if trial.datetime_start else None
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    for column in _TRIAL_NUMBERS:
+        if column in frame:
+            # Trial numbers, blank where there is none: 3, not the 3.0 of a float column.
+            frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+_TRIAL_NUMBERS = ("duplicate_of", "retry_of")
 
 
 def pareto_frame(

@@ -159,6 +159,22 @@ def test_a_duplicate_trials_curve_is_counted_once():
     assert finished_curves(study) == [[0.3, 0.6, 0.8]]
 
 
+def test_trial_number_columns_are_written_as_whole_numbers(tmp_path):
+    from search.results import trials_frame, write_tables
+
+    study = optuna.create_study(directions=["maximize"])
+    trained = {"status": "ok", "val_curve": [0.8]}
+    study.add_trial(optuna.trial.create_trial(value=0.8, user_attrs={"metrics": trained}))
+    study.add_trial(
+        optuna.trial.create_trial(value=0.8, user_attrs={"metrics": trained, "duplicate_of": 0})
+    )
+    trials = trials_frame(study)
+    write_tables(tmp_path, trials, trials.iloc[:0])
+    lines = (tmp_path / "trials.csv").read_text().splitlines()
+    column = lines[0].split(",").index("duplicate_of")
+    assert [line.split(",")[column] for line in lines[1:]] == ["", "0"]  # not 0.0
+
+
 @pytest.mark.parametrize(
     ("source", "tag"),
     [
