@@ -238,16 +238,19 @@ def _worker(args: argparse.Namespace) -> int:
             f"give the study's storage: --storage URL, or the URL in {STORAGE_VARIABLE}"
         )
     result = run_worker(storage, args.study, args.results, progress=args.progress)
-    print(result.run_dir / "report.html")
+    report = result.run_dir / "report.html"
+    if report.exists():  # not when the run was done before this worker could help
+        print(report)
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from search.export import CONFIGURED_TIER, export_trial, recommended_trial
+    from search.export import export_trial, recommended_trial
+    from search.summary import CONFIGURED
 
     trial, why = args.trial, None
     if trial is None:
-        trial, why = recommended_trial(args.run_dir, args.tier or CONFIGURED_TIER)
+        trial, why = recommended_trial(args.run_dir, args.tier or CONFIGURED)
         logging.getLogger(__name__).info("trial %d: %s", trial, why)
     print(export_trial(args.run_dir, trial, _folder(args.out), why=why))
     return 0

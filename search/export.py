@@ -22,8 +22,10 @@ import pandas as pd
 from evaluators.files import write_text_atomic
 from evaluators.hardware import INPUT_NAME, OUTPUT_NAME
 from search.config import ConfigError
+from search.report.run_facts import budget_text
 from search.results import METRIC_COLUMNS
-from search.summary import SUMMARY
+from search.storage import worker_host
+from search.summary import CONFIGURED, SUMMARY
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +33,7 @@ ARTIFACT_FILES = ("model.onnx", "model.pt", "candidate.json", "channels.json")
 _LIBRARIES = ("torch", "onnx", "onnxruntime", "optuna", "paretonas")
 
 
-# The tier ``export`` picks when no trial is named: the run's own budget.
-CONFIGURED_TIER = "configured budget"
-
-
-def recommended_trial(run_dir: str | Path, tier: str = CONFIGURED_TIER) -> tuple[int, str]:
+def recommended_trial(run_dir: str | Path, tier: str = CONFIGURED) -> tuple[int, str]:
     """The trial summary.json recommends for the budget tier named ``tier`` (a tier's name,
     or the start of one, any case), and a sentence saying why it was picked."""
     run_dir = Path(run_dir)
@@ -47,11 +45,16 @@ def recommended_trial(run_dir: str | Path, tier: str = CONFIGURED_TIER) -> tuple
         )
     tiers = json.loads(path.read_text()).get("tiers") or []
     wanted = tier.strip().lower()
-    matches = [t for t in tiers if str(t.get("name", "")).lower().startswith(wanted)]
-    if not matches:
-        names = ", ".join(repr(t.get("name")) for t in tiers) or "none"
-        raise ConfigError(f"{run_dir} has no budget tier {tier!r}; its tiers are {names}")
-    chosen = matches[0]
+    names = [str(t.get("name", "")) for t in tiers]
+    # A tier's whole name, else the one name it begins ("looser" for "looser (bounds x2)").
+    matches = [t for t, name in zip(tiers, names, strict=True) if name.lower() == wanted] or [
+        t for t, name in zip(tiers, names, strict=True) if name.lower().startswith(wanted)
+    ]
+    if len(matches) != 1:
+        what = "no budget tier" if not matches else "more than one budget tier named"
+        listed = ", ".join(repr(name) for name in names) or "none"
+        raise ConfigError(f"{run_dir} has {what} {tier!r}; its tiers are {listed}")
+    (chosen,) = matches
     if chosen.get("trial") is None:
         raise ConfigError(
             f"no model of {run_dir} meets the {chosen['name']} ({_bounds(chosen)}); "
@@ -65,9 +68,7 @@ def recommended_trial(run_dir: str | Path, tier: str = CONFIGURED_TIER) -> tuple
 
 
 def _bounds(tier: dict[str, Any]) -> str:
-    budget = tier.get("budget") or {}
-    parts = [f"{key} <= {value:g}" for key, value in budget.items() if value is not None]
-    return ", ".join(parts) or "no bounds"
+    return budget_text(tier.get("budget") or {})
 
 
 def export_trial(
@@ -95,9 +96,9 @@ def export_trial(
     source = run_dir / row["artifacts"]
     missing = [name for name in ARTIFACT_FILES if not (source / name).is_file()]
     if missing:
-        host = str(row.get("worker") or "").rsplit(":", 2)[0]
+        host = worker_host(row.get("worker"))
         elsewhere = ""
-        if host and host != socket.gethostname():
+        if host is not None and host != socket.gethostname():
             # A worker on another machine keeps its model files in its own results folder.
             elsewhere = (
                 f"; it was trained on {host}: copy {row['artifacts']} from that machine's "
@@ -108,9 +109,10 @@ def export_trial(
         )
 
     if why is None:
-        why = "named with --trial; " + _front_membership(run_dir, trial)
-        if "not on" in why:
-            log.warning("trial %d is %s", trial, why.split("; ", 1)[1])
+        on_front, membership = _front_membership(run_dir, trial)
+        why = f"named with --trial; {membership}"
+        if not on_front:
+            log.warning("trial %d is %s", trial, membership)
 
     out = Path(out) if out is not None else run_dir / "export" / str(trial)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,14 +123,15 @@ def export_trial(
     return out
 
 
-def _front_membership(run_dir: Path, trial: int) -> str:
+def _front_membership(run_dir: Path, trial: int) -> tuple[bool, str]:
+    """Whether ``trial`` is on the run's front, and a phrase saying so."""
     path = run_dir / "pareto.csv"
     if not path.is_file():
-        return "the run has no pareto.csv"
+        return False, "not known to be on the front (the run has no pareto.csv)"
     members = [int(n) for n in pd.read_csv(path).get("number", pd.Series(dtype=int))]
     if trial in members:
-        return "on the run's Pareto front"
-    return (
+        return True, "on the run's Pareto front"
+    return False, (
         "not on the run's Pareto front (pareto.csv: trials "
         f"{', '.join(map(str, members)) or 'none'}): some member is at least as good on every "
         "objective"

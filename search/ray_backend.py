@@ -260,8 +260,11 @@ def join_cluster(address: str) -> None:
             log_to_driver=False,
             configure_logging=False,
         )
-    except ConnectionError as error:
-        reason = " ".join(str(error).split())[:200]
+    except (ConnectionError, ray.exceptions.AuthenticationError) as error:
+        # Ray's ConnectionError says only that it failed; the cause says why.
+        cause = error.__cause__
+        reason = f"{error}: {cause}" if cause is not None else str(error)
+        reason = " ".join(reason.split())[:300]
         raise ConfigError(
             f"cannot join the Ray cluster at {address} ({reason}); if the cluster uses token "
             "authentication, give this process its token (RAY_AUTH_TOKEN, or the file "

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -43,6 +42,7 @@ from search.storage import (
     local_file,
     open_storage,
     safe_url,
+    worker_identity,
 )
 from search.study import open_study
 from search.summary import write_importance
@@ -123,16 +123,17 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     else:
         _run_local_workers(config, url, execution.workers)
     result = session.write()
-    # Interrupted trials are listed (and retried) but are not among the run's --trials.
+    # The run's --trials counts finished trials, the rule of search.worker.finished; the
+    # interrupted ones are listed in trials.csv (retried, unless out of retries) besides.
+    finished, _ = worker_progress(study)
     status = result.trials.get("status", pd.Series(dtype=str))
     interrupted = int((status == "interrupted").sum())
-    finished = len(result.trials) - interrupted
     log.info(
-        "run %s: %d trial%s%s, %d Pareto member%s, %.0f s; report: %s",
+        "run %s: %d finished trial%s%s, %d Pareto member%s, %.0f s; report: %s",
         config.name,
         finished,
         "" if finished == 1 else "s",
-        f" (and {interrupted} interrupted, each retried)" if interrupted else "",
+        f" (and {interrupted} interrupted)" if interrupted else "",
         len(result.pareto),
         "" if len(result.pareto) == 1 else "s",
         time.perf_counter() - start,
@@ -208,7 +209,7 @@ def _open(config: RunConfig, url: str, *, worker: bool = False) -> optuna.Study:
     storage = open_storage(url, execution.heartbeat_s, execution.grace_s, execution.max_retries)
     LatencyOracle.for_device(config.target(), config.results_dir)  # a missing predictor: now
     seed = config.seed if config.sampler_seed is None else config.sampler_seed
-    identity = f"{socket.gethostname()}:{os.getpid()}" if worker else None
+    identity = worker_identity() if worker else None
     return open_study(config.name, storage, config.directions, config.sampler, seed, identity)
 
 

@@ -138,6 +138,14 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{pid}:{_start_time(pid) or '?'}"
 
 
+def worker_host(identity: object) -> str | None:
+    """The host of a ``worker_identity`` string; None for anything else (a blank table
+    cell reads back as NaN)."""
+    if not isinstance(identity, str) or identity.count(":") < 2:
+        return None
+    return identity.rsplit(":", 2)[0]
+
+
 def is_dead_local_worker(identity: str) -> bool:
     """Whether ``identity`` names a process of this host that no longer runs. A worker on
     another host is never judged here (its heartbeat is)."""

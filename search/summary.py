@@ -43,6 +43,7 @@ AXES: tuple[tuple[str, str, str], ...] = (
     ("flash_kb", "flash", "KB"),
 )
 TIGHTER, LOOSER = 0.5, 2.0
+CONFIGURED = "configured budget"  # the tier of the run's own budget
 
 _NUMBERS = (
     "number",
@@ -116,7 +117,7 @@ def budget_tiers(run: dict[str, Any], pareto: pd.DataFrame | None = None) -> lis
     bounds. A run with no bound at all gets tiers at the 25th and 50th percentile of its
     front's latency instead, so the summary still says what a faster model costs.
     """
-    configured = {"name": "configured budget", **bounds(run.get("budget"))}
+    configured = {"name": CONFIGURED, **bounds(run.get("budget"))}
     listed = [tier for tier in run.get("tiers") or [] if isinstance(tier, dict)]
     if listed:
         named = [
@@ -275,12 +276,18 @@ def closest_bound(row: pd.Series | dict[str, Any], budget: dict[str, Any]) -> di
 
 
 def accuracy_margin(accuracy: float | None, images: int | None) -> float | None:
-    """Half-width, in points, of the 95% interval of an accuracy measured on ``images``
-    images (normal approximation of the binomial): how far the test split alone lets the
-    figure move. Differences between trainings of one model are not in it."""
+    """Half-width, in points, of the 95% Wilson score interval of an accuracy measured on
+    ``images`` images: how far the test split alone lets the figure move. Wilson's, not the
+    normal approximation, which says +-0 at 100% on a small split. Differences between
+    trainings of one model are not in it."""
     if accuracy is None or not images:
         return None
-    return 100 * 1.96 * math.sqrt(accuracy * (1 - accuracy) / images)
+    z2 = _Z95**2
+    spread = math.sqrt(accuracy * (1 - accuracy) / images + z2 / (4 * images**2))
+    return 100 * _Z95 * spread / (1 + z2 / images)
+
+
+_Z95 = 1.959964  # the two-sided 95% quantile of the standard normal
 
 
 def _model(run: dict[str, Any], row: pd.Series) -> dict[str, Any]:

@@ -34,10 +34,13 @@ def write_report(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """
     run_dir = Path(run_dir)
     run, trials, pareto = read_run(run_dir)
-    page = render_report(run, trials, pareto, importance=read_importance(run_dir))
+    summary = summarise(run, pareto, trials)  # once: the page shows what the file says
+    page = render_report(
+        run, trials, pareto, importance=read_importance(run_dir), tiers=summary["tiers"]
+    )
     target = Path(out) if out is not None else run_dir / REPORT
     _write_html(target, page)
-    write_summary(run_dir, summarise(run, pareto, trials))
+    write_summary(run_dir, summary)
     return target
 
 

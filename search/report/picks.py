@@ -1,16 +1,16 @@
-"""Which Pareto member each budget tier recommends, as the figures mark it: the very tiers and
-picks of ``summary.json`` (``budget_tiers`` and ``recommend``), computed once per page so the
-figures, the summary and the file can never name different models."""
+"""Which Pareto member each budget tier recommends, as the page marks it: the tiers of
+``summary.json``, computed once (``search.summary.summarise``) for the file and the whole
+page, so the figures, the summary and the file can never name different models."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from search.report.formatting import integer
-from search.summary import AXES, budget_tiers, recommend
 
 
 @dataclass(frozen=True)
@@ -32,17 +32,23 @@ class Pick:
         return f"{', '.join(names)}: trial {integer(self.number)}"
 
 
-def budget_picks(run: dict[str, Any], pareto: pd.DataFrame) -> list[Pick]:
-    """One ``Pick`` per recommended member, in the order its first tier comes in the summary;
-    tiers that no member meets mark nothing."""
-    if pareto is None or pareto.empty:
-        return []
-    tiers: dict[Any, list[str]] = {}  # insertion order: the summary's order, never hash order
-    for tier in budget_tiers(run, pareto):
-        row = recommend(pareto, {column: tier[column] for column, _, _ in AXES})
-        if row is not None:
-            tiers.setdefault(row.name, []).append(str(tier["name"]))
+def budget_picks(tiers: Sequence[dict[str, Any]], pareto: pd.DataFrame) -> list[Pick]:
+    """One ``Pick`` per recommended member of ``pareto``, from summary.json's ``tiers`` (their
+    ``trial``), in the order its first tier comes; tiers that no member meets mark nothing."""
+    names: dict[Any, list[str]] = {}  # insertion order: the summary's order, never hash order
+    for tier in tiers:
+        label = row_label(pareto, tier.get("trial"))
+        if label is not None:
+            names.setdefault(label, []).append(str(tier["name"]))
     return [
-        Pick(label, float(pareto.loc[label, "number"]), tuple(names))
-        for label, names in tiers.items()
+        Pick(label, float(pareto.loc[label, "number"]), tuple(tier_names))
+        for label, tier_names in names.items()
     ]
+
+
+def row_label(pareto: pd.DataFrame, trial: Any) -> Any:
+    """The index label of trial number ``trial`` in ``pareto``; None when it is not there."""
+    if trial is None or pareto.empty:
+        return None
+    matches = pareto.index[pareto["number"] == trial]
+    return matches[0] if len(matches) else None

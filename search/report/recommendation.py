@@ -12,35 +12,33 @@ import pandas as pd
 from search.report.architecture import parse_genome
 from search.report.formatting import esc, fixed, integer, pct
 from search.report.frames import feasible
-from search.report.picks import Pick
+from search.report.picks import Pick, row_label
 from search.report.run_facts import budget_text
 from search.results import budget_unmet
-from search.summary import (
-    AXES,
-    budget_tiers,
-    compare_to_teacher,
-    knee,
-    recommend,
-    summarise,
-    teacher_facts,
-)
+from search.summary import AXES, CONFIGURED, compare_to_teacher, knee, teacher_facts
 
 NO_FEASIBLE = "No feasible model found yet; loosen the budget or run more trials."
 
 
 def recommendation(
-    run: dict[str, Any], trials: pd.DataFrame, pareto: pd.DataFrame, device: str, kind: str
+    run: dict[str, Any],
+    trials: pd.DataFrame,
+    pareto: pd.DataFrame,
+    tiers: Sequence[dict[str, Any]],
+    device: str,
+    kind: str,
 ) -> str:
-    """The summary in words: per budget tier, the model to ship and how it compares."""
+    """The summary, as a table and in words: per budget tier (summary.json's ``tiers``), the
+    model to ship and how it compares."""
     device_name = (run.get("device") or {}).get("name") or "the device"
     if kind == "measured":
         # The description usually starts with "measured: "; the sentence already says so.
         how = device.removeprefix("measured:").strip()
-        shipped = (
-            "with its pruning and quantization applied"
-            if _compressed(pareto)
-            else "fp32 and unpruned: no Pareto member of this run is pruned or quantized"
-        )
+        shipped = {
+            True: "with its pruning and quantization applied",
+            False: "fp32 and unpruned: no Pareto member of this run is pruned or quantized",
+            None: "compressed as its policy says",
+        }[_compressed(pareto)]
         latency = f"Latency is measured ({how}) on the file a user would ship ({shipped})"
         measured = f"Latency was measured on {device_name} ({how})."
     else:
@@ -82,13 +80,13 @@ def recommendation(
                 f"({teacher.get('latency_source') or 'measured'})."
             )
         lines.append(f'<p class="summary">{esc(intro)}</p>')
-        lines.append(glance_table(summarise(run, pareto)["tiers"], teacher, kind))
-        tiers = budget_tiers(run, pareto)
+        lines.append(glance_table(tiers, teacher, kind))
         items = []
         described: dict[Any, str] = {}  # row label -> the first tier it was described under
         for tier in tiers:
-            budget = {column: tier[column] for column, _, _ in AXES}
-            row = recommend(pareto, budget)
+            budget = tier["budget"]
+            label = row_label(pareto, tier.get("trial"))
+            row = None if label is None else pareto.loc[label]
             name = tier["name"][:1].upper() + tier["name"][1:]
             if row is None:
                 what = "no Pareto member meets this budget."
@@ -163,7 +161,8 @@ def glance_table(tiers: Sequence[dict[str, Any]], teacher: dict[str, Any], kind:
     images = next((t["test_images"] for t in picked if t.get("test_images")), None)
     if images:
         note += (
-            f" \u00b1 is the 95% interval that {integer(images)} test images allow; each model "
+            f" \u00b1 is the 95% interval (Wilson) that {integer(images)} test images allow; "
+            "each model "
             "was trained once, so differences between trainings are not in it."
         )
     return (
@@ -195,31 +194,33 @@ def _closest(tier: dict[str, Any]) -> str:
     return f"{_BOUND_NAMES[closest['name']]} {100 * closest['share']:.0f}%"
 
 
-def _compressed(pareto: pd.DataFrame) -> bool:
-    """Whether any Pareto member is pruned, quantized, sparse or factorized (its genome's
-    policy says so)."""
+def _compressed(pareto: pd.DataFrame) -> bool | None:
+    """Whether any Pareto member is pruned, quantized, sparse or factorized, as its genome's
+    policy says; None when a policy cannot be read (the page then claims neither)."""
     for genome in pareto.get("genome", []):
-        parsed = parse_genome(genome) or {"stages": []}
+        parsed = parse_genome(genome)
+        if parsed is None or any("prune_ratio" not in stage for stage in parsed["stages"]):
+            return None
         for stage in parsed["stages"]:
             if (
-                stage.get("prune_ratio", 0.0) > 0
-                or stage.get("weight_bits", 32) < 32
-                or stage.get("activation_bits", 32) < 32
-                or stage.get("sparsity", 0.0) > 0
-                or stage.get("rank_ratio", 1.0) < 1
+                stage["prune_ratio"] > 0
+                or stage["weight_bits"] < 32
+                or stage["activation_bits"] < 32
+                or stage["sparsity"] > 0
+                or stage["rank_ratio"] < 1
             ):
                 return True
     return False
 
 
 def _configured(tiers: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    return next((t for t in tiers if t["name"] == "configured budget"), tiers[0])
+    return next((t for t in tiers if t["name"] == CONFIGURED), tiers[0])
 
 
 def _looser(tier: dict[str, Any], configured: dict[str, Any]) -> bool:
     """Whether ``tier`` allows more than the configured budget on some axis."""
     for column, _, _ in AXES:
-        bound, limit = tier[column], configured[column]
+        bound, limit = tier["budget"].get(column), configured["budget"].get(column)
         if limit is not None and (bound is None or bound > limit):
             return True
     return False

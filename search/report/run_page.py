@@ -31,7 +31,7 @@ from search.report.search_progress import (
     importance_caption,
     importance_figure,
 )
-from search.summary import hypervolume_progress, knee, teacher_facts
+from search.summary import hypervolume_progress, knee, summarise, teacher_facts
 
 FIGURE_3D = "figure-3d"
 FIGURE_HV = "figure-hypervolume"
@@ -44,8 +44,12 @@ def render_report(
     trials: pd.DataFrame,
     pareto: pd.DataFrame,
     importance: dict[str, dict[str, float]] | None = None,
+    tiers: list[dict[str, Any]] | None = None,
 ) -> str:
-    """The whole page as one HTML string (pure: no files read or written)."""
+    """The whole page as one HTML string (pure: no files read or written). ``tiers`` are
+    summary.json's (``summarise(run, pareto)["tiers"]``, computed here when not given)."""
+    if tiers is None:
+        tiers = summarise(run, pareto)["tiers"]
     trials, pareto = normalise(trials), normalise(pareto)
     budget = run.get("budget") or {}
     device = (run.get("device") or {}).get("description") or "device not recorded"
@@ -65,7 +69,7 @@ def render_report(
     latency_2d = replace(latency, limit=x_limit(trials, pareto, latency))
     memory_2d = replace(memory, limit=x_limit(trials, pareto, memory))
     knee_label = knee(run, pareto)
-    picks = budget_picks(run, pareto)  # once, for every figure: the picks of summary.json
+    picks = budget_picks(tiers, pareto)
     teacher = teacher_facts(run)["test_accuracy"]
     progress = hypervolume_progress(run, trials)
     compared = compared_latency(trials)
@@ -84,7 +88,7 @@ def render_report(
     name = str(run.get("name") or "unnamed run")
     sections = [
         header(run, device),
-        recommendation(run, trials, pareto, device, how),
+        recommendation(run, trials, pareto, tiers, device, how),
         "<h2>Accuracy against latency</h2>",
         plots["figure-1"],
         scatter_caption(trials, latency_2d, memory, run, picks),

@@ -94,7 +94,9 @@ def test_the_recommended_trial_is_the_tiers_or_one_clear_sentence(tmp_path):
 
     run = _run_folder(tmp_path, front=[1])
     trial, why = recommended_trial(run)
-    assert trial == 1 and why.startswith("recommended for the configured budget (latency_ms <= 1)")
+    assert trial == 1 and why.startswith(
+        "recommended for the configured budget (latency \u2264 1 ms, peak memory: no"
+    )
     with pytest.raises(ConfigError, match=r"no model of .* meets the tighter .*--tier"):
         recommended_trial(run, "TIGHT")
     with pytest.raises(ConfigError, match=r"no budget tier 'fast'; its tiers are 'tighter"):
@@ -102,6 +104,24 @@ def test_the_recommended_trial_is_the_tiers_or_one_clear_sentence(tmp_path):
     (run / "summary.json").unlink()
     with pytest.raises(ConfigError, match=r"no summary.json; run 'paretonas report"):
         recommended_trial(run)
+
+
+def test_a_tiers_whole_name_wins_and_an_ambiguous_start_is_refused(tmp_path):
+    import json
+
+    from search.config import ConfigError
+    from search.export import recommended_trial
+
+    run = _run_folder(tmp_path, front=[0, 1])
+    tiers = [
+        {"name": "phone-lite", "budget": {"latency_ms": 0.5}, "trial": 0},
+        {"name": "phone", "budget": {"latency_ms": 1.0}, "trial": 1},
+    ]
+    (run / "summary.json").write_text(json.dumps({"tiers": tiers}))
+    assert recommended_trial(run, "phone")[0] == 1
+    assert recommended_trial(run, "Phone-L")[0] == 0
+    with pytest.raises(ConfigError, match=r"more than one budget tier named 'ph'"):
+        recommended_trial(run, "ph")
 
 
 def test_a_trial_trained_on_another_machine_says_where_its_files_are(tmp_path):
@@ -117,3 +137,9 @@ def test_a_trial_trained_on_another_machine_says_where_its_files_are(tmp_path):
     (run / "models" / "1" / "model.onnx").unlink()
     with pytest.raises(ConfigError, match=r"lack model.onnx; it was trained on gpu-box-7: copy"):
         export_trial(run, 1, tmp_path / "ship")
+    # A blank worker cell (a baseline's, say) reads back as NaN: no machine is named.
+    trials["worker"] = [None, None]
+    trials.to_csv(run / "trials.csv", index=False)
+    with pytest.raises(ConfigError) as error:
+        export_trial(run, 1, tmp_path / "ship")
+    assert str(error.value).endswith("lack model.onnx")

@@ -270,7 +270,13 @@ def test_a_cluster_that_refuses_the_driver_is_one_line_saying_what_to_do(monkeyp
     from search.ray_backend import join_cluster
 
     def refuse(**kwargs):
-        raise ConnectionError("Failed to connect to GCS:\n InvalidAuthToken")
+        try:
+            raise RuntimeError("GCS said:\n InvalidAuthToken")
+        except RuntimeError as cause:
+            raise ConnectionError("Failed to connect to Ray cluster at X") from cause
+
+    def no_token(**kwargs):
+        raise ray.exceptions.AuthenticationError("no token found")
 
     monkeypatch.setattr(ray, "init", refuse)
     with pytest.raises(ConfigError) as error:
@@ -278,4 +284,7 @@ def test_a_cluster_that_refuses_the_driver_is_one_line_saying_what_to_do(monkeyp
     message = str(error.value)
     assert "\n" not in message
     assert message.startswith("cannot join the Ray cluster at 127.0.0.1:6390 (Failed to")
-    assert "InvalidAuthToken" in message and "RAY_AUTH_TOKEN" in message
+    assert "InvalidAuthToken" in message and "RAY_AUTH_TOKEN" in message  # from the cause
+    monkeypatch.setattr(ray, "init", no_token)
+    with pytest.raises(ConfigError, match=r"no token found.*RAY_AUTH_TOKEN"):
+        join_cluster("127.0.0.1:6390")

@@ -30,6 +30,7 @@ from search.results import pareto_frame
 from search.summary import (
     IMPORTANCE,
     SUMMARY,
+    accuracy_margin,
     hypervolume_progress,
     meets,
     recommend,
@@ -226,11 +227,12 @@ def test_the_summary_gives_the_test_splits_margin_when_the_run_knows_its_size(tm
     (run_dir / "run.json").write_text(json.dumps(run))
     page = write_report(run_dir).read_text(encoding="utf-8")
     head, *rows = _glance_rows(page)
-    # 1.96 * sqrt(0.965 * 0.035 / 10000) = 0.36 points
     assert dict(zip(head, rows[1], strict=True))["test accuracy"] == "96.5% ± 0.4"
-    assert "± is the 95% interval that 10,000 test images allow" in page
+    assert "± is the 95% interval (Wilson) that 10,000 test images allow" in page
     configured = json.loads((run_dir / SUMMARY).read_text())["tiers"][1]
-    assert configured["test_accuracy_margin_points"] == pytest.approx(0.3602, abs=1e-4)
+    # Wilson's 95% interval: 0.361 points here; at 100% on digits' 360 images not 0 but 0.53.
+    assert configured["test_accuracy_margin_points"] == pytest.approx(0.3606, abs=1e-4)
+    assert accuracy_margin(1.0, 360) == pytest.approx(0.5279, abs=1e-4)
     assert configured["test_images"] == 10000
     assert configured["closest_bound"] == {
         "name": "peak_memory_kb",
@@ -243,6 +245,12 @@ def test_a_run_without_compression_says_its_models_are_fp32_and_unpruned(tmp_pat
     run_dir = _write_run(tmp_path / "run", fp32, fp32)
     page = write_report(run_dir).read_text(encoding="utf-8")
     assert "fp32 and unpruned: no Pareto member of this run is pruned or quantized" in page
+    # A policy the page cannot read (another version's genome): it claims neither.
+    odd = [{**row, "genome": row["genome"].replace("|p0w32a32", "|z9")} for row in fp32]
+    run_dir = _write_run(tmp_path / "odd", odd, odd)
+    page = write_report(run_dir).read_text(encoding="utf-8")
+    assert "fp32 and unpruned" not in page and "pruning and quantization applied" not in page
+    assert "compressed as its policy says" in page
 
 
 def test_report_marks_the_knee_point_with_a_star(report: str):
