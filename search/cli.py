@@ -81,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     worker.add_argument("--study", required=True, help="the study (run) name")
     worker.add_argument("--results", help="results folder here (default: the run's)")
     worker.add_argument("--progress", action="store_true", help="show progress bars")
+    worker.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait up to this long for `paretonas search` to create the study (for workers "
+        "started together with it; default: not at all)",
+    )
 
     report = commands.add_parser(
         "report",
@@ -237,7 +245,9 @@ def _worker(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"give the study's storage: --storage URL, or the URL in {STORAGE_VARIABLE}"
         )
-    result = run_worker(storage, args.study, args.results, progress=args.progress)
+    if args.wait < 0:
+        raise ConfigError(f"--wait must be 0 or more seconds, got {args.wait:g}")
+    result = run_worker(storage, args.study, args.results, args.progress, args.wait)
     report = result.run_dir / "report.html"
     if report.exists():  # not when the run was done before this worker could help
         print(report)

@@ -54,7 +54,7 @@ from ray.tune.search.optuna import OptunaSearch
 from evaluators.budget import Budget
 from evaluators.metrics import Metrics
 from search.config import ConfigError, RunConfig
-from search.objective import Objective, record, stopping_inputs
+from search.objective import Objective, describe, record, stopping_inputs
 from search.runner import ReportThrottle, RunResult, prepare, write_results
 from search.storage import mark_worker, open_storage, retry_dead_local_trials
 from search.worker import TARGET
@@ -154,7 +154,10 @@ class _StudySearcher(OptunaSearch):
             values = record(
                 ot_trial, candidate, metrics, self._budget, self._objective_names, self._feedback
             )
+            # The line the Optuna backend logs per trial (Ray keeps its workers' logs).
+            log.info("trial %d %s", ot_trial.number, describe(metrics, candidate))
         else:
+            log.info("trial %d failed  (%s)", ot_trial.number, metrics.reason)
             ot_trial.set_user_attr("metrics", metrics.to_dict())
             values = []
         for key in ("artifacts", "traceback", NODE):

@@ -150,10 +150,16 @@ def _warn_if_nothing_fits(trials: pd.DataFrame, config: RunConfig) -> None:
 
 
 def run_worker(
-    storage: str, study_name: str, results_dir: str | None = None, progress: bool = False
+    storage: str,
+    study_name: str,
+    results_dir: str | None = None,
+    progress: bool = False,
+    wait_s: float = 0.0,
 ) -> RunResult:
     """Join a running study as one more worker (``paretonas worker``): the config comes from
-    the storage, the dataset and teacher are prepared here (cached under results/)."""
+    the storage, the dataset and teacher are prepared here (cached under results/).
+    ``wait_s``: how long to wait for ``paretonas search`` to create the study (workers
+    started together with it)."""
     local = local_file(storage)
     if local is not None and not local.is_file():
         # Opening it would create an empty database and then report no study in it.
@@ -163,16 +169,26 @@ def run_worker(
             "`paretonas search` first"
         )
     probe = open_storage(storage)
-    try:
-        saved = optuna.load_study(study_name=study_name, storage=probe).user_attrs
-    except KeyError:
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            saved = optuna.load_study(study_name=study_name, storage=probe).user_attrs
+        except KeyError:
+            saved = None
+        # The search creates the study, then records its config in it, a moment later.
+        if (saved is not None and CONFIG in saved) or time.monotonic() >= deadline:
+            break
+        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+    waited = f" (waited {wait_s:g} s)" if wait_s else ""
+    if saved is None:
         raise StorageError(
-            f"no study named {study_name!r} in {safe_url(storage)}; start the run with "
-            "`paretonas search` first, or check --study"
-        ) from None
+            f"no study named {study_name!r} in {safe_url(storage)}{waited}; start the run with "
+            "`paretonas search` first, check --study, or give the worker --wait SECONDS"
+        )
     if CONFIG not in saved:
         raise StorageError(
             f"study {study_name!r} in {safe_url(storage)} was not created by paretonas search"
+            f"{waited}"
         )
     config = parse_config(saved[CONFIG], f"study {study_name}")
     if results_dir is not None:

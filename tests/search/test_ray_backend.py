@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 
@@ -164,6 +165,8 @@ def test_ctrl_c_stops_a_ray_search_at_once_and_a_rerun_finishes_it(tmp_path):
     rerun = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     _check_complete(url, "rayint", 3, interrupted)
+    # One line per trial, as the Optuna backend logs them.
+    assert re.search(r"^trial \d+ (ok|infeasible|pruned|failed) ", rerun.stderr, re.M)
     trials = pd.read_csv(run_dir / "trials.csv")
     for artifacts in trials.loc[trials["status"] == "ok", "artifacts"]:
         assert (run_dir / artifacts / "model.onnx").is_file(), artifacts

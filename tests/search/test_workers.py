@@ -380,3 +380,27 @@ def test_a_trial_killed_between_recording_and_telling_is_interrupted_not_finishe
     first, second = study.get_trials()
     assert not finished(first) and finished(second)
     assert list(trials_frame(study)["status"]) == ["interrupted", "failed"]
+
+
+def test_a_worker_waits_for_the_study_the_search_creates(tmp_path):
+    import threading
+
+    from search.runner import TARGET, record_config, run_worker
+
+    url = f"sqlite:///{tmp_path}/study.db"
+    optuna.create_study(study_name="other", storage=url)  # the file is there, the study not
+    config = parse_config({**TINY, "name": "late", "results_dir": str(tmp_path)})
+
+    def search_starts() -> None:
+        time.sleep(1.5)
+        study = optuna.create_study(study_name="late", storage=url, directions=config.directions)
+        record_config(study, config)
+        study.set_user_attr(TARGET, 0)  # nothing to do: the worker leaves once it has joined
+
+    thread = threading.Thread(target=search_starts)
+    thread.start()
+    result = run_worker(url, "late", wait_s=60)
+    thread.join()
+    assert result.trials.empty
+    with pytest.raises(StorageError, match=r"no study named 'nosuch' .*\(waited 1 s\).*--wait"):
+        run_worker(url, "nosuch", wait_s=1)
