@@ -94,35 +94,35 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     target = trials if trials is not None else config.trials
     record_config(study, config)
     study.set_user_attr(TARGET, target)
+    start = time.perf_counter()
     if execution.backend == "ray":
         from search.ray_backend import run_ray
 
         result = run_ray(config, study, url, target, progress=progress)
-        _warn_if_nothing_fits(result.trials, config)
-        return result
-    session = prepare(config, study, progress=progress and execution.workers == 1)
-    done, _ = worker_progress(study)
-    log.info(
-        "run %s: %d finished trial(s) of %d; storage %s; %d worker(s)",
-        config.name,
-        done,
-        target,
-        safe_url(url),
-        execution.workers,
-    )
-    start = time.perf_counter()
-    if execution.workers == 1:
-        _set_threads(execution.threads_per_worker or _cores())
-        work(
-            study,
-            session.objective,
-            target,
-            after_trial=session.after_trial,
-            max_retry=execution.max_retries,
-        )
     else:
-        _run_local_workers(config, url, execution.workers)
-    result = session.write()
+        session = prepare(config, study, progress=progress and execution.workers == 1)
+        done, _ = worker_progress(study)
+        log.info(
+            "run %s: %d finished trial(s) of %d; storage %s; %d worker(s)",
+            config.name,
+            done,
+            target,
+            safe_url(url),
+            execution.workers,
+        )
+        start = time.perf_counter()
+        if execution.workers == 1:
+            _set_threads(execution.threads_per_worker or _cores())
+            work(
+                study,
+                session.objective,
+                target,
+                after_trial=session.after_trial,
+                max_retry=execution.max_retries,
+            )
+        else:
+            _run_local_workers(config, url, execution.workers)
+        result = session.write()
     # The run's --trials counts finished trials, the rule of search.worker.finished; the
     # interrupted ones are listed in trials.csv (retried, unless out of retries) besides.
     finished, _ = worker_progress(study)

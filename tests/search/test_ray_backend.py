@@ -124,6 +124,8 @@ def test_sigkill_of_the_ray_driver_mid_trial_then_rerun(tmp_path):
     # Tune's own console boxes stay off: the run prints its log lines, not Tune's tables.
     assert "Configuration for experiment" not in rerun.stdout + rerun.stderr
     assert "View detailed results" not in rerun.stdout + rerun.stderr
+    # The run's own end line, as on the Optuna backend.
+    assert "run raycrash: 3 finished trials" in rerun.stderr
 
 
 def test_ctrl_c_stops_a_ray_search_at_once_and_a_rerun_finishes_it(tmp_path):
