@@ -112,6 +112,13 @@ class Preprocessing:
         the network's float32 input: the same arithmetic, in float32, as the training data
         got, so the results are bitwise those ``make_dataset`` produced."""
         images = np.asarray(pixels, dtype=np.float32)
+        if images.ndim == 4 and images.shape[1] != self.shape[0]:
+            colour = {1: "grayscale (1 channel)", 3: "RGB (3 channels)"}
+            want = colour.get(self.shape[0], f"{self.shape[0]} channels")
+            raise ValueError(
+                f"pixels must be {want}, got {images.shape[1]} channel(s) in shape "
+                f"{tuple(images.shape)}; convert the images to {want.split(' ')[0]} first"
+            )
         if images.ndim != 4 or tuple(images.shape[1:]) != self.shape:
             raise ValueError(
                 f"pixels must be [N, {', '.join(map(str, self.shape))}], got shape "
@@ -763,30 +770,113 @@ def load_cifar10(
 # -------------------------------------------------------------------------------- imagefolder
 
 
-def _read_image_folder(folder: Path, size: int) -> tuple[torch.Tensor, np.ndarray, list[str]]:
-    """All images under ``folder`` (one subfolder per class), as RGB ``[N, 3, size, size]``.
+# Folder names that mean a split, not a class: a root holding them is a split layout.
+TRAIN_FOLDER = "train"
+TEST_FOLDER = "test"
+VAL_FOLDERS = ("val", "valid", "validation")
+# PIL modes read as one grayscale channel; any other 8-bit mode is read as RGB.
+_GRAY_MODES = frozenset({"1", "L", "LA"})
+# 16-bit and float modes: PIL's conversion to 8 bits clips them (a 16-bit image comes out
+# nearly all white), so they are refused rather than silently ruined.
+_WIDE_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
-    Images are decoded one by one into memory: meant for small datasets (thousands of
-    images), not ImageNet.
-    """
-    from torchvision import transforms
-    from torchvision.datasets import ImageFolder
 
-    try:
-        found = ImageFolder(str(folder))
-    except FileNotFoundError as exc:
+@dataclass(frozen=True)
+class _ImageFiles:
+    """One folder of class subfolders: the image paths, their labels and the classes."""
+
+    folder: Path
+    paths: list[str]
+    labels: np.ndarray
+    classes: list[str]
+
+
+def _scan_image_folder(folder: Path) -> _ImageFiles:
+    """The images under ``folder``, one visible subfolder per class (hidden ones such as
+    ``.ipynb_checkpoints`` are not classes); every class must hold an image."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+    from torchvision.datasets.folder import make_dataset as find_images
+
+    classes = sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if entry.is_dir() and not entry.name.startswith(".")
+    )
+    if not classes:
         raise DatasetNotFoundError(
-            f"no images found in {folder} ({exc}); put the images in one subfolder per class."
-        ) from exc
+            f"no class subfolders in {folder}; put the images in one subfolder per class "
+            f"(e.g. {folder / 'cat'}/*.png)."
+        )
+    if len(classes) < 2:
+        raise DatasetError(
+            f"{folder} has one class subfolder ({classes[0]}); a classifier needs at least "
+            "two: put the images in one subfolder per class."
+        )
+    samples = find_images(
+        str(folder),
+        {name: index for index, name in enumerate(classes)},
+        extensions=IMG_EXTENSIONS,
+        allow_empty=True,
+    )
+    counts = np.bincount([label for _, label in samples], minlength=len(classes))
+    empty = [name for name, count in zip(classes, counts, strict=True) if count == 0]
+    if empty:
+        raise DatasetError(
+            f"class folder{'s' if len(empty) > 1 else ''} {', '.join(empty)} in {folder} "
+            f"hold{'' if len(empty) > 1 else 's'} no images ({', '.join(IMG_EXTENSIONS)}); "
+            "add images or remove the folder."
+        )
+    return _ImageFiles(
+        folder,
+        [path for path, _ in samples],
+        np.asarray([label for _, label in samples], dtype=np.int64),
+        classes,
+    )
+
+
+def _image_mode(folders: list[_ImageFiles]) -> str:
+    """``"L"`` when every image is grayscale (one channel then, as for MNIST), else
+    ``"RGB"``. Reads the files' headers only."""
+    from PIL import Image
+
+    grayscale = True
+    for files in folders:
+        for path in files.paths:
+            try:
+                with Image.open(path) as image:
+                    mode = image.mode
+            except OSError as exc:
+                raise DatasetError(
+                    f"cannot read image {path} ({exc}); remove or replace it."
+                ) from exc
+            if mode in _WIDE_MODES:
+                raise DatasetError(
+                    f"image {path} has 16-bit or float pixels (PIL mode {mode}), which would "
+                    "be clipped to 8 bits; convert the images to 8-bit first."
+                )
+            grayscale = grayscale and mode in _GRAY_MODES
+    return "L" if grayscale else "RGB"
+
+
+def _read_images(files: _ImageFiles, size: int, mode: str) -> torch.Tensor:
+    """The images as ``[N, C, size, size]`` in [0, 1]; decoded one by one into memory:
+    meant for small datasets (thousands of images), not ImageNet."""
+    from PIL import Image
+    from torchvision import transforms
+
     transform = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor()])
     images = []
-    for path, _ in found.samples:
+    for path in files.paths:
         try:
-            image = found.loader(path)  # PIL image converted to RGB
+            with Image.open(path) as image:
+                images.append(transform(image.convert(mode)))
         except OSError as exc:
             raise DatasetError(f"cannot read image {path} ({exc}); remove or replace it.") from exc
-        images.append(transform(image))
-    return torch.stack(images), np.asarray(found.targets, dtype=np.int64), list(found.classes)
+    return torch.stack(images)
+
+
+def _first_folder(root: Path, names: tuple[str, ...]) -> Path | None:
+    return next((root / name for name in names if (root / name).is_dir()), None)
 
 
 @register_dataset("imagefolder")
@@ -798,13 +888,19 @@ def load_image_folder(
     seed: int,
     image_size: int | None,
 ) -> Dataset:
-    """Your own images: ``root/<class>/*.png`` or ``root/{train,test}/<class>/*.png``.
+    """Your own images: ``root/<class>/*.png``, or split folders ``root/train/<class>/``
+    with ``test/`` and a val folder (``val/``, ``valid/`` or ``validation/``), each optional.
 
-    With ``train/`` and ``test/`` subfolders those are the splits (``val/`` too if present,
-    else val is held out from train); with ``train/`` and ``val/`` only, ``val/`` is the
-    held-out evaluation set and becomes test. Otherwise the single folder is split into
-    test (20%) and val, stratified. Images are resized to ``image_size`` (default 32) and
-    converted to RGB.
+    - ``train/`` and ``test/``: those are the splits; the val folder is val if present, else
+      val is held out from train.
+    - ``train/`` and a val folder only: that folder is the held-out evaluation set and
+      becomes test (the report's test accuracy is measured on it); val is held out from
+      train.
+    - ``train/`` alone, or no split folders: test (20%) and then val are held out from the
+      images, stratified by class and seeded.
+
+    Images are resized to ``image_size`` (default 32) by squashing to a square. They keep
+    one channel when every image is grayscale, else all are read as RGB.
     """
     if root is None:
         raise DatasetNotFoundError(
@@ -813,35 +909,54 @@ def load_image_folder(
         )
     if not root.is_dir():
         raise DatasetNotFoundError(
-            f"image folder {root} does not exist; set dataset.root to a folder with one "
-            "subfolder of images per class (optionally inside train/ and test/)."
+            f"image folder {root.resolve()} does not exist; set dataset.root to a folder with "
+            "one subfolder of images per class (optionally inside train/ and test/)."
         )
     size = image_size or DEFAULT_IMAGE_SIZE
-    train_dir = root / "train"
-    held_dirs = [root / name for name in ("test", "val") if (root / name).is_dir()]
-    val_x = val_y = None
-    if train_dir.is_dir() and held_dirs:
-        train_x, train_y, classes = _read_image_folder(train_dir, size)
-        test_x, test_y, test_classes = _read_image_folder(held_dirs[0], size)
-        _check_same_classes(classes, train_dir, test_classes, held_dirs[0])
-        if len(held_dirs) == 2:
-            val_x, val_y, val_classes = _read_image_folder(held_dirs[1], size)
-            _check_same_classes(classes, train_dir, val_classes, held_dirs[1])
-        used = ", ".join(f"{d.name}/" for d in (train_dir, *held_dirs))
-        source = f"{root} (image folders {used})"
+    train_dir = _first_folder(root, (TRAIN_FOLDER,))
+    test_dir = _first_folder(root, (TEST_FOLDER,))
+    val_dir = _first_folder(root, VAL_FOLDERS)
+    if train_dir is None and (test_dir or val_dir):
+        found = ", ".join(f"{d.name}/" for d in (test_dir, val_dir) if d is not None)
+        raise DatasetError(
+            f"{root} has {found} but no {TRAIN_FOLDER}/; put the training images in "
+            f"{root / TRAIN_FOLDER}/<class>/ (or all images in {root}/<class>/)."
+        )
+    if train_dir is not None:
+        if test_dir is None:
+            test_dir, val_dir = val_dir, None
+        train = _scan_image_folder(train_dir)
+        held = [_scan_image_folder(d) for d in (test_dir, val_dir) if d is not None]
+        for files in held:
+            _check_same_classes(train.classes, train_dir, files.classes, files.folder)
     else:
-        images, labels, classes = _read_image_folder(root, size)
-        keep, test = split_indices(labels, TEST_FRACTION, seed, what=f"images in {root}")
-        train_x, train_y = images[torch.from_numpy(keep)], labels[keep]
-        test_x, test_y = images[torch.from_numpy(test)], labels[test]
-        source = f"{root} (image folder, {TEST_FRACTION:.0%} held out as test by seed {seed})"
+        train, held = _scan_image_folder(root), []
+    mode = _image_mode([train, *held])
+    train_x, train_y = _read_images(train, size, mode), train.labels
+    val_x = val_y = None
+    if held:
+        test_x, test_y = _read_images(held[0], size, mode), held[0].labels
+        if len(held) == 2:
+            val_x, val_y = _read_images(held[1], size, mode), held[1].labels
+        used = f"{train.folder.name}/ as train, {held[0].folder.name}/ as test"
+        if len(held) == 2:
+            used += f", {held[1].folder.name}/ as val"
+        source = f"{root} (image folders: {used}"
+    else:
+        keep, test = split_indices(train_y, TEST_FRACTION, seed, what=f"images in {train.folder}")
+        test_x, test_y = train_x[torch.from_numpy(test)], train_y[test]
+        train_x, train_y = train_x[torch.from_numpy(keep)], train_y[keep]
+        where = f"{train.folder.name}/" if train.folder != root else "image folder"
+        source = f"{root} ({where}, {TEST_FRACTION:.0%} held out as test by seed {seed}"
+    colour = "grayscale, one channel" if mode == "L" else "RGB"
+    source += f"; {colour})"
     return make_dataset(
         "imagefolder",
         train_x,
         train_y,
         test_x,
         test_y,
-        class_names=tuple(classes),
+        class_names=tuple(train.classes),
         source=source,
         val_fraction=val_fraction,
         seed=seed,
@@ -849,8 +964,9 @@ def load_image_folder(
         val_labels=val_y,
         loaded_as=(
             255.0,
-            f"torchvision.transforms.Resize(({size}, {size})) on the decoded RGB image "
-            "(bilinear, antialiased), before the pixel scale",
+            f"torchvision.transforms.Resize(({size}, {size})) on the decoded "
+            f"{'grayscale' if mode == 'L' else 'RGB'} image (PIL convert('{mode}'); "
+            "bilinear, antialiased, squashed to a square), before the pixel scale",
         ),
     )
 

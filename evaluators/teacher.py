@@ -151,6 +151,7 @@ def prepare_teacher(
         logits = torch.load(logits_path, weights_only=True)
         if logits.shape == (len(dataset.train), dataset.num_classes):
             log.info("teacher: cached in %s (test accuracy %.4f)", cache_dir, meta["test_accuracy"])
+            warn_if_near_chance(meta["test_accuracy"], dataset.num_classes)
             return Teacher(logits, meta["test_accuracy"], meta["params"], meta["source"], cache_dir)
         log.warning("teacher: cached logits in %s do not match the dataset; recomputing", cache_dir)
 
@@ -180,7 +181,26 @@ def prepare_teacher(
     }
     write_text_atomic(meta_path, json.dumps(meta, indent=2))
     log.info("teacher: %s, test accuracy %.4f, cached in %s", source, test_accuracy, cache_dir)
+    warn_if_near_chance(test_accuracy, dataset.num_classes)
     return Teacher(train_logits, test_accuracy, params, source, cache_dir)
+
+
+def warn_if_near_chance(test_accuracy: float, num_classes: int) -> bool:
+    """Warn when the teacher is little better than guessing (within a quarter of the way
+    from chance to perfect): its soft targets would then teach the students noise, and the
+    run would still end without an error."""
+    chance = 1.0 / num_classes
+    if test_accuracy >= chance + 0.25 * (1.0 - chance):
+        return False
+    log.warning(
+        "teacher: test accuracy %.4f is close to chance (%.4f for %d classes), so distilling "
+        "from it will mislead the students; train it longer (teacher.epochs), give it a "
+        "trained checkpoint (teacher.checkpoint), or distil less (training.alpha)",
+        test_accuracy,
+        chance,
+        num_classes,
+    )
+    return True
 
 
 def with_measured_latency(

@@ -256,7 +256,28 @@ def describe(metrics: Metrics, candidate: Candidate) -> str:
     parts.append(f"{metrics.seconds_total:.1f} s")
     if metrics.reason:
         parts.append(f"({metrics.reason})")
+    lost = compression_loss(metrics)
+    if lost is not None:
+        parts.append(
+            f"(compression cost {100 * lost:.0f} points: {metrics.val_curve[-1]:.4f} after "
+            f"training, {metrics.accuracy:.4f} deployed; more compression.finetune_epochs or "
+            "qat_epochs, or lower prune ratios, may recover it)"
+        )
     return "  ".join(parts) + f"  [{candidate.genome}]"
+
+
+# A deployed model this far below its trained self was broken by compression, not by
+# training: the log says so, since the trial is still "ok" and its accuracy alone hides it.
+COMPRESSION_LOSS_NOTED = 0.10
+
+
+def compression_loss(metrics: Metrics) -> float | None:
+    """How much validation accuracy compression (pruning, factorization, quantization)
+    took from a trained candidate, when it is more than ``COMPRESSION_LOSS_NOTED``."""
+    if metrics.status != "ok" or not metrics.val_curve or metrics.accuracy is None:
+        return None
+    lost = metrics.val_curve[-1] - metrics.accuracy
+    return lost if lost > COMPRESSION_LOSS_NOTED else None
 
 
 def _same_candidate(trial: optuna.Trial, candidate: Candidate) -> optuna.trial.FrozenTrial | None:

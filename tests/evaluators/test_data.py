@@ -172,6 +172,8 @@ def test_fashion_from_synthetic_idx_files(tmp_path: Path) -> None:
     assert np.array_equal(fed, ds.test.images.numpy())
     with pytest.raises(ValueError, match=r"pixels must be \[N, 1, 6, 6\]"):
         pre.apply(np.zeros((2, 1, 8, 8), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"must be grayscale \(1 channel\), got 3 channel"):
+        pre.apply(np.zeros((2, 3, 6, 6), dtype=np.uint8))
 
 
 def test_split_fingerprints_tell_which_images_a_run_measured_on(tmp_path: Path) -> None:
@@ -317,8 +319,78 @@ def test_imagefolder_missing_root(tmp_path: Path) -> None:
         load_dataset("imagefolder")
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
         load_dataset("imagefolder", root=tmp_path / "nowhere")
-    with pytest.raises(DatasetNotFoundError, match="no images"):
+    with pytest.raises(DatasetNotFoundError, match="no class subfolders"):
         load_dataset("imagefolder", root=tmp_path)
+
+
+def _write_gray(folder: Path, classes: dict[str, int], mode: str = "L") -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for name, count in classes.items():
+        (folder / name).mkdir(parents=True)
+        for i in range(count):
+            pixels = rng.integers(0, 256, (10, 10), dtype=np.uint8)
+            if mode == "I;16":
+                Image.fromarray(pixels.astype(np.uint16) * 257).save(folder / name / f"{i}.png")
+            else:
+                Image.fromarray(pixels, "L").save(folder / name / f"{i}.png")
+
+
+def test_imagefolder_keeps_one_channel_when_every_image_is_grayscale(tmp_path: Path) -> None:
+    _write_gray(tmp_path, {"a": 5, "b": 5})
+    ds = load_dataset("imagefolder", root=tmp_path, image_size=8, val_fraction=0.25)
+    assert ds.input_shape == (1, 8, 8)
+    assert ds.preprocessing.to_dict()["channels"] == "grayscale"
+    assert "grayscale" in ds.source and "convert('L')" in ds.preprocessing.resize
+
+
+def test_imagefolder_with_train_alone_holds_test_out_of_it(tmp_path: Path) -> None:
+    # The split folder is not a class: a model of one class "train" would score 100 %.
+    _write_images(tmp_path / "train", {"a": 6, "b": 6})
+    ds = load_dataset("imagefolder", root=tmp_path, image_size=8, val_fraction=0.2)
+    assert ds.class_names == ("a", "b")
+    assert len(ds.train) + len(ds.val) + len(ds.test) == 12 and len(ds.test) >= 2
+    assert "train/, 20% held out as test" in ds.source
+
+
+def test_imagefolder_train_and_valid_the_valid_folder_is_the_test_split(tmp_path: Path) -> None:
+    _write_images(tmp_path / "train", {"a": 6, "b": 6})
+    _write_images(tmp_path / "valid", {"a": 3, "b": 1})
+    ds = load_dataset("imagefolder", root=tmp_path, image_size=8, val_fraction=0.25)
+    assert ds.class_names == ("a", "b")
+    assert ds.test.labels.tolist() == [0, 0, 0, 1]
+    assert (len(ds.train), len(ds.val)) == (9, 3)
+    assert "valid/ as test" in ds.source
+
+
+def test_imagefolder_split_folders_without_train_are_refused(tmp_path: Path) -> None:
+    _write_images(tmp_path / "test", {"a": 2, "b": 2})
+    _write_images(tmp_path / "validation", {"a": 2, "b": 2})
+    with pytest.raises(DatasetError, match=r"has test/, validation/ but no train/"):
+        load_dataset("imagefolder", root=tmp_path)
+
+
+def test_imagefolder_needs_two_classes(tmp_path: Path) -> None:
+    _write_images(tmp_path, {"only": 4})
+    with pytest.raises(DatasetError, match=r"one class subfolder \(only\); a classifier"):
+        load_dataset("imagefolder", root=tmp_path)
+
+
+def test_imagefolder_names_an_empty_class_and_ignores_hidden_folders(tmp_path: Path) -> None:
+    _write_images(tmp_path, {"a": 4, "b": 4})
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    ds = load_dataset("imagefolder", root=tmp_path, image_size=8, val_fraction=0.2)
+    assert ds.class_names == ("a", "b")
+    (tmp_path / "c").mkdir()
+    with pytest.raises(DatasetError, match=r"class folder c in .* holds no images"):
+        load_dataset("imagefolder", root=tmp_path, image_size=8)
+
+
+def test_imagefolder_refuses_16_bit_images_rather_than_clip_them(tmp_path: Path) -> None:
+    _write_gray(tmp_path, {"a": 2, "b": 2}, mode="I;16")
+    with pytest.raises(DatasetError, match=r"16-bit or float pixels .*convert the images"):
+        load_dataset("imagefolder", root=tmp_path, image_size=8)
 
 
 # ------------------------------------------------------------------------ registry and errors
@@ -373,3 +445,26 @@ def test_register_a_dataset(monkeypatch) -> None:
     assert (len(ds.train), len(ds.val), len(ds.test)) == (20, 20, 4)
     with pytest.raises(ValueError, match="already registered"):
         register_dataset("digits")(load_stripes)
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_the_readmes_image_file_preprocessing_reproduces_the_training_input(
+    tmp_path: Path, gray: bool
+) -> None:
+    # As printed in the README: what a user does to one image file before the ONNX model.
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("# Preprocess one image file as an imagefolder run's")
+    snippet = readme[start : readme.index("```", start)]
+    write = _write_gray if gray else _write_images
+    write(tmp_path / "train", {"a": 4, "b": 4})
+    write(tmp_path / "test", {"a": 2, "b": 2})
+    ds = load_dataset("imagefolder", root=tmp_path, image_size=9, val_fraction=0.25)
+    assert ds.input_shape == ((1, 9, 9) if gray else (3, 9, 9))
+    manifest = {"preprocessing": ds.preprocessing.to_dict()}
+    # The test split is the test/ folder in scan order: sorted classes, then sorted files.
+    files = sorted((tmp_path / "test").glob("*/*.png"))
+    assert len(files) == len(ds.test)
+    for index, path in enumerate(files):
+        scope = {"manifest": manifest, "path": str(path)}
+        exec(snippet, scope)
+        assert np.array_equal(scope["x"], ds.test.images[index : index + 1].numpy())

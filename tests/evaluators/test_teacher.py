@@ -220,3 +220,13 @@ def test_an_onnx_teacher_that_does_not_fit_the_dataset_is_refused_in_one_line(tm
 
     wide = export_onnx(ResNetTeacher(3, 10, (8,), (1,)).eval(), (3, 32, 32), tmp_path / "w.onnx")
     assert "takes input [1, 3, 32, 32], but this dataset's images are [1, 8, 8]" in refused(wide)
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "classes", "warned"),
+    [(0.12, 10, True), (0.30, 10, True), (0.40, 10, False), (0.60, 2, True), (0.70, 2, False)],
+)
+def test_a_teacher_near_chance_is_warned_about(accuracy, classes, warned, caplog):
+    with caplog.at_level("WARNING"):
+        assert teacher_module.warn_if_near_chance(accuracy, classes) is warned
+    assert ("close to chance" in caplog.text) is warned

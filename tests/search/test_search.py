@@ -192,6 +192,22 @@ def test_a_trials_log_line_says_whether_its_latency_was_measured(source, tag):
     assert f"latency 0.500 ms {tag}" in line
 
 
+@pytest.mark.parametrize(
+    ("curve", "deployed", "noted"),
+    [([0.5, 0.66], 0.10, True), ([0.5, 0.66], 0.60, False), ([0.9, 0.8], 0.75, False)],
+)
+def test_a_trials_log_line_says_when_compression_broke_a_trained_model(curve, deployed, noted):
+    from evaluators.metrics import Metrics
+    from search.objective import describe
+    from spaces import ArchSpec, Candidate, StageSpec
+
+    candidate = Candidate(ArchSpec(8, (StageSpec("dsconv", 1, 16, 3),)))
+    line = describe(Metrics(status="ok", accuracy=deployed, val_curve=curve), candidate)
+    assert ("compression cost" in line) is noted
+    if noted:
+        assert "compression cost 56 points: 0.6600 after training, 0.1000 deployed" in line
+
+
 def test_a_run_names_a_host_predictor_calibrated_at_another_thread_count():
     from types import SimpleNamespace
 
