@@ -43,9 +43,10 @@ class LatencyOracle:
         if predictor is None and device.latency.source == "predicted":
             raise DeviceError(
                 f"device {device.name} predicts latency from measurements, but "
-                f"{folder} holds no fitted predictor; run `paretonas probe --device "
-                f"{device.name} --out DIR` on the device, then `paretonas calibrate --device "
-                f"{device.name} --measurements DIR/measurements.csv`"
+                f"{folder} holds no fitted predictor; write a probe kit with `paretonas probe "
+                f"--device {device.name} --out DIR`, time its probes on the device "
+                "(DIR/README.txt says how), then run `paretonas calibrate --device "
+                f"{device.name} --measurements DIR/measurements.csv --results {results}`"
             )
         return cls(device, predictor)
 

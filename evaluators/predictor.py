@@ -256,6 +256,10 @@ class KernelModel:
 # --------------------------------------------------------------------------- the predictor
 
 
+class CalibrationError(ValueError):
+    """Measurements a predictor cannot be fitted on; the message says what to fix."""
+
+
 @dataclass(frozen=True)
 class ProbeMeasurements:
     """What a predictor is fitted on: per probe, its role, kernel rows and measured latency."""
@@ -269,11 +273,37 @@ class ProbeMeasurements:
         probes = read_probe_csv(probes_csv)
         measured: dict[str, float] = {}
         with Path(measurements_csv).open(newline="") as handle:
-            for row in csv.DictReader(handle):
-                measured[row["probe"]] = float(row["median_ms"])
+            reader = csv.DictReader(handle)
+            absent = [c for c in ("probe", "median_ms") if c not in (reader.fieldnames or [])]
+            if absent:
+                raise CalibrationError(
+                    f"{measurements_csv} has no column {', '.join(absent)} (it has "
+                    f"{', '.join(reader.fieldnames or []) or 'none'}); give it the columns "
+                    "probe and median_ms, as the kit's run_probes.py writes them"
+                )
+            for line, row in enumerate(reader, start=2):
+                try:
+                    measured[row["probe"]] = float(row["median_ms"])
+                except (TypeError, ValueError):
+                    raise CalibrationError(
+                        f"{measurements_csv} line {line}: median_ms {row['median_ms']!r} is "
+                        "not a number of milliseconds"
+                    ) from None
         missing = [name for name in probes if name not in measured]
         if len(missing) == len(probes):
-            raise ValueError(f"{measurements_csv} measures none of the probes of {probes_csv}")
+            raise CalibrationError(
+                f"{measurements_csv} measures none of the probes of {probes_csv}; give the "
+                "measurements.csv of this kit's probes (--kit names the kit's folder)"
+            )
+        if missing:
+            log.warning(
+                "%d of %d probes have no measurement in %s; the predictor is fitted on the "
+                "other %d and extrapolates for kernels like the missing ones",
+                len(missing),
+                len(probes),
+                measurements_csv,
+                len(probes) - len(missing),
+            )
         empties = [
             measured[n] for n, (role, _, _) in probes.items() if role == "empty" and n in measured
         ]
@@ -400,7 +430,10 @@ class LatencyPredictor:
         """Fit kernel models on the layer probes, then the calibration on the model probes
         (without model probes: the empty graph's time is the overhead, scales are 1)."""
         if not data.layers:
-            raise ValueError("no layer probe was measured: nothing to fit kernels on")
+            raise CalibrationError(
+                "no layer probe was measured: nothing to fit kernels on; measure the kit's "
+                "layer_*.onnx probes as well"
+            )
         by_family: dict[str, list[tuple[LayerFeatures, float]]] = {}
         for row, ms in data.layers:
             by_family.setdefault(row.group, []).append((row, ms))

@@ -450,13 +450,24 @@ def write_probe_kit(
 _KIT_README = """\
 Latency probes for paretonas's kernel-level latency predictor.
 
-On the device (Python 3 with: pip install onnxruntime numpy):
+On a device that runs Python (Python 3 with: pip install onnxruntime numpy):
 
     python run_probes.py --threads 1 --warmup 10 --runs 50
 
 It times every probes/*.onnx listed in probes.csv with ONNX Runtime (CPU execution
 provider, all graph optimizations, sequential) and writes measurements.csv
 (probe, median_ms, p90_ms, runs). Use the thread count the device will run with.
+
+On a device without Python (a microcontroller): convert each probe with the toolchain
+the model will ship with (e.g. to TensorFlow Lite Micro or CMSIS-NN), time it on the
+board, and write measurements.csv yourself with at least the columns probe (the file
+name, as in probes.csv) and median_ms. Probes left out are left out of the fit: the
+layer_*.onnx probes are the ones the predictor needs, empty.onnx gives the fixed cost of
+a run, and model_*.onnx calibrate the sum of a network's layers.
+
 Bring measurements.csv back and fit the predictor with
-evaluators.predictor.fit_from_measurements(KIT_DIR, "measurements.csv").
+
+    paretonas calibrate --device DEVICE --measurements measurements.csv --results RESULTS
+
+where RESULTS is the results_dir of the runs that will use it (default: results).
 """

@@ -47,8 +47,9 @@ def calibrate(
     if measurements is None:
         if device.kind != "host":
             raise DeviceError(
-                f"device {device.name} cannot be measured from here; run `paretonas probe "
-                f"--device {device.name} --out DIR` on it, then pass --measurements "
+                f"device {device.name} cannot be measured from here; write a probe kit with "
+                f"`paretonas probe --device {device.name} --out DIR`, time its probes on the "
+                "device (DIR/README.txt says how), then pass --measurements "
                 "DIR/measurements.csv"
             )
         predictor = calibrate_host(out, budget_seconds, threads=threads, progress=progress)

@@ -14,12 +14,20 @@ from pathlib import Path
 
 from evaluators.data import DatasetError
 from evaluators.devices import DeviceError
+from evaluators.predictor import CalibrationError
 from evaluators.teacher import TeacherError
 from search.config import ConfigError, RunConfig, load_config, parse_config
 from search.results import budget_unmet
 from search.storage import StorageError
 
-USER_ERRORS = (ConfigError, DatasetError, DeviceError, StorageError, TeacherError)
+USER_ERRORS = (
+    CalibrationError,
+    ConfigError,
+    DatasetError,
+    DeviceError,
+    StorageError,
+    TeacherError,
+)
 
 
 # Exit code of a search that finished but whose every candidate was over the budget.

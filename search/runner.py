@@ -476,6 +476,11 @@ def write_results(
             "description": facts["device_description"],
             # Whether the latency axis is measured here or predicted for a device we cannot run.
             "latency": config.target().latency.source,
+            # What the device physically has: no tier of the report may allow more.
+            "memory_limits": {
+                "peak_memory_kb": config.target().memory.sram_kb,
+                "flash_kb": config.target().memory.flash_kb,
+            },
         },
         "fidelity": {
             "train_subset": min(

@@ -119,17 +119,18 @@ def budget_tiers(run: dict[str, Any], pareto: pd.DataFrame | None = None) -> lis
     """
     configured = {"name": CONFIGURED, **bounds(run.get("budget"))}
     listed = [tier for tier in run.get("tiers") or [] if isinstance(tier, dict)]
+    limits = (run.get("device") or {}).get("memory_limits")
     if listed:
         named = [
             {"name": str(tier.get("name") or f"tier {index + 1}"), **bounds(tier)}
             for index, tier in enumerate(listed)
         ]
-        return [configured, *named]
+        return [configured, *(_within(tier, limits) for tier in named)]
     if any(value is not None for key, value in configured.items() if key != "name"):
         return [
             _scaled(configured, TIGHTER, "tighter (bounds \u00d70.5)"),
             configured,
-            _scaled(configured, LOOSER, "looser (bounds \u00d72)"),
+            _within(_scaled(configured, LOOSER, "looser (bounds \u00d72)"), limits),
         ]
     latency = _numeric(pareto)["latency_ms"].dropna() if pareto is not None else pd.Series()
     tiers = []
@@ -143,6 +144,21 @@ def budget_tiers(run: dict[str, Any], pareto: pd.DataFrame | None = None) -> lis
                 }
             )
     return [*tiers, configured]
+
+
+def _within(tier: dict[str, Any], limits: dict[str, Any] | None) -> dict[str, Any]:
+    """``tier`` with its memory bounds cut to the device's SRAM and flash (``limits``, as
+    run.json records them): a model that needs more than the device has fits no budget."""
+    capped = dict(tier)
+    cut = []
+    for column, limit in bounds(limits).items():
+        if limit is not None and (capped[column] is None or capped[column] > limit):
+            capped[column] = limit
+            cut.append(column)
+    if cut:
+        nouns = " and ".join(noun for column, noun, _ in AXES if column in cut)
+        capped["name"] = f"{tier['name']}, {nouns} at the device's limit"
+    return capped
 
 
 def _scaled(tier: dict[str, Any], factor: float, name: str) -> dict[str, Any]:

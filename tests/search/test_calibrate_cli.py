@@ -67,3 +67,32 @@ def test_a_wrong_out_or_budget_is_one_line(tmp_path, monkeypatch, capsys, argv, 
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err and "Traceback" not in err
     assert (tmp_path / "a-file").read_text() == "mine"
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory):
+    from evaluators.probes import write_probe_kit
+
+    return write_probe_kit(
+        tmp_path_factory.mktemp("kit"), layer_count=2, model_count=0, progress=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("csv", "expected"),
+    [
+        ("name,ms\nempty.onnx,0.1\n", "has no column probe, median_ms (it has name, ms)"),
+        ("probe,median_ms\nempty.onnx,fast\n", "line 2: median_ms 'fast' is not a number"),
+        ("probe,median_ms\nother.onnx,0.1\n", "measures none of the probes"),
+        ("probe,median_ms\nempty.onnx,0.1\n", "no layer probe was measured"),
+    ],
+)
+def test_measurements_a_predictor_cannot_be_fitted_on_are_one_line(
+    kit, tmp_path, monkeypatch, capsys, csv, expected
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.csv").write_text(csv)
+    argv = ["calibrate", "--device", "cortex-a72", "--measurements", "m.csv", "--kit", str(kit)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err and "Traceback" not in err
