@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,11 +36,19 @@ if TYPE_CHECKING:
 class LatencyOracle:
     device: Device
     predictor: LatencyPredictor | None = None
+    # Which fitted predictor (a digest of what it was fitted on), None for the roofline.
+    predictor_digest: str | None = None
 
     @classmethod
     def for_device(cls, device: Device, results: str | Path = "results") -> LatencyOracle:
         folder = predictor_dir(device.name, results)
         predictor = load_predictor(folder) if (folder / "meta.json").is_file() else None
+        digest = None
+        if predictor is not None:
+            content = hashlib.sha256()
+            for name in ("probes.csv", "measurements.csv"):
+                content.update((folder / name).read_bytes())
+            digest = content.hexdigest()[:16]
         if predictor is None and device.latency.source == "predicted":
             raise DeviceError(
                 f"device {device.name} predicts latency from measurements, but "
@@ -48,7 +57,15 @@ class LatencyOracle:
                 "(DIR/README.txt says how), then run `paretonas calibrate --device "
                 f"{device.name} --measurements DIR/measurements.csv --results {results}`"
             )
-        return cls(device, predictor)
+        return cls(device, predictor, digest)
+
+    @property
+    def model(self) -> str:
+        """What a predicted latency of this run comes from, as one line: a run's trials
+        must all be costed by the same model, or its front compares two."""
+        if self.predictor is None:
+            return f"the roofline of {self.device.name}'s public numbers"
+        return f"{self.device.name}'s fitted predictor {self.predictor_digest}"
 
     @property
     def measures(self) -> bool:

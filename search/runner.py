@@ -24,6 +24,7 @@ from evaluators.files import write_text_atomic
 from evaluators.hardware import Host
 from evaluators.latency import LatencyOracle
 from evaluators.pipeline import EvaluationContext
+from evaluators.predictor import predictor_dir
 from evaluators.teacher import Teacher, prepare_teacher, with_measured_latency
 from search.config import ConfigError, RunConfig, parse_config
 from search.objective import Objective
@@ -223,10 +224,33 @@ def _open(config: RunConfig, url: str, *, worker: bool = False) -> optuna.Study:
     gets a seed of its own)."""
     execution = config.execution
     storage = open_storage(url, execution.heartbeat_s, execution.grace_s, execution.max_retries)
-    LatencyOracle.for_device(config.target(), config.results_dir)  # a missing predictor: now
+    latency = LatencyOracle.for_device(config.target(), config.results_dir)  # missing: now
     seed = config.seed if config.sampler_seed is None else config.sampler_seed
     identity = worker_identity() if worker else None
-    return open_study(config.name, storage, config.directions, config.sampler, seed, identity)
+    study = open_study(config.name, storage, config.directions, config.sampler, seed, identity)
+    if not latency.measures:
+        _check_latency_model(study, latency, config)
+    return study
+
+
+LATENCY_MODEL = "latency_model"  # study user attribute: what predicts the run's latency
+
+
+def _check_latency_model(study: optuna.Study, latency: LatencyOracle, config: RunConfig) -> None:
+    """A device's latency is predicted: every trial of a run must be costed by the same
+    model, or the front ranks one model's figures against another's. The first start
+    records the model; a later one with another (a predictor calibrated, or refitted, in
+    between) is refused."""
+    recorded = study.user_attrs.get(LATENCY_MODEL)
+    if recorded is None or not study.trials:
+        study.set_user_attr(LATENCY_MODEL, latency.model)
+        return
+    if recorded != latency.model:
+        raise ConfigError(
+            f"run {config.name} costed its trials with {recorded}, but {config.device.name} "
+            f"now has {latency.model}; give the new model a new run (--name), or restore "
+            f"{predictor_dir(latency.device.name, config.results_dir)} as it was"
+        )
 
 
 @dataclass

@@ -284,3 +284,47 @@ def test_the_teacher_is_timed_once_per_run_and_every_rewrite_quotes_it(tmp_path,
         first["latency_ms"],
         first["latency_source"],
     )
+
+
+def test_a_run_refuses_a_latency_predictor_fitted_after_its_first_trials(tmp_path):
+    # A device whose latency is predicted: trials costed by the roofline, then a predictor
+    # calibrated, then the run resumed: its front would rank two models' figures together.
+    import csv
+
+    from evaluators.predictor import fit_from_measurements, predictor_dir
+    from evaluators.probes import write_probe_kit
+    from search.config import ConfigError, parse_config
+    from search.runner import LATENCY_MODEL, _open
+    from search.storage import default_storage
+
+    config = parse_config(
+        {
+            "name": "mcu",
+            "results_dir": str(tmp_path),
+            "device": {"name": "cortex-m7"},
+            "space": {"weight_bits": [8], "activation_bits": [8]},
+        }
+    )
+    url = default_storage(tmp_path / "mcu")
+    (tmp_path / "mcu").mkdir()
+    study = _open(config, url)
+    assert study.user_attrs[LATENCY_MODEL] == "the roofline of cortex-m7's public numbers"
+    study.enqueue_trial({})  # the run has a trial now
+    assert _open(config, url).user_attrs[LATENCY_MODEL] == study.user_attrs[LATENCY_MODEL]
+
+    kit = write_probe_kit(tmp_path / "kit", layer_count=4, model_count=0, progress=False)
+    names = [row["probe"] for row in csv.DictReader((kit / "probes.csv").open())]
+    measured = "probe,median_ms\n" + "".join(f"{n},{0.1 + i / 100}\n" for i, n in enumerate(names))
+    (kit / "measurements.csv").write_text(measured)
+    fit_from_measurements(
+        kit,
+        kit / "measurements.csv",
+        device="cortex-m7",
+        save_to=predictor_dir("cortex-m7", tmp_path),
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"run mcu costed its trials with the roofline .* now "
+        r"has cortex-m7's fitted predictor [0-9a-f]{16}; give the new model a new run",
+    ):
+        _open(config, url)
