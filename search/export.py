@@ -145,6 +145,8 @@ def manifest(run_dir: Path, row: pd.Series, out: Path, why: str = "") -> dict[st
     )
     metrics = {key: _plain(row.get(key)) for key in METRIC_COLUMNS}
     shape = run.get("input_shape")
+    device = run.get("device") or {}
+    predicted = device.get("latency") == "predicted"
     return {
         "trial": int(row["number"]),
         "chosen": why,
@@ -157,8 +159,17 @@ def manifest(run_dir: Path, row: pd.Series, out: Path, why: str = "") -> dict[st
             "name": INPUT_NAME,
             "shape": [1, *shape] if shape else None,
             "dtype": "float32",
-            "batch": "1, fixed: the shape latency was measured at; run images one at a time",
+            "batch": "1, fixed: the shape latency was "
+            + ("predicted for" if predicted else "measured at")
+            + "; run images one at a time",
         },
+        "target": {
+            "device": device.get("name"),
+            "description": device.get("description"),
+            "latency": device.get("latency"),
+            "memory_limits_kb": device.get("memory_limits"),
+        },
+        "quantization": quantization_format(out / "model.onnx"),
         "preprocessing": run.get("preprocessing")
         or "not recorded (the run was written before paretonas recorded it)",
         "output": {
@@ -182,7 +193,9 @@ def manifest(run_dir: Path, row: pd.Series, out: Path, why: str = "") -> dict[st
             "is that, computed)",
             "torch_test_accuracy": "top-1 in PyTorch on the test split of the module "
             "exported to model.onnx, just before export (fake-quantized under QAT)",
-            "latency_p90_ms": "the 90th percentile of the same timed runs as latency_ms",
+            "latency_p90_ms": "not measured: latency is predicted for this device"
+            if predicted
+            else "the 90th percentile of the same timed runs as latency_ms",
             "predicted_latency_ms": metrics["predicted_latency_source"]
             or "not predicted (no calibrated predictor for this device)",
             "model.pt": _weights_note(out, config_text),
@@ -192,9 +205,68 @@ def manifest(run_dir: Path, row: pd.Series, out: Path, why: str = "") -> dict[st
         "config_sha256": hashlib.sha256(config_text).hexdigest() if config_text else None,
         "libraries": {name: _version(name) for name in _LIBRARIES},
         "python": platform.python_version(),
-        "machine": f"{platform.system()} {platform.machine()}",
+        # Where the export ran: not the target (``target`` is), nor where it was measured.
+        "exported_on": f"{platform.system()} {platform.machine()}",
         "exported": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def quantization_format(model_path: Path) -> dict[str, Any]:
+    """How ``model_path`` stores its int8 layers, read from the file: what a converter to
+    a microcontroller runtime (which wants int8 weights with zero point 0) must know."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        model = onnx.load(str(model_path))
+    except Exception as error:  # a damaged file: the manifest says so, the export goes on
+        return {"format": f"not read ({type(error).__name__}: {str(error)[:120]})"}
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    weights: set[str] = set()  # weights and biases
+    activations: set[str] = set()
+    input_quant = None
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in constants:
+            values = constants[node.input[0]]
+            zero = constants.get(node.input[2]) if len(node.input) > 2 else None
+            points = sorted({int(v) for v in np.ravel(zero)}) if zero is not None else [0]
+            per_channel = zero is not None and np.size(zero) > 1
+            kind = "biases" if values.dtype == np.int32 else "weights"
+            weights.add(
+                f"{kind}: {values.dtype}, "
+                f"{'per output channel' if per_channel else 'per tensor'}, "
+                f"zero point {', '.join(map(str, points))}"
+            )
+        elif node.op_type == "QuantizeLinear" and len(node.input) > 2:
+            zero = constants.get(node.input[2])
+            if zero is not None:
+                activations.add(f"{zero.dtype}, per tensor")
+            if node.input[0] == INPUT_NAME and node.input[1] in constants:
+                input_quant = {
+                    "scale": float(np.ravel(constants[node.input[1]])[0]),
+                    "zero_point": int(np.ravel(zero)[0]) if zero is not None else 0,
+                    "dtype": str(zero.dtype) if zero is not None else "uint8",
+                    "meaning": "q = clip(round(input / scale) + zero_point), applied to the "
+                    "preprocessed float input",
+                }
+        elif node.op_type == "DynamicQuantizeLinear":
+            activations.add("uint8, per tensor, scale computed at run time (dynamic)")
+    if not weights and not activations:
+        return {"format": "fp32: no quantized layer"}
+    found = {
+        "format": "ONNX QDQ: QuantizeLinear / DequantizeLinear pairs around each int8 layer",
+        "parameters": sorted(weights) or None,
+        "activations": sorted(activations) or None,
+        "input": input_quant,
+    }
+    if any(w.startswith("weights: uint8") for w in weights):
+        found["note"] = (
+            "uint8 weights with zero point 128 are the int8 weights plus 128: the file was "
+            "quantized on an x86 host without VNNI, where ONNX Runtime's int8-weight kernels "
+            "saturate; a runtime that wants int8 weights subtracts 128 and sets the zero point to 0"
+        )
+    return found
 
 
 def _weights_note(out: Path, config_text: bytes) -> str:

@@ -121,6 +121,15 @@ def test_quickstart_twice_resumes_to_twelve_trials(tmp_path):
     manifest = json.loads((ship / "manifest.json").read_text())
     assert manifest["trial"] == best["number"] and manifest["genome"] == best["genome"]
     assert manifest["metrics"]["test_accuracy"] == pytest.approx(best["test_accuracy"])
+    assert manifest["target"]["device"] == "host" and manifest["target"]["latency"] == "measured"
+    # How the int8 layers are stored, read from the file itself.
+    stored = manifest["quantization"]
+    if best["int8"]:
+        assert stored["format"].startswith("ONNX QDQ")
+        assert any(p.startswith(("weights: int8", "weights: uint8")) for p in stored["parameters"])
+        assert stored["input"]["scale"] > 0
+    else:
+        assert stored["format"].startswith("fp32")
     measured = run / "models" / str(best["number"]) / "model.onnx"
     assert (ship / "model.onnx").read_bytes() == measured.read_bytes()
     assert manifest["files"]["model.onnx"] == hashlib.sha256(measured.read_bytes()).hexdigest()
