@@ -209,6 +209,8 @@ def test_two_local_workers_share_one_journal_study_and_survive_a_kill(tmp_path):
     assert (run_dir / "report.html").exists() and len(trials) == len(set(trials["number"]))
 
 
+# The test asks for a trial by hand, as a dying worker would, outside Study.optimize.
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_a_dead_local_workers_trial_is_failed_and_queued_again(tmp_path):
     storage = open_storage(f"journal:///{tmp_path / 'dead.journal'}")
     study = optuna.create_study(study_name="dead", storage=storage)
@@ -240,6 +242,8 @@ def test_a_dead_local_workers_trial_is_failed_and_queued_again(tmp_path):
     assert queued[0].system_attrs["failed_trial"] == trial.number
 
 
+# The test asks for a trial by hand, as a dying worker would, outside Study.optimize.
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
 def test_journal_heartbeats_fail_a_silent_trial_after_the_grace_period(tmp_path):
     storage = open_storage(f"journal:///{tmp_path / 'beat.journal'}", 1, 2)
     assert isinstance(storage, HeartbeatJournalStorage)
