@@ -39,6 +39,9 @@ class Cost:
     macs: int
     weight_bytes: float
     peak_activation_bytes: float
+    # The kernel (module path) during which the live activations peak: where to look when
+    # SRAM binds.
+    peak_step: str = ""
 
     @property
     def flash_kb(self) -> float:
@@ -91,4 +94,5 @@ def module_cost(model: nn.Module, candidate: Candidate, input_shape: tuple[int, 
         macs=int(macs),
         weight_bytes=flash_bytes(model, candidate),
         peak_activation_bytes=schedule.peak_bytes,
+        peak_step=schedule.peak_step,
     )

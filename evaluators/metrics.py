@@ -31,6 +31,9 @@ class Metrics:
     predicted_latency_ms: float | None = None
     predicted_latency_source: str | None = None
     peak_memory_kb: float | None = None
+    # The kernel during which peak_memory_kb is reached, by module path, counted from 0
+    # ("stages.1.0.body.0.0": the second stage's first block), or "input".
+    peak_memory_at: str | None = None
     flash_kb: float | None = None
     params: int | None = None
     macs: int | None = None

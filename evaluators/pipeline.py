@@ -189,6 +189,7 @@ def evaluate_candidate(
 
     common = dict(
         peak_memory_kb=cost.peak_memory_kb,
+        peak_memory_at=cost.peak_step or None,
         flash_kb=cost.flash_kb,
         params=cost.params,
         macs=cost.macs,

@@ -185,7 +185,8 @@ def manifest(run_dir: Path, row: pd.Series, out: Path, why: str = "") -> dict[st
             "(ranked on) and the test split (test_accuracy)",
             "latency_ms": metrics["latency_source"],
             "peak_memory_kb": "computed: peak of live activation bytes over the execution "
-            "schedule (evaluators.memory), at the policy's activation bits",
+            "schedule (evaluators.memory), at the policy's activation bits; peak_memory_at "
+            "names the kernel (module path) during which it is reached",
             "flash_kb": "computed: weights packed at the policy's bit-widths (+ sparse index), "
             "32-bit biases and scales, 64 bytes of metadata per layer",
             "artifact_bytes": "measured: size of model.onnx, an ONNX Runtime file with its "

@@ -41,6 +41,7 @@ METRIC_COLUMNS = [
     "predicted_latency_ms",
     "predicted_latency_source",
     "peak_memory_kb",
+    "peak_memory_at",
     "flash_kb",
     "params",
     "macs",

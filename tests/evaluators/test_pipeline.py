@@ -51,6 +51,13 @@ def test_memory_budget_is_checked_from_the_computed_cost(digits, monkeypatch):
     )
     assert metrics.status == "infeasible" and "peak_memory_kb" in metrics.reason
     assert metrics.peak_memory_kb > 0.5
+    # Where it peaks, as the schedule of the deployed module says: what to shrink.
+    from evaluators.cost import estimate_cost
+
+    cost = estimate_cost(get_candidate("tiny_mixed"), digits.input_shape, digits.num_classes)
+    assert metrics.peak_memory_at == cost.peak_step and cost.peak_step.startswith(
+        ("stem", "stages", "input")
+    )
 
 
 def test_a_feasible_candidate_is_trained_and_saved(digits, tmp_path):
