@@ -92,6 +92,7 @@ def sample_candidates(
     seed: int = 0,
     space: SearchSpace | None = None,
     prune_ratios: Sequence[float] = PRUNE_RATIOS,
+    precisions: tuple[str, ...] = ("fp32", "int8"),
 ) -> list[Candidate]:
     """``count`` distinct candidates of ``space`` with policies the host executes.
 
@@ -100,7 +101,7 @@ def sample_candidates(
     a random prune ratio per stage from ``prune_ratios``: the policies ONNX Runtime runs.
     """
     out = []
-    for candidate in iter_candidates(seed, space, prune_ratios):
+    for candidate in iter_candidates(seed, space, prune_ratios, precisions):
         if len(out) == count:
             break
         out.append(candidate)
@@ -111,9 +112,10 @@ def iter_candidates(
     seed: int = 0,
     space: SearchSpace | None = None,
     prune_ratios: Sequence[float] = PRUNE_RATIOS,
+    precisions: tuple[str, ...] = ("fp32", "int8"),
 ) -> Iterator[Candidate]:
     """The stream ``sample_candidates`` takes its first ``count`` from (ends only when
-    the space runs out of new genomes)."""
+    the space runs out of new genomes); policies only of ``precisions``."""
     space = space or SearchSpace()
     space = replace(space, prune_ratio=Choice(tuple(prune_ratios)))
     rng = random.Random(seed)
@@ -121,7 +123,8 @@ def iter_candidates(
     misses = 0
     while misses < 1000:
         candidate = space.suggest(RandomTrial(rng))
-        mode = ("fp32", "int8", "mixed")[len(seen) % 3]
+        modes = [m for m in ("fp32", "int8", "mixed") if m in precisions or len(precisions) > 1]
+        mode = modes[len(seen) % len(modes)]
         stages = []
         for policy in candidate.policy.stages:
             int8 = mode == "int8" or (mode == "mixed" and rng.random() < 0.5)
@@ -240,8 +243,10 @@ def layer_rows(
     num_classes: int = 10,
     seed: int = 0,
     space: SearchSpace | None = None,
+    precisions: tuple[str, ...] = ("fp32", "int8"),
 ) -> list[LayerFeatures]:
-    """Up to ``count`` distinct kernel shapes, round-robin over kernel families.
+    """Up to ``count`` distinct kernel shapes, round-robin over kernel families (of the
+    ``precisions`` the device runs: an int8-only microcontroller has no fp32 kernel).
 
     Half come from the kernels of random candidates of ``space`` (the shapes a search
     asks about), half from the grid; families are weighted by ``FAMILY_WEIGHTS`` (convs
@@ -250,9 +255,13 @@ def layer_rows(
     rng = random.Random(seed)
     families = [f"{op}/{p}" for op in OPS for p in ("fp32", "int8")]
     families = [f for f in families if not f.startswith(("quantize/fp32", "dequantize/fp32"))]
+    families = [f for f in families if f.split("/")[1] in precisions]
     pools: dict[str, list[LayerFeatures]] = {f: [] for f in families}
     seen: set[tuple] = set()
-    for candidate in sample_candidates(min(100, max(10, count // 8)), seed + 1, space):
+    sampled = sample_candidates(
+        min(100, max(10, count // 8)), seed + 1, space, precisions=precisions
+    )
+    for candidate in sampled:
         for row in layer_features(candidate, input_shape, num_classes, runtime_bits=True):
             if _key(row) not in seen and row.group in pools:
                 seen.add(_key(row))
@@ -308,6 +317,7 @@ def layer_probes(
     seed: int = 0,
     space: SearchSpace | None = None,
     unsigned_weights: bool | None = None,
+    precisions: tuple[str, ...] = ("fp32", "int8"),
 ) -> list[Probe]:
     """The empty probe, then ``count`` one-kernel probes in the order to measure them."""
     if unsigned_weights is None:
@@ -316,7 +326,8 @@ def layer_probes(
         unsigned_weights = weights_unsigned()
     unsigned = unsigned_weights
     probes = [Probe("empty.onnx", "empty", (), build_empty_probe)]
-    for index, row in enumerate(layer_rows(count, input_shape, num_classes, seed, space)):
+    rows = layer_rows(count, input_shape, num_classes, seed, space, precisions)
+    for index, row in enumerate(rows):
         probes.append(
             Probe(
                 f"layer_{index:05d}_{row.op}_{row.precision}.onnx",
@@ -334,10 +345,12 @@ def model_probes(
     seed: int = 0,
     space: SearchSpace | None = None,
     align: int = 4,
+    precisions: tuple[str, ...] = ("fp32", "int8"),
 ) -> Iterator[Probe]:
     """Whole-candidate probes, generated lazily (featurising one takes ~50 ms), cycling
-    all-fp32, all-int8 and mixed policies (``iter_candidates``)."""
-    for index, candidate in enumerate(iter_candidates(seed + 2, space)):
+    all-fp32, all-int8 and mixed policies of ``precisions`` (``iter_candidates``)."""
+    candidates = iter_candidates(seed + 2, space, precisions=precisions)
+    for index, candidate in enumerate(candidates):
         rows = layer_features(candidate, input_shape, num_classes, align=align, runtime_bits=True)
         yield Probe(
             f"model_{index:05d}.onnx",
@@ -406,6 +419,7 @@ def write_probe_kit(
     unsigned_weights: bool | None = None,
     align: int = 4,
     progress: bool = True,
+    precisions: tuple[str, ...] = ("fp32", "int8"),
 ) -> Path:
     """Write a kit to measure a device we cannot reach: probes, features, a runner.
 
@@ -424,9 +438,13 @@ def write_probe_kit(
         unsigned_weights = weights_unsigned()
     out = Path(out_dir)
     (out / "probes").mkdir(parents=True, exist_ok=True)
-    layers = layer_probes(layer_count, input_shape, num_classes, seed, space, unsigned_weights)
+    layers = layer_probes(
+        layer_count, input_shape, num_classes, seed, space, unsigned_weights, precisions
+    )
     models = list(
-        itertools.islice(model_probes(input_shape, num_classes, seed, space, align), model_count)
+        itertools.islice(
+            model_probes(input_shape, num_classes, seed, space, align, precisions), model_count
+        )
     )
     probes = layers + models
     for probe in progress_bar(probes, desc="probe kit", enabled=progress, leave=True):
@@ -441,6 +459,7 @@ def write_probe_kit(
         "seed": seed,
         "opset": OPSET,
         "unsigned_weights": unsigned_weights,
+        "precisions": list(precisions),
     }
     (out / "kit.json").write_text(json.dumps(info, indent=2) + "\n")
     (out / "README.txt").write_text(_KIT_README)

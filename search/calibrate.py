@@ -13,6 +13,7 @@ Every later search for that device then uses the predictor instead of the roofli
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from evaluators.devices import DeviceError, get_device
@@ -20,14 +21,60 @@ from evaluators.predictor import LatencyPredictor, predictor_dir
 from search.config import ConfigError
 
 
-def probe(device_name: str, out: str | Path, *, progress: bool = True) -> Path:
+def probe(
+    device_name: str, out: str | Path, *, config: str | Path | None = None, progress: bool = True
+) -> Path:
+    """Write the probe kit for ``device_name``: kernels and networks of the precisions it
+    executes (no fp32 probe for an int8-only microcontroller), from the space it allows,
+    at the input of ``config``'s dataset when a run config is given (else 1x28x28, 10
+    classes, the default space)."""
+    from evaluators.devices import restrict_space
     from evaluators.probes import write_probe_kit
+    from spaces.params import Choice
+    from spaces.space import SearchSpace
 
     device = get_device(device_name)
+    input_shape, num_classes = (1, 28, 28), 10
+    if config is not None:
+        from search.config import load_config
+
+        run = load_config(config)
+        if get_device(run.device.name).name != device.name:
+            raise ConfigError(
+                f"--config {config} is for device {run.device.name}, not {device.name}; "
+                "give a config of this device, or no --config"
+            )
+        space = run.search_space()
+        dataset = run.load_dataset()
+        input_shape, num_classes = dataset.input_shape, dataset.num_classes
+    else:
+        # The default architectures, with every bit-width the device executes.
+        space = restrict_space(
+            dataclasses.replace(
+                SearchSpace(),
+                weight_bits=Choice(tuple(device.executes.weight_bits)),
+                activation_bits=Choice(tuple(device.executes.activation_bits)),
+            ),
+            device,
+        )
+    native = device.executes.native_bits
+    precisions = tuple(
+        name
+        for name, present in (("fp32", 32 in native), ("int8", any(b <= 8 for b in native)))
+        if present
+    )
     # The kit's int8 probes store weights as the device's kernels want them: int8 unless
     # it is an x86 CPU without VNNI (only the host is known to be one).
     unsigned = None if device.kind == "host" else False
-    return write_probe_kit(out, unsigned_weights=unsigned, progress=progress)
+    return write_probe_kit(
+        out,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        space=space,
+        unsigned_weights=unsigned,
+        progress=progress,
+        precisions=precisions,
+    )
 
 
 def calibrate(

@@ -153,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     probe.add_argument("--device", required=True, help="device name or device YAML path")
     probe.add_argument("--out", required=True, help="folder to write the probe kit to")
+    probe.add_argument(
+        "--config",
+        help="a run config for this device: probes at its dataset's input size, from its space",
+    )
 
     calibrate = commands.add_parser(
         "calibrate",
@@ -277,8 +281,11 @@ def _export(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace) -> int:
     from search.calibrate import probe
 
-    out = probe(args.device, _folder(args.out))
-    print(f"{out}: copy it to the device and run `python run_probes.py` there", file=sys.stderr)
+    out = probe(args.device, _folder(args.out), config=args.config)
+    print(
+        f"{out}: copy it to the device and time its probes there (README.txt says how)",
+        file=sys.stderr,
+    )
     print(out)
     return 0
 

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evaluators.budget import Budget
+from evaluators.data import Dataset
 from evaluators.devices import Device, DeviceError, get_device, restrict_space
 from evaluators.distill import TrainConfig, resolve_device
 from evaluators.hardware import Host
@@ -411,6 +412,19 @@ class RunConfig(_Section):
             if limit is not None:
                 budget[key] = limit if budget[key] is None else min(budget[key], limit)
         return Budget(**budget)
+
+    def load_dataset(self) -> Dataset:
+        """The run's dataset, split and normalised by its seed (``evaluators.data``)."""
+        from evaluators.data import load_dataset
+
+        return load_dataset(
+            self.dataset.name,
+            self.dataset.root,
+            download=self.dataset.download,
+            val_fraction=self.dataset.val_fraction,
+            seed=self.seed,
+            image_size=self.dataset.image_size,
+        )
 
     def host(self) -> Host:
         return Host(threads=self.device.threads, warmup=self.device.warmup, runs=self.device.runs)

@@ -17,7 +17,7 @@ import optuna
 import pandas as pd
 import yaml
 
-from evaluators.data import Dataset, load_dataset
+from evaluators.data import Dataset
 from evaluators.distill import resolve_device
 from evaluators.early_stopping import EarlyStopping
 from evaluators.files import write_text_atomic
@@ -296,14 +296,7 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
     mismatch = predictor_mismatch(latency, config.device.threads)
     if mismatch:
         log.warning(mismatch)
-    dataset = load_dataset(
-        config.dataset.name,
-        config.dataset.root,
-        download=config.dataset.download,
-        val_fraction=config.dataset.val_fraction,
-        seed=config.seed,
-        image_size=config.dataset.image_size,
-    )
+    dataset = config.load_dataset()
     log.info(
         "dataset %s: %d train / %d val / %d test, shape %s (%s)",
         dataset.name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from search.cli import main
+from search.config import ConfigError
 
 
 @pytest.mark.parametrize(
@@ -96,3 +97,47 @@ def test_measurements_a_predictor_cannot_be_fitted_on_are_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert expected in err and "\n" not in err and "Traceback" not in err
+
+
+def test_an_int8_only_devices_kit_probes_int8_kernels_from_its_space(tmp_path, monkeypatch):
+    import csv
+
+    from evaluators.probes import write_probe_kit
+    from search import calibrate
+
+    asked = {}
+
+    def small_kit(out, **kwargs):
+        asked.update(kwargs)
+        return write_probe_kit(out, layer_count=12, model_count=3, **kwargs)
+
+    monkeypatch.setattr("evaluators.probes.write_probe_kit", small_kit)
+    kit = calibrate.probe("cortex-m7", tmp_path / "kit", progress=False)
+    assert asked["precisions"] == ("int8",)
+    assert asked["space"].weight_bits.values == (8,)
+    rows = list(csv.DictReader((kit / "probes.csv").open()))
+    layers = [r for r in rows if r["role"] == "layer"]
+    assert layers and all(r["probe"].endswith("_int8.onnx") for r in layers)
+    models = [r for r in rows if r["role"] == "model"]
+    assert models and all("w32" not in r["genome"] for r in models)
+
+    calibrate.probe("cortex-a72", tmp_path / "a72", progress=False)
+    assert asked["precisions"] == ("fp32", "int8")
+
+
+def test_a_probe_kit_follows_a_run_configs_input(tmp_path, monkeypatch):
+    from search import calibrate
+
+    asked = {}
+    monkeypatch.setattr(
+        "evaluators.probes.write_probe_kit", lambda out, **kwargs: asked.update(kwargs) or out
+    )
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "dataset: {name: digits}\ndevice: {name: cortex-m7}\n"
+        "space: {weight_bits: [8], activation_bits: [8]}\n"
+    )
+    calibrate.probe("cortex-m7", tmp_path / "kit", config=config, progress=False)
+    assert asked["input_shape"] == (1, 8, 8) and asked["num_classes"] == 10
+    with pytest.raises(ConfigError, match="is for device cortex-m7, not host"):
+        calibrate.probe("host", tmp_path / "kit", config=config, progress=False)
