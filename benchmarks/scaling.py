@@ -94,6 +94,12 @@ def fixed_candidates(count: int, seed: int = 0) -> list[dict]:
     raise SystemExit(f"the space holds fewer than {count} different candidates")
 
 
+def genome_of(params: dict) -> str:
+    """The candidate that Optuna parameters ``params`` stand for."""
+    space = parse_config(_config(Path("."), "draw", {}, 1)).search_space()
+    return space.suggest(optuna.trial.FixedTrial(params)).genome
+
+
 def _search_seconds(
     results: Path,
     name: str,
@@ -141,8 +147,9 @@ def _search_seconds(
         study_name=name, storage=open_storage(default_storage(results / name), heartbeats=False)
     )
     done = [t for t in study.get_trials() if finished(t)]
-    trained = {t.user_attrs.get("genome") for t in done}
-    if len(trained) != trials or any(t.state != TrialState.COMPLETE for t in done):
+    trained = [t.user_attrs.get("genome") for t in done]
+    queued = [genome_of(params) for params in candidates]
+    if sorted(trained) != sorted(queued) or any(t.state != TrialState.COMPLETE for t in done):
         raise SystemExit(f"{name} did not train the {trials} queued candidates, each once")
     # Steady state: from the first trial's start to the last one's end, without start-up.
     span = max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)

@@ -112,6 +112,11 @@ class Preprocessing:
         the network's float32 input: the same arithmetic, in float32, as the training data
         got, so the results are bitwise those ``make_dataset`` produced."""
         images = np.asarray(pixels, dtype=np.float32)
+        if images.ndim == 4 and tuple(images.shape[1:]) == (*self.size, self.shape[0]):
+            raise ValueError(
+                f"pixels must be [N, C, H, W], got channels last {tuple(images.shape)}; "
+                "transpose them first: pixels.transpose(0, 3, 1, 2)"
+            )
         if images.ndim == 4 and images.shape[1] != self.shape[0]:
             colour = {1: "grayscale (1 channel)", 3: "RGB (3 channels)"}
             want = colour.get(self.shape[0], f"{self.shape[0]} channels")
@@ -771,9 +776,12 @@ def load_cifar10(
 
 
 # Folder names that mean a split, not a class: a root holding them is a split layout.
-TRAIN_FOLDER = "train"
-TEST_FOLDER = "test"
+# Matched case-insensitively (Train/, TEST/ are split folders too).
+TRAIN_FOLDERS = ("train", "training")
+TEST_FOLDERS = ("test", "testing")
 VAL_FOLDERS = ("val", "valid", "validation")
+# Folders that are never a class: hidden ones (.ipynb_checkpoints) and macOS's zip debris.
+_NOT_CLASSES = ("__MACOSX",)
 # PIL modes read as one grayscale channel; any other 8-bit mode is read as RGB.
 _GRAY_MODES = frozenset({"1", "L", "LA"})
 # 16-bit and float modes: PIL's conversion to 8 bits clips them (a 16-bit image comes out
@@ -793,15 +801,23 @@ class _ImageFiles:
 
 def _scan_image_folder(folder: Path) -> _ImageFiles:
     """The images under ``folder``, one visible subfolder per class (hidden ones such as
-    ``.ipynb_checkpoints`` are not classes); every class must hold an image."""
-    from torchvision.datasets.folder import IMG_EXTENSIONS
+    ``.ipynb_checkpoints``, and ``__MACOSX``, are not classes; hidden files such as macOS's
+    ``._photo.png`` are not images); every class must hold an image."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
     from torchvision.datasets.folder import make_dataset as find_images
 
     classes = sorted(
-        entry.name
-        for entry in folder.iterdir()
-        if entry.is_dir() and not entry.name.startswith(".")
+        entry.name for entry in folder.iterdir() if entry.is_dir() and _visible(entry.name)
     )
+    splits = [
+        name for name in classes if name.lower() in (*TRAIN_FOLDERS, *TEST_FOLDERS, *VAL_FOLDERS)
+    ]
+    if splits:
+        raise DatasetError(
+            f"{folder} holds {', '.join(f'{name}/' for name in splits)} among its class "
+            "folders; a split folder is not a class: put split folders only at dataset.root "
+            "(root/train/<class>/, root/test/<class>/), or rename the class."
+        )
     if not classes:
         raise DatasetNotFoundError(
             f"no class subfolders in {folder}; put the images in one subfolder per class "
@@ -815,7 +831,9 @@ def _scan_image_folder(folder: Path) -> _ImageFiles:
     samples = find_images(
         str(folder),
         {name: index for index, name in enumerate(classes)},
-        extensions=IMG_EXTENSIONS,
+        is_valid_file=lambda path: (
+            has_file_allowed_extension(path, IMG_EXTENSIONS) and _visible(Path(path).name)
+        ),
         allow_empty=True,
     )
     counts = np.bincount([label for _, label in samples], minlength=len(classes))
@@ -876,7 +894,13 @@ def _read_images(files: _ImageFiles, size: int, mode: str) -> torch.Tensor:
 
 
 def _first_folder(root: Path, names: tuple[str, ...]) -> Path | None:
-    return next((root / name for name in names if (root / name).is_dir()), None)
+    """The first subfolder of ``root`` whose name, in any case, is one of ``names``."""
+    found = {entry.name.lower(): entry for entry in root.iterdir() if entry.is_dir()}
+    return next((found[name] for name in names if name in found), None)
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".") and name not in _NOT_CLASSES
 
 
 @register_dataset("imagefolder")
@@ -913,14 +937,14 @@ def load_image_folder(
             "one subfolder of images per class (optionally inside train/ and test/)."
         )
     size = image_size or DEFAULT_IMAGE_SIZE
-    train_dir = _first_folder(root, (TRAIN_FOLDER,))
-    test_dir = _first_folder(root, (TEST_FOLDER,))
+    train_dir = _first_folder(root, TRAIN_FOLDERS)
+    test_dir = _first_folder(root, TEST_FOLDERS)
     val_dir = _first_folder(root, VAL_FOLDERS)
     if train_dir is None and (test_dir or val_dir):
         found = ", ".join(f"{d.name}/" for d in (test_dir, val_dir) if d is not None)
         raise DatasetError(
-            f"{root} has {found} but no {TRAIN_FOLDER}/; put the training images in "
-            f"{root / TRAIN_FOLDER}/<class>/ (or all images in {root}/<class>/)."
+            f"{root} has {found} but no train/; put the training images in "
+            f"{root / 'train'}/<class>/ (or all images in {root}/<class>/)."
         )
     if train_dir is not None:
         if test_dir is None:

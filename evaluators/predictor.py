@@ -267,6 +267,7 @@ class ProbeMeasurements:
     empty_ms: float
     layers: tuple[tuple[LayerFeatures, float], ...]  # (kernel, probe ms - empty ms)
     models: tuple[tuple[tuple[LayerFeatures, ...], float, str], ...]  # (kernels, ms, genome)
+    unmeasured: int = 0  # probes of the kit without a measurement
 
     @classmethod
     def read(cls, probes_csv: str | Path, measurements_csv: str | Path) -> ProbeMeasurements:
@@ -295,15 +296,6 @@ class ProbeMeasurements:
                 f"{measurements_csv} measures none of the probes of {probes_csv}; give the "
                 "measurements.csv of this kit's probes (--kit names the kit's folder)"
             )
-        if missing:
-            log.warning(
-                "%d of %d probes have no measurement in %s; the predictor is fitted on the "
-                "other %d and extrapolates for kernels like the missing ones",
-                len(missing),
-                len(probes),
-                measurements_csv,
-                len(probes) - len(missing),
-            )
         empties = [
             measured[n] for n, (role, _, _) in probes.items() if role == "empty" and n in measured
         ]
@@ -316,7 +308,7 @@ class ProbeMeasurements:
                 layers.append((rows[0], max(measured[name] - empty, MIN_KERNEL_MS)))
             elif role == "model":
                 models.append((tuple(rows), measured[name], genome))
-        return cls(empty, tuple(layers), tuple(models))
+        return cls(empty, tuple(layers), tuple(models), len(missing))
 
 
 @dataclass
@@ -578,6 +570,14 @@ def fit_from_measurements(
     if probes_csv.is_dir():
         probes_csv = probes_csv / "probes.csv"
     data = ProbeMeasurements.read(probes_csv, measurements_csv)
+    if data.unmeasured:
+        log.warning(
+            "%d probes of %s have no measurement in %s; the predictor is fitted on the "
+            "others and extrapolates for kernels like the missing ones",
+            data.unmeasured,
+            probes_csv,
+            measurements_csv,
+        )
     side = Path(measurements_csv).with_suffix(".json")  # written by run_probes.py
     measured_with = json.loads(side.read_text()) if side.is_file() else {}
     info = {"device": device, **measured_with, **dict(meta or {})}

@@ -63,6 +63,11 @@ def probe(
         for name, present in (("fp32", 32 in native), ("int8", any(b <= 8 for b in native)))
         if present
     )
+    if not precisions:
+        raise DeviceError(
+            f"device {device.name} has kernels only for {list(native)}-bit values; the probe "
+            "kit times fp32 and int8 kernels: give executes.native_bits 32 or a width <= 8"
+        )
     # The kit's int8 probes store weights as the device's kernels want them: int8 unless
     # it is an x86 CPU without VNNI (only the host is known to be one).
     unsigned = None if device.kind == "host" else False

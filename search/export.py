@@ -25,7 +25,7 @@ from search.config import ConfigError
 from search.report.run_facts import budget_text
 from search.results import METRIC_COLUMNS
 from search.storage import worker_host
-from search.summary import CONFIGURED, SUMMARY
+from search.summary import CONFIGURED, SUMMARY, latency_kind
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def manifest(run_dir: Path, row: pd.Series, out: Path, why: str = "") -> dict[st
     metrics = {key: _plain(row.get(key)) for key in METRIC_COLUMNS}
     shape = run.get("input_shape")
     device = run.get("device") or {}
-    predicted = device.get("latency") == "predicted"
+    predicted = latency_kind(run, row) == "predicted"
     return {
         "trial": int(row["number"]),
         "chosen": why,
@@ -214,7 +214,11 @@ def manifest(run_dir: Path, row: pd.Series, out: Path, why: str = "") -> dict[st
 
 def quantization_format(model_path: Path) -> dict[str, Any]:
     """How ``model_path`` stores its int8 layers, read from the file: what a converter to
-    a microcontroller runtime (which wants int8 weights with zero point 0) must know."""
+    a microcontroller runtime (which wants int8 weights with zero point 0) must know.
+
+    Static stages are QDQ (a DequantizeLinear on each stored weight and bias); dynamic
+    ones (``compression.dynamic_linear``) are MatMulInteger / ConvInteger on stored int8
+    weights, their activations quantized at run time."""
     import numpy as np
     import onnx
     from onnx import numpy_helper
@@ -224,44 +228,55 @@ def quantization_format(model_path: Path) -> dict[str, Any]:
     except Exception as error:  # a damaged file: the manifest says so, the export goes on
         return {"format": f"not read ({type(error).__name__}: {str(error)[:120]})"}
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
-    weights: set[str] = set()  # weights and biases
+    parameters: set[str] = set()  # weights and biases
     activations: set[str] = set()
+    formats: set[str] = set()
+    unsigned_points: set[int] = set()
     input_quant = None
+
+    def describe(kind: str, values: Any, scale: Any, zero: Any) -> None:
+        points = sorted({int(v) for v in np.ravel(zero)}) if zero is not None else [0]
+        sizes = [np.size(x) for x in (scale, zero) if x is not None]
+        granularity = "per output channel" if any(n > 1 for n in sizes) else "per tensor"
+        parameters.add(
+            f"{kind}: {values.dtype}, {granularity}, zero point "
+            + (", ".join(map(str, points)) if len(points) <= 4 else "per channel (varies)")
+        )
+        if kind == "weights" and values.dtype == np.uint8:
+            unsigned_points.update(points)
+
     for node in model.graph.node:
-        if node.op_type == "DequantizeLinear" and node.input[0] in constants:
-            values = constants[node.input[0]]
-            zero = constants.get(node.input[2]) if len(node.input) > 2 else None
-            points = sorted({int(v) for v in np.ravel(zero)}) if zero is not None else [0]
-            per_channel = zero is not None and np.size(zero) > 1
+        inputs = list(node.input) + [""] * 4
+        if node.op_type == "DequantizeLinear" and inputs[0] in constants:
+            values = constants[inputs[0]]
             kind = "biases" if values.dtype == np.int32 else "weights"
-            weights.add(
-                f"{kind}: {values.dtype}, "
-                f"{'per output channel' if per_channel else 'per tensor'}, "
-                f"zero point {', '.join(map(str, points))}"
-            )
-        elif node.op_type == "QuantizeLinear" and len(node.input) > 2:
-            zero = constants.get(node.input[2])
-            if zero is not None:
-                activations.add(f"{zero.dtype}, per tensor")
-            if node.input[0] == INPUT_NAME and node.input[1] in constants:
+            describe(kind, values, constants.get(inputs[1]), constants.get(inputs[2]))
+            formats.add("QDQ: QuantizeLinear / DequantizeLinear around each static int8 layer")
+        elif node.op_type in ("MatMulInteger", "ConvInteger") and inputs[1] in constants:
+            describe("weights", constants[inputs[1]], None, constants.get(inputs[3]))
+            formats.add(f"dynamic: {node.op_type} on stored integer weights")
+        elif node.op_type == "QuantizeLinear" and inputs[2] in constants:
+            zero = constants[inputs[2]]
+            activations.add(f"{zero.dtype}, per tensor")
+            if inputs[0] == INPUT_NAME and inputs[1] in constants:
                 input_quant = {
-                    "scale": float(np.ravel(constants[node.input[1]])[0]),
-                    "zero_point": int(np.ravel(zero)[0]) if zero is not None else 0,
-                    "dtype": str(zero.dtype) if zero is not None else "uint8",
+                    "scale": float(np.ravel(constants[inputs[1]])[0]),
+                    "zero_point": int(np.ravel(zero)[0]),
+                    "dtype": str(zero.dtype),
                     "meaning": "q = clip(round(input / scale) + zero_point), applied to the "
                     "preprocessed float input",
                 }
         elif node.op_type == "DynamicQuantizeLinear":
             activations.add("uint8, per tensor, scale computed at run time (dynamic)")
-    if not weights and not activations:
+    if not parameters and not activations:
         return {"format": "fp32: no quantized layer"}
     found = {
-        "format": "ONNX QDQ: QuantizeLinear / DequantizeLinear pairs around each int8 layer",
-        "parameters": sorted(weights) or None,
+        "format": "ONNX " + "; ".join(sorted(formats)),
+        "parameters": sorted(parameters) or None,
         "activations": sorted(activations) or None,
         "input": input_quant,
     }
-    if any(w.startswith("weights: uint8") for w in weights):
+    if unsigned_points == {128}:
         found["note"] = (
             "uint8 weights with zero point 128 are the int8 weights plus 128: the file was "
             "quantized on an x86 host without VNNI, where ONNX Runtime's int8-weight kernels "

@@ -256,7 +256,7 @@ def describe(metrics: Metrics, candidate: Candidate) -> str:
     parts.append(f"{metrics.seconds_total:.1f} s")
     if metrics.reason:
         parts.append(f"({metrics.reason})")
-    lost = compression_loss(metrics)
+    lost = compression_loss(metrics) if _compresses(candidate) else None
     if lost is not None:
         parts.append(
             f"(compression cost {100 * lost:.0f} points: {metrics.val_curve[-1]:.4f} after "
@@ -269,6 +269,15 @@ def describe(metrics: Metrics, candidate: Candidate) -> str:
 # A deployed model this far below its trained self was broken by compression, not by
 # training: the log says so, since the trial is still "ok" and its accuracy alone hides it.
 COMPRESSION_LOSS_NOTED = 0.10
+
+
+def _compresses(candidate: Candidate) -> bool:
+    policy = candidate.policy
+    return (
+        policy.quantized
+        or policy.sparse
+        or any(stage.prune_ratio > 0 or stage.factorizes for stage in policy.stages)
+    )
 
 
 def compression_loss(metrics: Metrics) -> float | None:

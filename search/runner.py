@@ -229,28 +229,60 @@ def _open(config: RunConfig, url: str, *, worker: bool = False) -> optuna.Study:
     identity = worker_identity() if worker else None
     study = open_study(config.name, storage, config.directions, config.sampler, seed, identity)
     if not latency.measures:
-        _check_latency_model(study, latency, config)
+        _check_latency_model(study, latency, config, worker=worker)
     return study
 
 
 LATENCY_MODEL = "latency_model"  # study user attribute: what predicts the run's latency
+DATA_SHAPE = "data_shape"  # study user attribute: the input and classes the run trains on
 
 
-def _check_latency_model(study: optuna.Study, latency: LatencyOracle, config: RunConfig) -> None:
-    """A device's latency is predicted: every trial of a run must be costed by the same
-    model, or the front ranks one model's figures against another's. The first start
-    records the model; a later one with another (a predictor calibrated, or refitted, in
-    between) is refused."""
-    recorded = study.user_attrs.get(LATENCY_MODEL)
+def _check_data(study: optuna.Study, dataset: Dataset, config: RunConfig) -> None:
+    """The same config can load other data later (files added to an image folder, a new
+    paretonas reading a layout differently); a run's trials must all take one input and
+    one set of classes, or its front compares models of two tasks."""
+    shape = {
+        "input_shape": list(dataset.input_shape),
+        "class_names": list(dataset.class_names),
+    }
+    recorded = study.user_attrs.get(DATA_SHAPE)
     if recorded is None or not study.trials:
+        study.set_user_attr(DATA_SHAPE, shape)
+    elif recorded != shape:
+        raise ConfigError(
+            f"run {config.name} trained on inputs {recorded['input_shape']} with classes "
+            f"{', '.join(recorded['class_names'])}, but dataset {dataset.name} now loads as "
+            f"{shape['input_shape']} with classes {', '.join(shape['class_names'])}; give "
+            "the new data a new run (--name), or restore the data as it was"
+        )
+
+
+def _check_latency_model(
+    study: optuna.Study, latency: LatencyOracle, config: RunConfig, *, worker: bool = False
+) -> None:
+    """A device's latency is predicted: every trial of a run must be costed by the same
+    model, or the front ranks one model's figures against another's. The run's own start
+    records the model (again, while the run has no trial); a later start with another (a
+    predictor calibrated, or refitted, in between) is refused, and so is a worker, on this
+    machine or another, whose results folder holds another model."""
+    recorded = study.user_attrs.get(LATENCY_MODEL)
+    if not worker and (recorded is None or not study.trials):
         study.set_user_attr(LATENCY_MODEL, latency.model)
         return
-    if recorded != latency.model:
+    if recorded is None or recorded == latency.model:
+        return
+    folder = predictor_dir(latency.device.name, config.results_dir)
+    if worker:
         raise ConfigError(
-            f"run {config.name} costed its trials with {recorded}, but {config.device.name} "
-            f"now has {latency.model}; give the new model a new run (--name), or restore "
-            f"{predictor_dir(latency.device.name, config.results_dir)} as it was"
+            f"run {config.name} costs its trials with {recorded}, but this worker has "
+            f"{latency.model} (from {folder}); copy the run's predictor folder there, or "
+            "point results_dir at it"
         )
+    raise ConfigError(
+        f"run {config.name} costed its trials with {recorded}, but {config.device.name} "
+        f"now has {latency.model}; give the new model a new run (--name), or restore "
+        f"{folder} as it was"
+    )
 
 
 @dataclass
@@ -306,6 +338,7 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
         dataset.input_shape,
         dataset.source,
     )
+    _check_data(study, dataset, config)
     device = resolve_device(config.training.device)
     teacher = prepare_teacher(
         dataset,

@@ -148,16 +148,12 @@ def budget_tiers(run: dict[str, Any], pareto: pd.DataFrame | None = None) -> lis
 
 def _within(tier: dict[str, Any], limits: dict[str, Any] | None) -> dict[str, Any]:
     """``tier`` with its memory bounds cut to the device's SRAM and flash (``limits``, as
-    run.json records them): a model that needs more than the device has fits no budget."""
+    run.json records them): a model that needs more than the device has fits no budget.
+    The name stays (``export --tier`` finds a tier by it); the bounds say the rest."""
     capped = dict(tier)
-    cut = []
     for column, limit in bounds(limits).items():
         if limit is not None and (capped[column] is None or capped[column] > limit):
             capped[column] = limit
-            cut.append(column)
-    if cut:
-        nouns = " and ".join(noun for column, noun, _ in AXES if column in cut)
-        capped["name"] = f"{tier['name']}, {nouns} at the device's limit"
     return capped
 
 

@@ -50,3 +50,10 @@ def test_speed_ups_pair_each_repeat_with_its_own_one_worker_run():
     assert two["steady_speedup_range"] == pytest.approx([1.8, 2.0])
     assert summary[("optuna", 1)]["steady_speedup"] == 1.0
     assert summary[("ray", 2)]["steady_speedup_range"] == pytest.approx([1.5, 1.5])
+
+
+def test_queued_parameters_stand_for_distinct_candidates():
+    from benchmarks.scaling import genome_of
+
+    genomes = [genome_of(params) for params in fixed_candidates(4)]
+    assert len(set(genomes)) == 4 and all("|" in genome for genome in genomes)

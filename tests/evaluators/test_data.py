@@ -174,6 +174,8 @@ def test_fashion_from_synthetic_idx_files(tmp_path: Path) -> None:
         pre.apply(np.zeros((2, 1, 8, 8), dtype=np.uint8))
     with pytest.raises(ValueError, match=r"must be grayscale \(1 channel\), got 3 channel"):
         pre.apply(np.zeros((2, 3, 6, 6), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"channels last \(2, 6, 6, 1\); transpose them"):
+        pre.apply(np.zeros((2, 6, 6, 1), dtype=np.uint8))
 
 
 def test_split_fingerprints_tell_which_images_a_run_measured_on(tmp_path: Path) -> None:
@@ -364,6 +366,23 @@ def test_imagefolder_train_and_valid_the_valid_folder_is_the_test_split(tmp_path
     assert "valid/ as test" in ds.source
 
 
+def test_imagefolder_split_folders_are_known_in_any_case(tmp_path: Path) -> None:
+    # A downloaded dataset's Train/ and Test/: read as classes, the model would learn which
+    # split an image came from.
+    _write_images(tmp_path / "Train", {"a": 6, "b": 6})
+    _write_images(tmp_path / "Test", {"a": 2, "b": 2})
+    ds = load_dataset("imagefolder", root=tmp_path, image_size=8, val_fraction=0.25)
+    assert ds.class_names == ("a", "b") and len(ds.test) == 4
+    assert "Train/ as train, Test/ as test" in ds.source
+
+
+def test_imagefolder_refuses_a_split_folder_among_classes(tmp_path: Path) -> None:
+    _write_images(tmp_path / "train", {"a": 4, "b": 4})
+    _write_images(tmp_path / "train" / "Validation", {"a": 2, "b": 2})
+    with pytest.raises(DatasetError, match=r"holds Validation/ among its class folders"):
+        load_dataset("imagefolder", root=tmp_path, image_size=8)
+
+
 def test_imagefolder_split_folders_without_train_are_refused(tmp_path: Path) -> None:
     _write_images(tmp_path / "test", {"a": 2, "b": 2})
     _write_images(tmp_path / "validation", {"a": 2, "b": 2})
@@ -380,6 +399,8 @@ def test_imagefolder_needs_two_classes(tmp_path: Path) -> None:
 def test_imagefolder_names_an_empty_class_and_ignores_hidden_folders(tmp_path: Path) -> None:
     _write_images(tmp_path, {"a": 4, "b": 4})
     (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / "__MACOSX" / "a").mkdir(parents=True)
+    (tmp_path / "a" / "._0.png").write_bytes(b"macOS resource fork, not an image")
     ds = load_dataset("imagefolder", root=tmp_path, image_size=8, val_fraction=0.2)
     assert ds.class_names == ("a", "b")
     (tmp_path / "c").mkdir()

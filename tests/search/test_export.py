@@ -143,3 +143,42 @@ def test_a_trial_trained_on_another_machine_says_where_its_files_are(tmp_path):
     with pytest.raises(ConfigError) as error:
         export_trial(run, 1, tmp_path / "ship")
     assert str(error.value).endswith("lack model.onnx")
+
+
+@pytest.mark.parametrize("unsigned", [False, True])
+def test_the_manifest_reads_how_the_int8_file_stores_its_layers(tmp_path, monkeypatch, unsigned):
+    from evaluators import quantize
+    from evaluators.probes import export_candidate
+    from search.export import quantization_format
+
+    monkeypatch.setattr(quantize, "weights_unsigned", lambda: unsigned)
+    int8 = Candidate(ARCH, CompressionPolicy((StagePolicy(weight_bits=8, activation_bits=8),)))
+    found = quantization_format(export_candidate(int8, (1, 8, 8), 10, tmp_path / "q.onnx"))
+    assert found["format"].startswith("ONNX QDQ")
+    weights = [p for p in found["parameters"] if p.startswith("weights")]
+    expected = (
+        "uint8, per output channel, zero point 128"
+        if unsigned
+        else "int8, per output channel, zero point 0"
+    )
+    assert weights == [f"weights: {expected}"]
+    assert ("note" in found) is unsigned
+    assert found["input"]["scale"] > 0 and found["activations"] == ["uint8, per tensor"]
+
+    fp32 = Candidate(ARCH, CompressionPolicy((StagePolicy(),)))
+    plain = quantization_format(export_candidate(fp32, (1, 8, 8), 10, tmp_path / "f.onnx"))
+    assert plain == {"format": "fp32: no quantized layer"}
+
+
+def test_the_manifest_reads_a_dynamically_quantized_file(tmp_path):
+    from evaluators.probes import export_candidate
+    from evaluators.quantize import quantize_linear_dynamic
+    from search.export import quantization_format
+
+    fp32 = Candidate(ARCH, CompressionPolicy((StagePolicy(),)))
+    source = export_candidate(fp32, (1, 8, 8), 10, tmp_path / "f.onnx")
+    quantize_linear_dynamic(source, tmp_path / "d.onnx")
+    found = quantization_format(tmp_path / "d.onnx")
+    assert "dynamic: MatMulInteger" in found["format"]
+    assert found["parameters"] and all(p.startswith("weights: ") for p in found["parameters"])
+    assert "scale computed at run time" in found["activations"][0]

@@ -199,13 +199,17 @@ def test_a_trials_log_line_says_whether_its_latency_was_measured(source, tag):
 def test_a_trials_log_line_says_when_compression_broke_a_trained_model(curve, deployed, noted):
     from evaluators.metrics import Metrics
     from search.objective import describe
-    from spaces import ArchSpec, Candidate, StageSpec
+    from spaces import ArchSpec, Candidate, CompressionPolicy, StagePolicy, StageSpec
 
-    candidate = Candidate(ArchSpec(8, (StageSpec("dsconv", 1, 16, 3),)))
-    line = describe(Metrics(status="ok", accuracy=deployed, val_curve=curve), candidate)
+    arch = ArchSpec(8, (StageSpec("dsconv", 1, 16, 3),))
+    pruned = Candidate(arch, CompressionPolicy((StagePolicy(prune_ratio=0.5),)))
+    metrics = Metrics(status="ok", accuracy=deployed, val_curve=curve)
+    line = describe(metrics, pruned)
     assert ("compression cost" in line) is noted
     if noted:
         assert "compression cost 56 points: 0.6600 after training, 0.1000 deployed" in line
+    # Nothing was compressed: whatever the gap, it is not compression's.
+    assert "compression cost" not in describe(metrics, Candidate(arch))
 
 
 def test_a_run_names_a_host_predictor_calibrated_at_another_thread_count():
@@ -328,3 +332,52 @@ def test_a_run_refuses_a_latency_predictor_fitted_after_its_first_trials(tmp_pat
         r"has cortex-m7's fitted predictor [0-9a-f]{16}; give the new model a new run",
     ):
         _open(config, url)
+    # A worker whose results folder holds another model than the run's is refused too.
+    with pytest.raises(ConfigError, match=r"but this worker has cortex-m7's fitted predictor"):
+        _open(config, url, worker=True)
+
+
+def test_a_run_without_trials_records_its_latency_model_again_but_a_worker_never_does(tmp_path):
+    from search.config import ConfigError, parse_config
+    from search.runner import LATENCY_MODEL, _open
+    from search.storage import default_storage
+
+    config = parse_config(
+        {
+            "name": "mcu",
+            "results_dir": str(tmp_path),
+            "device": {"name": "cortex-m7"},
+            "space": {"weight_bits": [8], "activation_bits": [8]},
+        }
+    )
+    (tmp_path / "mcu").mkdir()
+    url = default_storage(tmp_path / "mcu")
+    study = _open(config, url)
+    study.set_user_attr(LATENCY_MODEL, "a model of an earlier start")
+    # No trial yet: the run's own start records what it has now.
+    assert _open(config, url).user_attrs[LATENCY_MODEL].startswith("the roofline")
+    study.set_user_attr(LATENCY_MODEL, "the head's fitted predictor")
+    with pytest.raises(ConfigError, match="this worker has the roofline"):
+        _open(config, url, worker=True)
+    assert study.user_attrs[LATENCY_MODEL] == "the head's fitted predictor"
+
+
+def test_a_run_refuses_to_resume_on_data_of_another_shape_or_classes(tmp_path):
+    import optuna
+
+    from evaluators.data import load_dataset
+    from search.config import ConfigError, parse_config
+    from search.runner import DATA_SHAPE, _check_data
+
+    config = parse_config({"name": "r", "results_dir": str(tmp_path)})
+    study = optuna.create_study()
+    digits = load_dataset("digits", val_fraction=0.15, seed=0)
+    _check_data(study, digits, config)
+    assert study.user_attrs[DATA_SHAPE]["input_shape"] == [1, 8, 8]
+    study.enqueue_trial({})  # the run has a trial now
+    _check_data(study, digits, config)  # the same data: fine
+    bigger = load_dataset("digits", val_fraction=0.15, seed=0, image_size=16)
+    with pytest.raises(
+        ConfigError, match=r"trained on inputs \[1, 8, 8\].*now loads as \[1, 16, 16\]"
+    ):
+        _check_data(study, bigger, config)
