@@ -96,11 +96,14 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     record_config(study, config)
     study.set_user_attr(TARGET, target)
     start = time.perf_counter()
+    # What the end line's seconds cover: the Ray backend prepares inside run_ray.
+    timed = " s, with data, teacher and Ray's start"
     if execution.backend == "ray":
         from search.ray_backend import run_ray
 
         result = run_ray(config, study, url, target, progress=progress)
     else:
+        timed = " s of trials"
         session = prepare(config, study, progress=progress and execution.workers == 1)
         done, _ = worker_progress(study)
         log.info(
@@ -130,7 +133,7 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     status = result.trials.get("status", pd.Series(dtype=str))
     interrupted = int((status == "interrupted").sum())
     log.info(
-        "run %s: %d finished trial%s%s, %d Pareto member%s, %.0f s; report: %s",
+        "run %s: %d finished trial%s%s, %d Pareto member%s, %.0f%s; report: %s",
         config.name,
         finished,
         "" if finished == 1 else "s",
@@ -138,6 +141,7 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
         len(result.pareto),
         "" if len(result.pareto) == 1 else "s",
         time.perf_counter() - start,
+        timed,
         run_dir / "report.html",
     )
     _warn_if_nothing_fits(result.trials, config)

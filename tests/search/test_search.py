@@ -290,18 +290,11 @@ def test_the_teacher_is_timed_once_per_run_and_every_rewrite_quotes_it(tmp_path,
     )
 
 
-def test_a_run_refuses_a_latency_predictor_fitted_after_its_first_trials(tmp_path):
-    # A device whose latency is predicted: trials costed by the roofline, then a predictor
-    # calibrated, then the run resumed: its front would rank two models' figures together.
-    import csv
+def _mcu_config(tmp_path):
+    """A run config for the cortex-m7, whose latency is predicted."""
+    from search.config import parse_config
 
-    from evaluators.predictor import fit_from_measurements, predictor_dir
-    from evaluators.probes import write_probe_kit
-    from search.config import ConfigError, parse_config
-    from search.runner import LATENCY_MODEL, _open
-    from search.storage import default_storage
-
-    config = parse_config(
+    return parse_config(
         {
             "name": "mcu",
             "results_dir": str(tmp_path),
@@ -309,6 +302,20 @@ def test_a_run_refuses_a_latency_predictor_fitted_after_its_first_trials(tmp_pat
             "space": {"weight_bits": [8], "activation_bits": [8]},
         }
     )
+
+
+def test_a_run_refuses_a_latency_predictor_fitted_after_its_first_trials(tmp_path):
+    # A device whose latency is predicted: trials costed by the roofline, then a predictor
+    # calibrated, then the run resumed: its front would rank two models' figures together.
+    import csv
+
+    from evaluators.predictor import fit_from_measurements, predictor_dir
+    from evaluators.probes import write_probe_kit
+    from search.config import ConfigError
+    from search.runner import LATENCY_MODEL, _open
+    from search.storage import default_storage
+
+    config = _mcu_config(tmp_path)
     url = default_storage(tmp_path / "mcu")
     (tmp_path / "mcu").mkdir()
     study = _open(config, url)
@@ -338,18 +345,11 @@ def test_a_run_refuses_a_latency_predictor_fitted_after_its_first_trials(tmp_pat
 
 
 def test_a_run_without_trials_records_its_latency_model_again_but_a_worker_never_does(tmp_path):
-    from search.config import ConfigError, parse_config
+    from search.config import ConfigError
     from search.runner import LATENCY_MODEL, _open
     from search.storage import default_storage
 
-    config = parse_config(
-        {
-            "name": "mcu",
-            "results_dir": str(tmp_path),
-            "device": {"name": "cortex-m7"},
-            "space": {"weight_bits": [8], "activation_bits": [8]},
-        }
-    )
+    config = _mcu_config(tmp_path)
     (tmp_path / "mcu").mkdir()
     url = default_storage(tmp_path / "mcu")
     study = _open(config, url)
