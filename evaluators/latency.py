@@ -64,7 +64,9 @@ class LatencyOracle:
         """What a predicted latency of this run comes from, as one line: a run's trials
         must all be costed by the same model, or its front compares two."""
         if self.predictor is None:
-            return f"the roofline of {self.device.name}'s public numbers"
+            # The numbers themselves, digested: a device file edited since is another model.
+            numbers = hashlib.sha256(self.device.latency.model_dump_json().encode())
+            return f"the roofline of {self.device.name}'s public numbers {numbers.hexdigest()[:8]}"
         return f"{self.device.name}'s fitted predictor {self.predictor_digest}"
 
     @property

@@ -319,7 +319,7 @@ def test_a_run_refuses_a_latency_predictor_fitted_after_its_first_trials(tmp_pat
     url = default_storage(tmp_path / "mcu")
     (tmp_path / "mcu").mkdir()
     study = _open(config, url)
-    assert study.user_attrs[LATENCY_MODEL] == "the roofline of cortex-m7's public numbers"
+    assert study.user_attrs[LATENCY_MODEL].startswith("the roofline of cortex-m7's public numbers")
     study.enqueue_trial({})  # the run has a trial now
     assert _open(config, url).user_attrs[LATENCY_MODEL] == study.user_attrs[LATENCY_MODEL]
 
@@ -381,3 +381,15 @@ def test_a_run_refuses_to_resume_on_data_of_another_shape_or_classes(tmp_path):
         ConfigError, match=r"trained on inputs \[1, 8, 8\].*now loads as \[1, 16, 16\]"
     ):
         _check_data(study, bigger, config)
+
+
+def test_a_devices_roofline_numbers_are_part_of_its_latency_model():
+    from evaluators.devices import get_device
+    from evaluators.latency import LatencyOracle
+
+    device = get_device("cortex-m7")
+    faster = device.model_copy(
+        update={"latency": device.latency.model_copy(update={"overhead_ms": 0.5})}
+    )
+    assert LatencyOracle(device).model != LatencyOracle(faster).model
+    assert LatencyOracle(device).model == LatencyOracle(get_device("cortex-m7")).model
