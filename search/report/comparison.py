@@ -10,10 +10,9 @@ from typing import Any
 import pandas as pd
 import plotly.graph_objects as go
 
-from search.pareto import pareto_mask
 from search.report.colours import BUDGET, RUN_COLOURS
 from search.report.comparability import comparability_notes
-from search.report.figures import Axis, accuracy_layout, hover_text
+from search.report.figures import Axis, accuracy_layout, front_line, hover_text
 from search.report.formatting import esc, fixed, integer, pct, to_number
 from search.report.frames import feasible, normalise
 from search.report.page import embed_figures, html_page
@@ -94,21 +93,7 @@ def _overlay_figure(prepared: list, x: Axis) -> go.Figure:
             )
         front = pareto[pareto[x.column].notna() & pareto["accuracy"].notna()]
         if not front.empty:
-            on_step = pareto_mask(
-                front[["accuracy", x.column]].to_numpy(), ["maximize", "minimize"]
-            )
-            step = front[on_step].sort_values([x.column, "accuracy"])
-            figure.add_trace(
-                go.Scatter(
-                    x=step[x.column],
-                    y=step["accuracy"],
-                    mode="lines",
-                    line={"color": colour, "width": 2, "shape": "hv"},
-                    name=f"{label}: front",
-                    legendgroup=label,
-                    hoverinfo="skip",
-                )
-            )
+            figure.add_trace(front_line(front, x.column, colour, f"{label}: front", label))
             figure.add_trace(
                 go.Scatter(
                     x=front[x.column],

@@ -92,17 +92,8 @@ def scatter_figure(
     if not front.empty:
         # The members of the full front that are also best in this 2-D view form the step:
         # "the best accuracy you can have at this cost".
-        on_step = pareto_mask(front[["accuracy", x.column]].to_numpy(), ["maximize", "minimize"])
-        step = front[on_step].sort_values([x.column, "accuracy"])
         figure.add_trace(
-            go.Scatter(
-                x=step[x.column],
-                y=step["accuracy"],
-                mode="lines",
-                line={"color": FRONT, "width": 2, "shape": "hv"},
-                name="Pareto front (best accuracy at each cost)",
-                hoverinfo="skip",
-            )
+            front_line(front, x.column, FRONT, "Pareto front (best accuracy at each cost)")
         )
         figure.add_trace(
             go.Scatter(
@@ -294,6 +285,24 @@ def _floor(trials: pd.DataFrame) -> float:
         return 0.0
     low, high = float(accuracy.min()), float(accuracy.max())
     return max(0.0, low - 0.08 * max(high - low, 0.05))
+
+
+def front_line(
+    front: pd.DataFrame, column: str, colour: str, name: str, group: str | None = None
+) -> go.Scatter:
+    """The 2-D front of accuracy against ``column`` as a staircase: the best accuracy
+    reachable at each cost, through the members not dominated on these two axes."""
+    on_step = pareto_mask(front[["accuracy", column]].to_numpy(), ["maximize", "minimize"])
+    step = front[on_step].sort_values([column, "accuracy"])
+    return go.Scatter(
+        x=step[column],
+        y=step["accuracy"],
+        mode="lines",
+        line={"color": colour, "width": 2, "shape": "hv"},
+        name=name,
+        legendgroup=group,
+        hoverinfo="skip",
+    )
 
 
 def hover_text(row: pd.Series) -> str:
