@@ -21,6 +21,7 @@ import pandas as pd
 
 from evaluators.files import write_text_atomic
 from evaluators.hardware import INPUT_NAME, OUTPUT_NAME
+from evaluators.signed_int8 import SIGNED_FILE
 from search.config import ConfigError
 from search.report.run_facts import budget_text
 from search.results import METRIC_COLUMNS
@@ -118,7 +119,8 @@ def export_trial(
     out.mkdir(parents=True, exist_ok=True)
     for name in ARTIFACT_FILES:
         shutil.copy2(source / name, out / name)
-    text = json.dumps(manifest(run_dir, row, out, why), indent=2)
+    signed = write_signed(run_dir, row, out)
+    text = json.dumps(manifest(run_dir, row, out, why, signed), indent=2)
     write_text_atomic(out / "manifest.json", text)
     return out
 
@@ -138,7 +140,9 @@ def _front_membership(run_dir: Path, trial: int) -> tuple[bool, str]:
     )
 
 
-def manifest(run_dir: Path, row: pd.Series, out: Path, why: str = "") -> dict[str, Any]:
+def manifest(
+    run_dir: Path, row: pd.Series, out: Path, why: str = "", signed: dict | None = None
+) -> dict[str, Any]:
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     config_text = (
         (run_dir / "config.yaml").read_bytes() if (run_dir / "config.yaml").is_file() else b""
@@ -170,6 +174,7 @@ def manifest(run_dir: Path, row: pd.Series, out: Path, why: str = "") -> dict[st
             "memory_limits_kb": device.get("memory_limits"),
         },
         "quantization": quantization_format(out / "model.onnx"),
+        "signed_int8": signed,
         "preprocessing": run.get("preprocessing")
         or "not recorded (the run was written before paretonas recorded it)",
         "output": {
@@ -202,7 +207,11 @@ def manifest(run_dir: Path, row: pd.Series, out: Path, why: str = "") -> dict[st
             "model.pt": _weights_note(out, config_text),
         },
         "teacher": run.get("teacher"),
-        "files": {name: _sha256(out / name) for name in ARTIFACT_FILES},
+        "files": {
+            name: _sha256(out / name)
+            for name in (*ARTIFACT_FILES, SIGNED_FILE)
+            if (out / name).is_file()
+        },
         "config_sha256": hashlib.sha256(config_text).hexdigest() if config_text else None,
         "libraries": {name: _version(name) for name in _LIBRARIES},
         "python": platform.python_version(),
@@ -280,9 +289,87 @@ def quantization_format(model_path: Path) -> dict[str, Any]:
         found["note"] = (
             "uint8 weights with zero point 128 are the int8 weights plus 128: the file was "
             "quantized on an x86 host without VNNI, where ONNX Runtime's int8-weight kernels "
-            "saturate; a runtime that wants int8 weights subtracts 128 and sets the zero point to 0"
+            f"saturate; {SIGNED_FILE} holds the same weights as int8 with zero point 0"
         )
     return found
+
+
+def write_signed(run_dir: Path, row: pd.Series, out: Path) -> dict[str, Any] | None:
+    """Write ``SIGNED_FILE`` beside model.onnx when model.onnx has int8 layers, and say what
+    it is and how it was checked: the test split run through both files by ONNX Runtime
+    (same predictions, its accuracy). ``None`` for an fp32 model."""
+    from evaluators.signed_int8 import NotConvertible, to_signed
+
+    target = out / SIGNED_FILE
+    target.unlink(missing_ok=True)  # an earlier export's, for another trial
+    try:
+        converted = to_signed(out / "model.onnx", target)
+    except NotConvertible as why:
+        if "no quantized layer" in str(why):
+            return None
+        log.warning("no %s: model.onnx %s", SIGNED_FILE, why)
+        return {"file": None, "why": f"model.onnx {why}"}
+    found = {
+        "file": SIGNED_FILE,
+        "what": "model.onnx with signed 8-bit integers only, for runtimes that take int8 "
+        "and not uint8 (TensorFlow Lite Micro, CMSIS-NN, ST Edge AI): int8 weights per "
+        "channel with zero point 0, int8 activations per tensor with the zero point moved "
+        "by -128; every quantized value is model.onnx's minus 128, so every layer computes "
+        "the same numbers (evaluators.signed_int8)",
+        "rewritten": {
+            "uint8_weight_tensors": converted.weights,
+            "uint8_activation_tensors": converted.activations,
+            "int8_weight_tensors_kept": converted.already_signed,
+        },
+        "input": quantization_format(target).get("input"),
+    }
+    found["check"] = _compare_signed(run_dir, row, out)
+    return found
+
+
+def _compare_signed(run_dir: Path, row: pd.Series, out: Path) -> dict[str, Any]:
+    """Both files on the run's test split in ONNX Runtime on this machine; the run's data
+    must load here, else the check says why it was not made."""
+    import yaml
+
+    from evaluators.distill import accuracy
+    from evaluators.quantize import onnx_logits
+    from search.config import parse_config
+
+    try:
+        path = run_dir / "config.yaml"
+        config = parse_config(yaml.safe_load(path.read_text()), str(path))
+        test = config.load_dataset().test
+    except Exception as error:  # no data here: the file is still written, unchecked
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        log.warning("%s not checked against model.onnx: the run's data: %s", SIGNED_FILE, reason)
+        return {"measured": False, "why": f"the run's test split did not load here: {reason}"}
+    measured = onnx_logits(out / "model.onnx", test.images).argmax(1)
+    signed = onnx_logits(out / SIGNED_FILE, test.images)
+    same = float((signed.argmax(1) == measured).float().mean())
+    signed_accuracy = accuracy(signed, test.labels)
+    log.info(
+        "%s: test accuracy %.4f (model.onnx %.4f); same prediction on %.2f%% of %d test images",
+        SIGNED_FILE,
+        signed_accuracy,
+        _test_accuracy(row),
+        100 * same,
+        len(test.labels),
+    )
+    return {
+        "measured": True,
+        "test_accuracy": round(signed_accuracy, 6),
+        "same_prediction_as_model_onnx": round(same, 6),
+        "images": len(test.labels),
+        "how": f"top-1 on the run's test split, both files run by ONNX Runtime "
+        f"{_version('onnxruntime')} on {platform.system()} {platform.machine()} (this "
+        "export's machine), one image at a time",
+    }
+
+
+def _test_accuracy(row: pd.Series) -> float:
+    value = _plain(row.get("test_accuracy"))
+    return float("nan") if value is None else float(value)
 
 
 def _weights_note(out: Path, config_text: bytes) -> str:

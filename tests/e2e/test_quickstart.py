@@ -128,8 +128,19 @@ def test_quickstart_twice_resumes_to_twelve_trials(tmp_path):
         assert stored["format"].startswith("ONNX QDQ")
         assert any(p.startswith(("weights: int8", "weights: uint8")) for p in stored["parameters"])
         assert stored["input"]["scale"] > 0
+        # Beside it, the all-int8 form for microcontroller runtimes, checked on the test split.
+        signed = manifest["signed_int8"]
+        assert signed["file"] == "model.s8s8.onnx" and signed["input"]["dtype"] == "int8"
+        assert signed["check"]["measured"] and signed["check"]["images"] == 360
+        assert signed["check"]["same_prediction_as_model_onnx"] >= 0.95
+        assert (
+            manifest["files"]["model.s8s8.onnx"]
+            == hashlib.sha256((ship / "model.s8s8.onnx").read_bytes()).hexdigest()
+        )
+        assert "model.s8s8.onnx: test accuracy" in exported.stderr
     else:
         assert stored["format"].startswith("fp32")
+        assert manifest["signed_int8"] is None and not (ship / "model.s8s8.onnx").exists()
     measured = run / "models" / str(best["number"]) / "model.onnx"
     assert (ship / "model.onnx").read_bytes() == measured.read_bytes()
     assert manifest["files"]["model.onnx"] == hashlib.sha256(measured.read_bytes()).hexdigest()
