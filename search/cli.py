@@ -130,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         help="write a model's deployable ONNX file and manifest (default: the one recommended "
         "for the configured budget)",
         description="Copy a model's measured model.onnx (batch 1; int8 where its policy "
-        "says), model.pt, candidate.json and channels.json to a folder, with manifest.json: "
+        "says; beside it model.s8s8.onnx, the same in signed int8 for microcontroller "
+        "runtimes), model.pt, candidate.json and channels.json to a folder, with manifest.json: "
         "its metrics and how each was measured, its input and preprocessing, its output and "
         "class names. Prints the folder.",
     )
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tier",
         default=None,
         help="the model summary.json recommends for this budget tier, e.g. tighter or looser "
-        "(default: configured budget)",
+        "(default: configured budget); knee for the report's knee point",
     )
     export.add_argument("--out", help="output folder (default: RUN_DIR/export/TRIAL)")
 

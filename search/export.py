@@ -30,6 +30,7 @@ from search.summary import CONFIGURED, SUMMARY, latency_kind
 
 log = logging.getLogger(__name__)
 
+KNEE = "knee"  # --tier knee: the knee point summary.json names
 ARTIFACT_FILES = ("model.onnx", "model.pt", "candidate.json", "channels.json")
 _LIBRARIES = ("torch", "onnx", "onnxruntime", "optuna", "paretonas")
 
@@ -44,8 +45,16 @@ def recommended_trial(run_dir: str | Path, tier: str = CONFIGURED) -> tuple[int,
             f"{run_dir} has no {SUMMARY}; run 'paretonas report {run_dir}' to write it, or "
             "name the model with --trial N"
         )
-    tiers = json.loads(path.read_text()).get("tiers") or []
+    summary = json.loads(path.read_text())
+    tiers = summary.get("tiers") or []
     wanted = tier.strip().lower()
+    if wanted == KNEE and not any(str(t.get("name", "")).lower() == KNEE for t in tiers):
+        if not summary.get("knee"):
+            raise ConfigError(f"{run_dir} has no knee point (no Pareto member); name a --trial")
+        return int(summary["knee"]["trial"]), (
+            "the knee point: the most balanced trade-off between the objectives on the "
+            "Pareto front (not a budget's pick)"
+        )
     names = [str(t.get("name", "")) for t in tiers]
     # A tier's whole name, else the one name it begins ("looser" for "looser (bounds x2)").
     matches = [t for t, name in zip(tiers, names, strict=True) if name.lower() == wanted] or [
@@ -119,8 +128,9 @@ def export_trial(
     out.mkdir(parents=True, exist_ok=True)
     for name in ARTIFACT_FILES:
         shutil.copy2(source / name, out / name)
-    signed = write_signed(run_dir, row, out)
-    text = json.dumps(manifest(run_dir, row, out, why, signed), indent=2)
+    data = RunData(run_dir)
+    signed = write_signed(data, row, out)
+    text = json.dumps(manifest(run_dir, row, out, why, signed, data), indent=2)
     write_text_atomic(out / "manifest.json", text)
     return out
 
@@ -140,8 +150,60 @@ def _front_membership(run_dir: Path, trial: int) -> tuple[bool, str]:
     )
 
 
+class RunData:
+    """The run's dataset as its config loads it (same split, same normalisation), loaded on
+    first use only: most exports need no data, and a machine without it can still export."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self._dataset = None
+        self.missing: str | None = None  # why it did not load, once tried
+
+    def get(self):
+        """The dataset, or None (``missing`` then says why)."""
+        if self._dataset is None and self.missing is None:
+            import yaml
+
+            from search.config import parse_config
+
+            path = self.run_dir / "config.yaml"
+            try:
+                config = parse_config(yaml.safe_load(path.read_text()), str(path))
+                self._dataset = config.load_dataset()
+            except Exception as error:  # no data here: what needs it says so and goes on
+                first = str(error).splitlines()[0] if str(error) else ""
+                self.missing = first or type(error).__name__
+        return self._dataset
+
+
+def _preprocessing(run: dict[str, Any], data: RunData | None) -> Any:
+    """How raw pixels become the model's input: run.json's record, else the statistics of
+    the run's data loaded here (runs written before paretonas recorded them)."""
+    if run.get("preprocessing"):
+        return run["preprocessing"]
+    dataset = data.get() if data is not None else None
+    if dataset is not None and dataset.preprocessing is not None:
+        return {
+            **dataset.preprocessing.to_dict(),
+            "source": "computed at export from the run's config (run.json predates the record)",
+        }
+    why = data.missing if data is not None else "no data loaded"
+    log.warning(
+        "the manifest cannot say how to normalise raw pixels: run.json does not record it and "
+        "the run's data did not load here (%s); fed raw pixels the model is wrong most of the "
+        "time: export on a machine with the data",
+        why,
+    )
+    return f"not recorded (the run was written before paretonas recorded it; {why})"
+
+
 def manifest(
-    run_dir: Path, row: pd.Series, out: Path, why: str = "", signed: dict | None = None
+    run_dir: Path,
+    row: pd.Series,
+    out: Path,
+    why: str = "",
+    signed: dict | None = None,
+    data: RunData | None = None,
 ) -> dict[str, Any]:
     run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
     config_text = (
@@ -175,8 +237,7 @@ def manifest(
         },
         "quantization": quantization_format(out / "model.onnx"),
         "signed_int8": signed,
-        "preprocessing": run.get("preprocessing")
-        or "not recorded (the run was written before paretonas recorded it)",
+        "preprocessing": _preprocessing(run, data),
         "output": {
             "name": OUTPUT_NAME,
             "shape": [1, run.get("num_classes")],
@@ -294,7 +355,7 @@ def quantization_format(model_path: Path) -> dict[str, Any]:
     return found
 
 
-def write_signed(run_dir: Path, row: pd.Series, out: Path) -> dict[str, Any] | None:
+def write_signed(data: RunData, row: pd.Series, out: Path) -> dict[str, Any] | None:
     """Write ``SIGNED_FILE`` beside model.onnx when model.onnx has int8 layers, and say what
     it is and how it was checked: the test split run through both files by ONNX Runtime
     (same predictions, its accuracy). ``None`` for an fp32 model."""
@@ -323,27 +384,21 @@ def write_signed(run_dir: Path, row: pd.Series, out: Path) -> dict[str, Any] | N
         },
         "input": quantization_format(target).get("input"),
     }
-    found["check"] = _compare_signed(run_dir, row, out)
+    found["check"] = _compare_signed(data, row, out)
     return found
 
 
-def _compare_signed(run_dir: Path, row: pd.Series, out: Path) -> dict[str, Any]:
+def _compare_signed(data: RunData, row: pd.Series, out: Path) -> dict[str, Any]:
     """Both files on the run's test split in ONNX Runtime on this machine; the run's data
     must load here, else the check says why it was not made."""
-    import yaml
-
     from evaluators.distill import accuracy
     from evaluators.quantize import onnx_logits
-    from search.config import parse_config
 
-    try:
-        path = run_dir / "config.yaml"
-        config = parse_config(yaml.safe_load(path.read_text()), str(path))
-        test = config.load_dataset().test
-    except Exception as error:  # no data here: the file is still written, unchecked
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        log.warning("%s not checked against model.onnx: the run's data: %s", SIGNED_FILE, reason)
-        return {"measured": False, "why": f"the run's test split did not load here: {reason}"}
+    dataset = data.get()
+    if dataset is None:  # the file is still written, unchecked
+        log.warning("%s not checked against model.onnx: %s", SIGNED_FILE, data.missing)
+        return {"measured": False, "why": f"the run's test split did not load here: {data.missing}"}
+    test = dataset.test
     measured = onnx_logits(out / "model.onnx", test.images).argmax(1)
     signed = onnx_logits(out / SIGNED_FILE, test.images)
     same = float((signed.argmax(1) == measured).float().mean())

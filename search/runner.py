@@ -548,6 +548,8 @@ def write_results(
         "backend": config.execution.backend,
         "sampler": config.sampler,
         "seed": config.seed,
+        # What drew the candidates (the data split follows ``seed``).
+        "sampler_seed": config.seed if config.sampler_seed is None else config.sampler_seed,
         "updated": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     write_text_atomic(run_dir / "run.json", json.dumps(run_info, indent=2))

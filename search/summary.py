@@ -253,7 +253,12 @@ def summarise(
     result: dict[str, Any] = {
         "run": run.get("name"),
         "tiers": tiers,
-        "knee": None if knee_label is None else _model(run, pareto.loc[knee_label]),
+        "knee": None
+        if knee_label is None
+        else {
+            **_model(run, pareto.loc[knee_label]),
+            **compare_to_teacher(pareto.loc[knee_label], teacher),
+        },
         "teacher": teacher,
         "device": dict(run.get("device") or {}),
         "objectives": list(run.get("objectives") or []),

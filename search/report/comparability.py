@@ -45,6 +45,36 @@ def comparability_notes(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[str]
     return notes
 
 
+def effort_notes(runs: Sequence[tuple[str, dict[str, Any], int]]) -> list[str]:
+    """What makes the overlaid fronts unlike as searches: other numbers of trials (more
+    trials, more chances), and samplers that share their first, random, trials. Pure:
+    ``runs`` is (label, run.json, trials finished)."""
+    if len(runs) < 2:
+        return []
+    notes = []
+    counts = [count for _, _, count in runs]
+    if len(set(counts)) > 1:
+        listed = ", ".join(f"{label}: {count}" for label, _, count in runs)
+        notes.append(
+            f"The runs finished different numbers of trials ({listed}): a search with more "
+            "trials had more chances to find good models, so a better front is partly more "
+            "effort; to compare samplers, give each the same --trials."
+        )
+    first_label, first, _ = runs[0]
+    seed = first.get("sampler_seed", first.get("seed"))
+    for label, run, _ in runs[1:]:
+        if seed is None or run.get("sampler_seed", run.get("seed")) != seed:
+            continue
+        if run.get("sampler") != first.get("sampler"):
+            notes.append(
+                f"{first_label} and {label} drew candidates with the same sampler seed "
+                f"({seed}): the model-based samplers start with a few random candidates (TPE "
+                "and GP: 5; NSGA-II: its first generation of 10), the same ones a random "
+                "search draws first, so their first points coincide."
+            )
+    return notes
+
+
 def _differing_splits(first: dict[str, Any], other: dict[str, Any]) -> list[str]:
     """Which of validation and test hold other images in ``other`` than in ``first``; for
     runs that predate run.json's ``data_splits``, a different seed is taken as a sign."""

@@ -11,14 +11,14 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from search.report.colours import BUDGET, RUN_COLOURS
-from search.report.comparability import comparability_notes
+from search.report.comparability import comparability_notes, effort_notes
 from search.report.figures import Axis, accuracy_layout, front_line, hover_text
 from search.report.formatting import esc, fixed, integer, pct, to_number
 from search.report.frames import feasible, normalise
 from search.report.page import embed_figures, html_page
 from search.report.prediction import latency_kind
 from search.report.run_facts import budget_text
-from search.summary import compare_to_teacher, recommend, teacher_facts
+from search.summary import accuracy_margin, compare_to_teacher, recommend, teacher_facts
 
 
 def render_comparison(
@@ -43,7 +43,7 @@ def render_comparison(
         }
     )
     names = ", ".join(label for label, *_ in prepared)
-    notes = comparability_notes([(label, run) for label, _, run, _, _ in prepared])
+    notes = comparison_notes(runs)
     sections = [
         f"<h1>paretonas: {esc(len(prepared))} runs compared</h1>",
         f'<p class="meta">{esc(names)}</p>',
@@ -70,6 +70,35 @@ def run_labels(runs: Sequence[tuple[Path, dict[str, Any], pd.DataFrame, pd.DataF
         f"{name} ({folder})" if names.count(name) > 1 else name
         for name, (folder, *_) in zip(names, runs, strict=True)
     ]
+
+
+def comparison_notes(
+    runs: Sequence[tuple[Path, dict[str, Any], pd.DataFrame, pd.DataFrame]],
+) -> list[str]:
+    """Everything that makes the overlaid runs unlike, one sentence each: their data and
+    recipe (``comparability_notes``), then their effort (``effort_notes``)."""
+    labels = run_labels(runs)
+    pairs = list(zip(labels, runs, strict=True))
+    return comparability_notes([(label, run) for label, (_, run, _, _) in pairs]) + effort_notes(
+        [(label, run, _finished(trials)) for label, (_, run, trials, _) in pairs]
+    )
+
+
+def _finished(trials: pd.DataFrame) -> int:
+    """Trials that ended (trained, over budget, stopped, failed): the search's effort."""
+    if "status" not in trials:
+        return 0
+    return int(trials["status"].isin(("ok", "infeasible", "pruned", "failed")).sum())
+
+
+def _search_text(run: dict[str, Any], trials: pd.DataFrame) -> str:
+    """How a run searched: its sampler, the seed that drew its candidates, its effort."""
+    seed = run.get("sampler_seed", run.get("seed"))
+    trained = int((trials["status"] == "ok").sum())
+    return (
+        f"{run.get('sampler') or '?'}, sampler seed {'?' if seed is None else seed}; "
+        f"{_finished(trials)} trials, {trained} trained"
+    )
 
 
 def _overlay_figure(prepared: list, x: Axis) -> go.Figure:
@@ -122,21 +151,28 @@ def _overlay_figure(prepared: list, x: Axis) -> go.Figure:
     return accuracy_layout(figure, x.title, "no run has a value to plot yet")
 
 
+def _with_margin(accuracy: Any, run: dict[str, Any]) -> str:
+    """A test accuracy with the 95% interval its run's test split allows, where known."""
+    margin = accuracy_margin(to_number(accuracy), (run.get("split_sizes") or {}).get("test"))
+    return pct(accuracy) + ("" if margin is None else f" \u00b1 {margin:.1f}")
+
+
 def _comparison_table(prepared: list) -> str:
     head = "".join(
         f'<th title="click to sort">{esc(title)}</th>'
         for title in (
             "run",
+            "search",
             "device",
             "budget",
             "trial",
             "genome",
-            "test acc",
+            "test acc (\u00b1 95%)",
             "teacher test acc",
             "latency ms",
             "peak memory KB",
             "params",
-            "\u00d7 smaller than teacher",
+            "\u00d7 fewer parameters than the teacher",
             "Pareto members",
         )
     )
@@ -149,6 +185,7 @@ def _comparison_table(prepared: list) -> str:
         start = [
             f'<td class="genome" data-sort="{esc(label)}"><span class="swatch" '
             f'style="background:{colour}"></span>{esc(label)}</td>',
+            f'<td class="genome">{esc(_search_text(run, trials))}</td>',
             f'<td class="genome">{esc(device.get("name") or "?")}: '
             f"{esc(device.get('description') or 'not recorded')}</td>",
             f'<td class="genome">{esc(budget_text(run.get("budget") or {}))}</td>',
@@ -164,7 +201,7 @@ def _comparison_table(prepared: list) -> str:
             values = [
                 (row["number"], integer(row["number"])),
                 None,
-                (row["test_accuracy"], pct(row["test_accuracy"])),
+                (row["test_accuracy"], _with_margin(row["test_accuracy"], run)),
                 (teacher["test_accuracy"], pct(teacher["test_accuracy"])),
                 (row["latency_ms"], f"{fixed(row['latency_ms'], 3)} ({kind})"),
                 (row["peak_memory_kb"], fixed(row["peak_memory_kb"], 1)),

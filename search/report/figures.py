@@ -313,12 +313,23 @@ def hover_text(row: pd.Series) -> str:
         f"{esc(status_text(row['status']) or row['state'] or '?')}",
         f"genome: {esc(row['genome'])}",
         f"val acc {pct(row['accuracy'])}, test acc {pct(row['test_accuracy'])}",
-        f"latency {fixed(row['latency_ms'], 3)} ms{source}",
+        f"latency {fixed(row['latency_ms'], 3)} ms{source}"
+        # The median hides how much runs vary; the 90th percentile shows it.
+        + (
+            f", 90th percentile {fixed(row['latency_p90_ms'], 3)} ms"
+            if to_number(row.get("latency_p90_ms")) is not None
+            else ""
+        ),
         f"peak memory {fixed(row['peak_memory_kb'], 1)} KB, flash {fixed(row['flash_kb'], 1)} KB",
         f"params {integer(row['params'])}, MACs {integer(row['macs'])}",
     ]
     if to_number(row.get("expected_accuracy")) is not None:  # a stopped trial's prediction
-        lines.append(f"expected val acc by the end {pct(row['expected_accuracy'])} (predicted)")
+        # The typical rest of its curve, not the optimistic bound it was stopped on.
+        lines.append(
+            f"expected val acc by the end {pct(row['expected_accuracy'])} (predicted: the "
+            "typical rest of the run's finished curves; 'at most' below is the optimistic "
+            "bound it was stopped on)"
+        )
     if row["reason"]:
         lines.append(f"why: {esc(row['reason'][:200])}")
     return "<br>".join(lines)

@@ -13,8 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from search.report.comparability import comparability_notes
-from search.report.comparison import render_comparison, run_labels
+from search.report.comparison import comparison_notes, render_comparison
 from search.report.run_page import render_report
 from search.summary import read_importance, summarise, write_summary
 
@@ -52,9 +51,7 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path | None = No
         run, trials, pareto = read_run(Path(run_dir))
         runs.append((Path(run_dir), run, trials, pareto))
     target = Path(out) if out is not None else Path(run_dirs[0]) / COMPARE
-    for note in comparability_notes(
-        [(label, run) for label, (_, run, _, _) in zip(run_labels(runs), runs, strict=True)]
-    ):
+    for note in comparison_notes(runs):
         log.warning("%s", note)
     _write_html(target, render_comparison(runs))
     return target

@@ -29,7 +29,16 @@ def trial_counts(trials: pd.DataFrame) -> str:
     unfinished = int((~status.isin(known)).sum())
     if unfinished:
         text += f", {unfinished} still running or without a status"
-    text += f". {int(feasible(trials).sum())} trained trial(s) are within every budget."
+    within = feasible(trials)
+    if "duplicate_of" in trials:
+        # A repeated candidate reuses its first trial's metrics: one model, trained once.
+        repeats = int((within & trials["duplicate_of"].notna()).sum())
+    else:
+        repeats = 0
+    text += f". {int(within.sum()) - repeats} trained trial(s) are within every budget"
+    if repeats:
+        text += f" (and {repeats} repeat(s) of one of them, proposed again and not retrained)"
+    text += "."
     return f'<p class="counts">{esc(text)}</p>'
 
 

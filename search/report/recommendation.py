@@ -91,10 +91,12 @@ def recommendation(
             if row is None:
                 what = "no Pareto member meets this budget."
             elif row.name in described:
-                what = f"the same model as the {described[row.name]} (trial {row['number']:g})."
+                what = (
+                    f"the same model as for {described[row.name]} above: trial {row['number']:g}."
+                )
             else:
                 what = _describe(row, teacher, kind)
-                described[row.name] = tier["name"]
+                described[row.name] = name
             items.append(
                 f'<li class="tier"><b>{esc(name)}</b> ({esc(budget_text(budget))}): '
                 f"{esc(what)}</li>"
@@ -110,7 +112,8 @@ def recommendation(
         if knee_label is not None:
             lines.append(
                 "<p><b>Knee point</b> (the most balanced trade-off between the objectives, "
-                "marked with a star on the figures): "
+                "marked with a star on the two-dimensional figures and a gold diamond in the "
+                "three-dimensional one): "
                 f"{esc(_describe(pareto.loc[knee_label], teacher, kind))}</p>"
             )
     lines.append(f'<p class="note">{esc(provenance)}</p>')
@@ -257,8 +260,8 @@ def _describe(row: pd.Series, teacher: dict[str, Any], kind: str = "measured") -
     smaller, faster = compared["smaller_than_teacher"], compared["faster_than_teacher"]
     if smaller is not None:
         text += (
-            f"; it is {smaller:.1f}\u00d7 smaller than the teacher ({integer(row['params'])} "
-            f"parameters against {integer(teacher.get('params'))})"
+            f"; it has {smaller:.1f}\u00d7 fewer parameters than the teacher "
+            f"({integer(row['params'])} against {integer(teacher.get('params'))})"
         )
     else:
         text += "; its size against the teacher is unknown (parameters not recorded)"

@@ -71,7 +71,8 @@ def _objective_value(name: str, value: float) -> str:
     if "accuracy" in name:
         return pct(value)
     unit = next((unit for column, _, unit in AXES if column == name), "")
-    return f"{fixed(value, 3)} {unit}".strip()
+    # Milliseconds to the microsecond, kilobytes to a tenth, as everywhere on the page.
+    return f"{fixed(value, 3 if unit == 'ms' else 1)} {unit}".strip()
 
 
 def importance_figure(importance: dict[str, dict[str, float]]) -> go.Figure:

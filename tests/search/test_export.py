@@ -89,6 +89,8 @@ def test_exporting_a_trial_off_the_front_warns_and_the_manifest_says_so(tmp_path
 
 
 def test_the_recommended_trial_is_the_tiers_or_one_clear_sentence(tmp_path):
+    import json
+
     from search.config import ConfigError
     from search.export import recommended_trial
 
@@ -101,6 +103,13 @@ def test_the_recommended_trial_is_the_tiers_or_one_clear_sentence(tmp_path):
         recommended_trial(run, "TIGHT")
     with pytest.raises(ConfigError, match=r"no budget tier 'fast'; its tiers are 'tighter"):
         recommended_trial(run, "fast")
+    # The knee point is no budget's pick, but the report promotes it: --tier knee finds it.
+    with pytest.raises(ConfigError, match=r"has no knee point"):
+        recommended_trial(run, "knee")
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "knee": {"trial": 0}}))
+    trial, why = recommended_trial(run, "Knee")
+    assert trial == 0 and why.startswith("the knee point")
     (run / "summary.json").unlink()
     with pytest.raises(ConfigError, match=r"no summary.json; run 'paretonas report"):
         recommended_trial(run)
@@ -182,3 +191,24 @@ def test_the_manifest_reads_a_dynamically_quantized_file(tmp_path):
     assert "dynamic: MatMulInteger" in found["format"]
     assert found["parameters"] and all(p.startswith("weights: ") for p in found["parameters"])
     assert "scale computed at run time" in found["activations"][0]
+
+
+def test_a_run_that_predates_the_preprocessing_record_gets_it_from_its_data(tmp_path, caplog):
+    import json
+    import shutil
+
+    from search.export import export_trial
+
+    run = _run_folder(tmp_path, front=[1])
+    (run / "run.json").write_text(json.dumps({"name": "old", "input_shape": [1, 8, 8]}))
+    out = export_trial(run, 1, tmp_path / "no-data")
+    pre = json.loads((out / "manifest.json").read_text())["preprocessing"]
+    assert pre.startswith("not recorded") and "no such file" in pre.lower()
+    assert "cannot say how to normalise raw pixels" in caplog.text
+
+    # With the run's config (digits, bundled with scikit-learn) the statistics are computed.
+    shutil.copy(Path(__file__).parents[2] / "configs" / "quickstart.yaml", run / "config.yaml")
+    out = export_trial(run, 1, tmp_path / "with-data")
+    pre = json.loads((out / "manifest.json").read_text())["preprocessing"]
+    assert pre["pixel_scale"] == 16 and len(pre["mean"]) == 1
+    assert pre["source"].startswith("computed at export")

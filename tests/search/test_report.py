@@ -152,9 +152,19 @@ def test_report_lists_every_pareto_genome(report: str, genome: str):
 
 
 def test_a_stopped_trials_prediction_is_labelled_as_one(report: str):
-    assert "expected val acc by the end 62.0% (predicted)" in report
+    assert "expected val acc by the end 62.0% (predicted: the typical rest" in report
     # Only the stopped trial has one (its hover appears in every figure that draws it).
     assert set(re.findall(r"expected val acc by the end ([0-9.]+%)", report)) == {"62.0%"}
+
+
+def test_the_hover_gives_the_latencys_spread():
+    from search.report.figures import hover_text
+    from search.report.frames import normalise
+
+    row = normalise(pd.DataFrame([_trial(1, "ok", "c8,a|p", 0.9, 0.9, 2.0)])).iloc[0]
+    assert "latency 2.000 ms (onnxruntime CPU, 30 runs), 90th percentile 2.200 ms" in (
+        hover_text(row)
+    )
 
 
 def test_report_shows_budget(report: str):
@@ -180,7 +190,7 @@ def test_report_summarises_each_tier_and_the_knee(report: str):
     assert "trial 3 (c32,mb3x48k5e6s1|p0w32a32)" in best
     assert "96.5% test accuracy (1.6 points below the teacher, 98.1%)" in best
     assert "2.500 ms (measured)" in best and "60.0 KB peak memory (computed)" in best
-    assert "4.0\u00d7 smaller than the teacher (30,000 parameters against 120,000)" in best
+    assert "4.0\u00d7 fewer parameters than the teacher (30,000 against 120,000)" in best
     # The teacher's latency is not in run.json: no speed-up is made up.
     assert "latency was not measured, so each model is compared with the teacher" in summary
     assert "faster" not in summary
@@ -216,7 +226,7 @@ def test_the_summary_opens_with_a_table_of_each_budgets_pick(report: str):
     )
     # The looser tier's pick is the configured one's: said in a few words, not repeated.
     looser = report.split("<b>Looser (bounds ×2)</b>")[1].split("</li>")[0]
-    assert "the same model as the configured budget (trial 3)." in looser
+    assert "the same model as for Configured budget above: trial 3." in looser
     assert "fp32 and unpruned" not in report  # trials 1 and 2 are int8
     assert "The teacher: 98.1% test accuracy, 120,000 parameters (trained here)." in report
 
@@ -280,6 +290,22 @@ def test_report_counts_and_escapes(report: str):
     )
     assert "RuntimeError: &lt;boom&gt; &amp; more" in report
     assert "<boom>" not in report
+    assert "4 trained trial(s) are within every budget." in report
+
+
+def test_a_repeated_candidate_is_not_counted_as_another_trained_model():
+    from search.report.members import trial_counts
+
+    trials = pd.DataFrame(
+        [
+            _trial(0, "ok", "c8,a|p", 0.9, 0.9, 1.0),
+            _trial(1, "ok", "c8,b|p", 0.8, 0.8, 0.5),
+            _trial(2, "ok", "c8,a|p", 0.9, 0.9, 1.0, duplicate_of=0),
+        ]
+    )
+    text = trial_counts(trials)
+    assert "3 trials: 3 ok" in text
+    assert "2 trained trial(s) are within every budget (and 1 repeat(s) of one of them" in text
 
 
 def test_report_with_no_feasible_trial(tmp_path: Path):
@@ -526,6 +552,11 @@ def test_summary_json_is_written_next_to_the_report(tmp_path: Path):
     assert configured["faster_than_teacher"] is None
     assert configured["accuracy_vs_teacher_points"] == pytest.approx(-1.62)
     assert summary["knee"]["trial"] == 2
+    # The knee is compared with the teacher as the tiers are (the page says the same).
+    tighter = summary["tiers"][0]
+    assert tighter["trial"] == 2
+    for key in ("smaller_than_teacher", "accuracy_vs_teacher_points"):
+        assert summary["knee"][key] == pytest.approx(tighter[key])
     assert summary["teacher"]["test_accuracy"] == TEACHER_ACCURACY
     assert summary["device"]["description"] == DEVICE
     assert summary["hypervolume"] == pytest.approx(0.7956, abs=1e-4)
@@ -718,6 +749,9 @@ def test_report_overlays_several_runs(tmp_path: Path, capsys):
     table = text.split('id="compare-table">')[1].split("</table>")[0]
     assert table.count("<tr>") == 3
     assert "<code>c32,mb3x48k5e6s1|p0w32a32</code>" in table  # run a's configured pick
+    # How each run searched, and the test accuracy's interval where the split size is known.
+    assert "tpe, sampler seed 0; 7 trials, 4 trained" in table
+    assert "test acc (\u00b1 95%)" in text
     # --out puts it elsewhere; the runs' own folders get no report-compare.html then.
     target = tmp_path / "out" / "both.html"
     assert main(["report", str(first), str(second), "--out", str(target)]) == 0
@@ -807,3 +841,28 @@ def test_the_report_is_as_readable_as_the_runs_other_files(tmp_path):
     path = write_report(run_dir)
     mode = path.stat().st_mode & 0o777
     assert mode == (run_dir / "pareto.csv").stat().st_mode & 0o777, oct(mode)
+
+
+def test_a_note_says_when_the_runs_searched_with_unequal_effort_or_shared_trials():
+    from search.report.comparability import effort_notes
+
+    tpe = {**RUN, "sampler": "tpe", "sampler_seed": 0}
+    rand = {**RUN, "sampler": "random", "sampler_seed": 0}
+    assert effort_notes([("a", tpe, 6), ("b", {**tpe, "sampler_seed": 1}, 6)]) == []
+    [unequal] = effort_notes([("a", tpe, 6), ("c", {**tpe, "sampler_seed": 1}, 4)])
+    assert "different numbers of trials (a: 6, c: 4)" in unequal and "--trials" in unequal
+    [shared] = effort_notes([("a", tpe, 6), ("b", rand, 6)])
+    assert shared.startswith("a and b drew candidates with the same sampler seed (0)")
+    assert "first points coincide" in shared
+    # A run.json from before sampler_seed: its seed drew the candidates.
+    old = {k: v for k, v in rand.items() if k != "sampler_seed"}
+    assert len(effort_notes([("a", tpe, 6), ("b", old, 6)])) == 1
+
+
+def test_the_overlay_table_gives_each_test_accuracy_its_interval():
+    from search.report.comparison import _with_margin
+
+    assert (
+        _with_margin(0.942, {"split_sizes": {"test": 360}}) == "94.2% \u00b1 2.4"
+    )  # Wilson, by hand: 2.447
+    assert _with_margin(0.942, {}) == "94.2%"  # a run.json from before split_sizes
