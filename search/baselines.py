@@ -55,6 +55,7 @@ from search.runner import (
     _open,
     _save_config,
     _set_threads,
+    check_study_config,
     prepare,
     record_config,
 )
@@ -92,6 +93,7 @@ def run_baselines(
     _save_config(config, run_dir)
     url = config.storage or default_storage(run_dir, config.execution.workers)
     study = _open(config, url)
+    check_study_config(study, config)
     record_config(study, config)
     done = baselines_in(study)
     todo = [name for name in names if name not in done]

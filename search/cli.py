@@ -18,7 +18,7 @@ from evaluators.predictor import CalibrationError
 from evaluators.teacher import TeacherError
 from search.config import ConfigError, RunConfig, load_config, parse_config
 from search.results import budget_unmet
-from search.storage import StorageError
+from search.storage import LOCAL_WORKER_VARIABLE, StorageError
 
 USER_ERRORS = (
     CalibrationError,
@@ -209,10 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"paretonas: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "paretonas: interrupted; completed trials are kept: run the same command to resume",
-            file=sys.stderr,
-        )
+        if not os.environ.get(LOCAL_WORKER_VARIABLE):  # the search that started it says it
+            print(
+                "paretonas: interrupted; completed trials are kept: run the same command to resume",
+                file=sys.stderr,
+            )
         return 130
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,6 +40,7 @@ from search.results import (
     write_tables,
 )
 from search.storage import (
+    LOCAL_WORKER_VARIABLE,
     StorageError,
     default_storage,
     local_file,
@@ -93,6 +96,7 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     url = config.storage or default_storage(run_dir, execution.workers)
     study = _open(config, url)
     target = trials if trials is not None else config.trials
+    check_study_config(study, config)
     record_config(study, config)
     study.set_user_attr(TARGET, target)
     start = time.perf_counter()
@@ -165,16 +169,20 @@ def run_worker(
     the storage, the dataset and teacher are prepared here (cached under results/).
     ``wait_s``: how long to wait for ``paretonas search`` to create the study (workers
     started together with it)."""
+    deadline = time.monotonic() + wait_s
     local = local_file(storage)
+    # A worker started with the search may come first: the file appears when it opens.
+    while local is not None and not local.is_file() and time.monotonic() < deadline:
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     if local is not None and not local.is_file():
         # Opening it would create an empty database and then report no study in it.
         raise StorageError(
-            f"no study storage at {local}; give the file the search writes "
-            "(results/<run>/study.db or study.journal), or start the run with "
-            "`paretonas search` first"
+            f"no study storage at {local}"
+            + (f" (waited {wait_s:g} s)" if wait_s else "")
+            + "; give the file the search writes (sqlite:///results/<run>/study.db or "
+            "results/<run>/study.journal), or start the run with `paretonas search` first"
         )
     probe = open_storage(storage)
-    deadline = time.monotonic() + wait_s
     while True:
         try:
             saved = optuna.load_study(study_name=study_name, storage=probe).user_attrs
@@ -422,7 +430,8 @@ def _run_local_workers(config: RunConfig, url: str, workers: int) -> None:
 
     Each gets an equal share of the cores. They share this process's group, so stopping
     the search (Ctrl-C, or a kill of the group) stops them too; a worker that dies leaves
-    its trial to the others, who retry it.
+    its trial to the others, who retry it. Stopped by Ctrl-C, the search waits for the
+    workers to queue their trials again (``_stop_workers``).
     """
     threads = config.execution.threads_per_worker or max(1, _cores() // workers)
     env = {
@@ -432,6 +441,7 @@ def _run_local_workers(config: RunConfig, url: str, workers: int) -> None:
         "PARETONAS_THREADS": str(threads),
         # Not on the command line, which every user of the machine can read (ps).
         STORAGE_VARIABLE: url,
+        LOCAL_WORKER_VARIABLE: "1",
     }
     command = [
         sys.executable, "-m", "search.cli", "worker",
@@ -448,12 +458,37 @@ def _run_local_workers(config: RunConfig, url: str, workers: int) -> None:
     try:
         codes = [process.wait() for process in processes]
     except BaseException:
-        for process in processes:
-            process.terminate()
+        _stop_workers(processes)
         raise
     bad = [code for code in codes if code != 0]
     if bad:
         log.warning("%d worker(s) exited with an error (codes %s)", len(bad), bad)
+
+
+def _stop_workers(processes: list[subprocess.Popen], grace_s: float = 20.0) -> None:
+    """Stop the local workers so that each queues its trial again, as Ctrl-C makes it do.
+
+    Each is sent SIGINT: Ctrl-C at a terminal reached them already (they share its process
+    group), and a worker ignores a second one while it queues its trial, but the search
+    may have been signalled alone. Only a worker still running after ``grace_s`` is
+    terminated; terminating at once killed workers before they had queued their trials,
+    and mid-write to a journal file, whose lock the next run then waited 30 s to break."""
+
+    def wait_until(deadline: float) -> list[subprocess.Popen]:
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        return [process for process in processes if process.poll() is None]
+
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGINT)
+    live = wait_until(time.monotonic() + grace_s)
+    for process in live:
+        log.warning("worker %d did not stop within %g s; terminating it", process.pid, grace_s)
+        process.terminate()
+    for process in wait_until(time.monotonic() + 5.0):
+        process.kill()
 
 
 def _describe_latency(latency: LatencyOracle, host: Host) -> str:
@@ -565,26 +600,48 @@ def _save_config(config: RunConfig, run_dir: Path) -> None:
     storage URL) takes the corrected config, as the error told the user to fix it."""
     path = run_dir / "config.yaml"
     if path.exists() and (run_dir / TRIALS_FILE).exists():
-        try:
-            # Re-validated, so settings added to the schema since take their defaults.
-            saved = parse_config(yaml.safe_load(path.read_text()), str(path)).model_dump(
-                mode="json"
-            )
-        except ConfigError:
-            saved = {}
-        current = _masked(config).model_dump(mode="json")
-        changed = [
-            key
-            for key in sorted(set(_flatten(saved)) | set(_flatten(current)))
-            if key.split(".")[0] not in _RESUMABLE
-            and _flatten(saved).get(key) != _flatten(current).get(key)
-        ]
+        changed = _changed_keys(yaml.safe_load(path.read_text()), config, str(path))
         if changed:
             raise ConfigError(
                 f"{run_dir} already holds a run with a different config (changed: "
                 f"{', '.join(changed[:5])}); use another --name, or the config it was started with"
             )
     write_text_atomic(path, _masked(config).to_yaml())
+
+
+def check_study_config(study: optuna.Study, config: RunConfig) -> None:
+    """Refuse to add trials of a changed config to a study that has some: a search started
+    on another machine (or with another results folder) shares the study, not the results
+    folder that ``_save_config`` checks. The storage URL may differ (another host name for
+    one server); the study is the same either way."""
+    saved = study.user_attrs.get(CONFIG)
+    if saved is None or not study.get_trials(deepcopy=False):
+        return
+    changed = [
+        key for key in _changed_keys(saved, config, f"study {config.name}") if key != "storage"
+    ]
+    if changed:
+        raise ConfigError(
+            f"study {config.name} in the storage already holds trials of a different config "
+            f"(changed: {', '.join(changed[:5])}); use another --name, or the config it was "
+            "started with (`paretonas worker` joins with the study's own)"
+        )
+
+
+def _changed_keys(saved: Any, config: RunConfig, source: str) -> list[str]:
+    """The settings (dotted keys) in which ``config`` differs from the ``saved`` one, leaving
+    out those a run may change between invocations (``_RESUMABLE``)."""
+    try:
+        # Re-validated, so settings added to the schema since take their defaults.
+        before = _flatten(parse_config(saved, source).model_dump(mode="json"))
+    except ConfigError:
+        before = {}
+    now = _flatten(_masked(config).model_dump(mode="json"))
+    return [
+        key
+        for key in sorted(set(before) | set(now))
+        if key.split(".")[0] not in _RESUMABLE and before.get(key) != now.get(key)
+    ]
 
 
 def record_config(study: optuna.Study, config: RunConfig) -> None:

@@ -65,15 +65,15 @@ def safe_url(url: str) -> str:
     and any in the query (``?password=...``)."""
     if is_journal(url):
         return url
-    try:
-        from sqlalchemy.engine import make_url
-
-        shown = make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        # Unparseable (say, an unescaped ':' or '@' in the password): hide all that
-        # stands between the scheme and the host.
-        scheme, found, rest = url.partition("://")
-        shown = f"{scheme}://***@{rest.rpartition('@')[2]}" if found and "@" in rest else url
+    scheme, found, rest = url.partition("://")
+    head, mark, query = rest.partition("?")
+    # The host follows the last '@' before the query: a password may hold an unescaped
+    # '@' (or ':'), which URL parsers then read as the start of the host (SQLAlchemy
+    # showed "bob:***@S3cret@host" for the password "Sup3r@S3cret").
+    userinfo, at, host = head.rpartition("@")
+    shown = url
+    if found and at and ":" in userinfo and not userinfo.startswith("/"):
+        shown = f"{scheme}://{userinfo.partition(':')[0]}:***@{host}{mark}{query}"
     return _SECRET_PARAMETER.sub(r"\1***", shown)
 
 
@@ -121,6 +121,9 @@ def default_storage(run_dir: Path, workers: int = 1) -> str:
 
 
 # --- who runs a trial -----------------------------------------------------------------------
+
+# Set for the workers `search --workers N` starts: the search speaks for them on Ctrl-C.
+LOCAL_WORKER_VARIABLE = "PARETONAS_LOCAL_WORKER"
 
 
 def _start_time(pid: int) -> str | None:

@@ -97,6 +97,25 @@ def test_a_changed_config_is_not_mixed_into_an_existing_run(tmp_path):
         )
 
 
+def test_a_changed_config_from_another_results_folder_is_refused_by_the_study(tmp_path):
+    # A teammate's search on the shared study: their own results folder, the same storage.
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = _config(tmp_path / "mine", name="team", storage=storage, budget={"latency_ms": 0.001})
+    run_search(first, trials=1, progress=False)
+    changed = _config(
+        tmp_path / "theirs", name="team", storage=storage, budget={"latency_ms": 0.002}
+    )
+    with pytest.raises(ConfigError, match=r"study team .* different config \(changed: budget"):
+        run_search(changed, trials=2, progress=False)
+    study = optuna.load_study(study_name="team", storage=storage)
+    assert study.user_attrs["config"]["budget"]["latency_ms"] == 0.001  # not overwritten
+    assert len(study.trials) == 1
+    # The same config from their folder joins (results_dir may differ between machines).
+    same = _config(tmp_path / "theirs", name="team", storage=storage, budget={"latency_ms": 0.001})
+    run_search(same, trials=2, progress=False)
+    assert len(optuna.load_study(study_name="team", storage=storage).trials) == 2
+
+
 def test_a_candidate_that_raises_is_failed_and_the_search_goes_on(tmp_path, monkeypatch):
     real = pipeline.evaluate_candidate
     calls = {"n": 0}

@@ -23,6 +23,14 @@ from search.storage import StorageError, open_storage, safe_url
             "postgresql://bob@h/nas?sslmode=require&sslpassword=***",
         ),
         ("sqlite:///results/r/study.db", "sqlite:///results/r/study.db"),
+        ("sqlite:////data/a@b:c/study.db", "sqlite:////data/a@b:c/study.db"),
+        # Unescaped '@' and ':' in the password: all of it is hidden, up to the host.
+        (
+            "postgresql+psycopg2://bob:Sup3r@S3cret@127.0.0.1:1/db",
+            "postgresql+psycopg2://bob:***@127.0.0.1:1/db",
+        ),
+        ("mysql://bob:a:b/c@db.host:3306/nas", "mysql://bob:***@db.host:3306/nas"),
+        ("postgresql://bob@db.host/nas", "postgresql://bob@db.host/nas"),
     ],
 )
 def test_safe_url_masks_the_password_before_the_host_and_in_the_query(url, shown):

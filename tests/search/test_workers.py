@@ -189,6 +189,46 @@ def test_sigkill_during_a_trial_then_rerun_keeps_all_and_retries(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("whom", ["group", "search"])
+def test_ctrl_c_with_local_workers_queues_their_trials_again(tmp_path, whom):
+    # "group": Ctrl-C at a terminal (every process of its group gets SIGINT); "search":
+    # the search alone is signalled (kill -INT PID), and passes it on to its workers.
+    config = _write_config(tmp_path, "stop")
+    command = _cli(
+        "search", "--config", str(config), "--trials", "6", "--workers", "2", "--no-progress"
+    )  # fmt: skip
+    url = default_storage(tmp_path / "results" / "stop", workers=2)
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=stderr,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def mid_trial() -> bool:
+        trials = _trials_or_none(url, "stop")
+        return bool(trials) and any(t.params for t in trials if t.state == TrialState.RUNNING)
+
+    try:
+        _wait_for(mid_trial, 240, "a trial in progress", process, log)
+        (os.killpg if whom == "group" else os.kill)(process.pid, signal.SIGINT)
+        code = process.wait(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    text = log.read_text()
+    assert code == 130, text[-3000:]
+    assert text.count("interrupted; completed trials are kept") == 1  # the search's alone
+    assert "did not stop within" not in text
+    trials = _study(url, "stop").get_trials()
+    # Each worker queued its trial again before it exited: nothing is left running.
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING]
+    assert [t for t in trials if t.state == TrialState.WAITING]
+    assert not Path(f"{url.removeprefix('journal:///')}.lock").exists()
+
+
+@pytest.mark.slow
 def test_two_local_workers_share_one_journal_study_and_survive_a_kill(tmp_path):
     config = _write_config(tmp_path, "pair")
     command = _cli(
@@ -408,3 +448,31 @@ def test_a_worker_waits_for_the_study_the_search_creates(tmp_path):
     assert result.trials.empty
     with pytest.raises(StorageError, match=r"no study named 'nosuch' .*\(waited 1 s\).*--wait"):
         run_worker(url, "nosuch", wait_s=1)
+
+
+@pytest.mark.parametrize("kind", ["sqlite:///{}/late.db", "{}/late.journal"])
+def test_a_worker_waits_for_the_study_file_too(tmp_path, kind):
+    import threading
+
+    from search.runner import TARGET, record_config, run_worker
+    from search.storage import open_storage
+
+    url = kind.format(tmp_path)
+    config = parse_config({**TINY, "name": "late", "results_dir": str(tmp_path)})
+
+    def search_starts() -> None:
+        time.sleep(1.5)  # the worker was started first: the file is not there yet
+        study = optuna.create_study(
+            study_name="late", storage=open_storage(url), directions=config.directions
+        )
+        record_config(study, config)
+        study.set_user_attr(TARGET, 0)
+
+    thread = threading.Thread(target=search_starts)
+    thread.start()
+    result = run_worker(url, "late", wait_s=60)
+    thread.join()
+    assert result.trials.empty
+    missing = kind.format(tmp_path / "nowhere")
+    with pytest.raises(StorageError, match=r"no study storage at .*\(waited 1 s\)"):
+        run_worker(missing, "late", wait_s=1)
