@@ -51,7 +51,7 @@ class Objective:
         candidate = self.space.suggest(trial)
         trial.set_user_attr("genome", candidate.genome)
         trial.set_user_attr("candidate", candidate.to_dict())
-        earlier = _same_candidate(trial, candidate)
+        earlier = same_candidate(trial, candidate)
         if earlier is not None:
             # TPE re-proposes the same point in small spaces; the result would be the same.
             # Nothing was computed for this trial: it spends no seconds.
@@ -289,7 +289,7 @@ def compression_loss(metrics: Metrics) -> float | None:
     return lost if lost > COMPRESSION_LOSS_NOTED else None
 
 
-def _same_candidate(trial: optuna.Trial, candidate: Candidate) -> optuna.trial.FrozenTrial | None:
+def same_candidate(trial: optuna.Trial, candidate: Candidate) -> optuna.trial.FrozenTrial | None:
     """An earlier completed trial of this study with the same genome (the fidelity is fixed
     per study: a run refuses a changed config)."""
     for other in trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):

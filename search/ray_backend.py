@@ -28,7 +28,14 @@ two are reconciled rather than trusted blindly:
 - the searcher stops proposing once the study holds the run's target (finished + running
   trials), whatever the restored experiment's ``num_samples`` says; if the run needs more
   than the restored experiment can give (a larger ``--trials``), a new experiment runs the
-  rest.
+  rest;
+- the restored searcher proposes with the new driver's storage and sampler (``_Live``),
+  never the pickled ones: the pickle would hold the storage URL (and its password) and
+  the sampler's random state at the checkpoint, which proposed again the candidates
+  proposed since (the same trials trained twice).
+
+A candidate the study already has results for is not trained again: the driver hands
+the worker the earlier trial's metrics, as the Optuna backend's ``Objective`` reuses them.
 
 An experiment that ended normally is marked done and never restored. Within one
 experiment, Ray retries a trial whose node died
@@ -40,8 +47,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +62,8 @@ from ray.tune.search.optuna import OptunaSearch
 from evaluators.budget import Budget
 from evaluators.metrics import Metrics
 from search.config import ConfigError, RunConfig
-from search.objective import Objective, describe, record, stopping_inputs
-from search.runner import ReportThrottle, RunResult, prepare, write_results
+from search.objective import Objective, describe, record, same_candidate, stopping_inputs
+from search.runner import ReportThrottle, RunResult, masked, prepare, write_results
 from search.storage import mark_worker, open_storage, retry_dead_local_trials
 from search.worker import TARGET
 from search.worker import progress as study_progress
@@ -69,6 +77,8 @@ NODE = "ray_node"
 METRICS, CANDIDATE = "metrics_json", "candidate_json"
 # The early-stopping context a trial's config carries from the driver (``_DefineByRun``).
 STOPPING = "paretonas_stopping_json"
+# An earlier trial of the same candidate (number, metrics, artifacts), likewise.
+DUPLICATE = "paretonas_duplicate_json"
 # Tune experiments live in <run>/ray/tune-<n>; this file marks one that ended normally.
 EXPERIMENT_PREFIX, DONE_MARK = "tune-", ".paretonas-done"
 
@@ -92,25 +102,87 @@ class _DefineByRun:
 
     def __call__(self, trial: optuna.Trial) -> dict[str, str] | None:
         mark_worker(trial.study, trial._trial_id)
-        self.space.suggest(trial)
-        if not self.early_stopping or self.budget is None:
-            return None
-        front, curves = stopping_inputs(trial.study, list(self.objectives), self.budget)
-        return {STOPPING: json.dumps({"front": front, "curves": curves})}
+        candidate = self.space.suggest(trial)
+        constants = {}
+        earlier = same_candidate(trial, candidate)
+        if earlier is not None:
+            # As on the Optuna backend: a candidate the study has results for is not trained
+            # again; the worker hands back the earlier trial's metrics.
+            constants[DUPLICATE] = json.dumps(
+                {
+                    "number": earlier.number,
+                    "metrics": earlier.user_attrs["metrics"],
+                    "artifacts": earlier.user_attrs.get("artifacts"),
+                }
+            )
+        elif self.early_stopping and self.budget is not None:
+            front, curves = stopping_inputs(trial.study, list(self.objectives), self.budget)
+            constants[STOPPING] = json.dumps({"front": front, "curves": curves})
+        return constants or None
 
 
 def _stopping_context(params: dict) -> tuple[dict, list[dict], list[list[float]]]:
     """A Ray trial's config split into the candidate's parameters and the early-stopping
     context ``_DefineByRun`` added (front, finished curves; empty without it)."""
-    params = dict(params)
+    params = {key: value for key, value in params.items() if key != DUPLICATE}
     context = json.loads(params.pop(STOPPING, None) or '{"front": [], "curves": []}')
     return params, context["front"], context["curves"]
+
+
+@dataclass(frozen=True)
+class _Live:
+    """The driver's open storage and sampler, which Ray's pickles of the searcher and the
+    results callback leave out (``_StudySearcher.__getstate__``): the storage's URL may hold
+    a password, and the sampler's random state at a checkpoint would make a restored
+    experiment propose again the candidates it proposed after that checkpoint."""
+
+    storage: Any
+    sampler: optuna.samplers.BaseSampler
+
+
+# The run's live handles, by study name, set by ``run_ray`` before it builds or restores a
+# Tune experiment; what Ray unpickles in the driver attaches to them.
+_LIVE: dict[str, _Live] = {}
 
 
 class _StudySearcher(OptunaSearch):
     """OptunaSearch that records a finished trial as the Optuna backend does; the driver
     process is marked on every trial it asks (``_DefineByRun``), so a dead driver's trials
-    are retried."""
+    are retried.
+
+    Tune pickles the searcher into the experiment folder (tuner.pkl, searcher-state-*.pkl)
+    and restores it from there; those pickles hold neither the storage nor the sampler
+    nor the study's trial handles (``_Live``), which are attached again on restore."""
+
+    _DETACHED = ("_storage", "_sampler", "_ot_study")
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {key: value for key, value in self.__dict__.items() if key not in self._DETACHED}
+        # Trials in flight at a checkpoint are not resumed (resume_unfinished=False).
+        state["_ot_trials"] = {}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._attach()
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as file:
+            pickle.dump(self.__getstate__(), file)
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._attach()
+
+    def _attach(self) -> None:
+        live = _LIVE.get(self._study_name)
+        if live is None:  # unpickled outside a run: nothing to propose with
+            self._storage = self._sampler = self._ot_study = None
+            return
+        self._storage, self._sampler = live.storage, live.sampler
+        self._ot_study = optuna.load_study(
+            study_name=self._study_name, storage=live.storage, sampler=live.sampler
+        )
 
     def __init__(
         self,
@@ -150,12 +222,16 @@ class _StudySearcher(OptunaSearch):
             reason = "the Ray trial errored before reporting (its worker or node died)"
             metrics = Metrics(status="failed", reason=reason)
             candidate = None
+        earlier = (result or {}).get("duplicate_of")
+        if earlier is not None:
+            ot_trial.set_user_attr("duplicate_of", int(earlier))
         if candidate is not None:
             values = record(
                 ot_trial, candidate, metrics, self._budget, self._objective_names, self._feedback
             )
             # The line the Optuna backend logs per trial (Ray keeps its workers' logs).
-            log.info("trial %d %s", ot_trial.number, describe(metrics, candidate))
+            same = "" if earlier is None else f"  (same candidate as trial {int(earlier)})"
+            log.info("trial %d %s%s", ot_trial.number, describe(metrics, candidate), same)
         else:
             log.info("trial %d failed  (%s)", ot_trial.number, metrics.reason)
             ot_trial.set_user_attr("metrics", metrics.to_dict())
@@ -187,16 +263,21 @@ class _Limiter(ConcurrencyLimiter):
 
 
 class _WriteResults(tune.Callback):
-    """After every Ray trial, rewrite the run's tables and report from the study."""
+    """After every Ray trial, rewrite the run's tables and report from the study. Pickled
+    into the experiment folder too: it holds the config with its storage password masked,
+    and takes the storage from ``_LIVE``."""
 
-    def __init__(self, config: RunConfig, run_dir: Path, url: str, facts: dict[str, Any]):
-        self.config, self.run_dir, self.url, self.facts = config, run_dir, url, facts
+    def __init__(self, config: RunConfig, run_dir: Path, facts: dict[str, Any]):
+        self.config, self.run_dir, self.facts = masked(config), run_dir, facts
         self.throttle = ReportThrottle()
         self.study: optuna.Study | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "study": None}
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if self.study is None:  # opened once: an RDB storage is a connection pool
-            storage = open_storage(self.url, heartbeats=False)
+        if self.study is None:
+            storage = _LIVE[self.config.name].storage
             self.study = optuna.load_study(study_name=self.config.name, storage=storage)
         write_results(self.study, self.config, self.run_dir, self.facts, report=self.throttle.due())
 
@@ -207,10 +288,16 @@ def _evaluate_trial(params: dict, objective: Objective, threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, threads))
+    duplicate = json.loads(params.get(DUPLICATE) or "null")
     params, front, curves = _stopping_context(params)
     candidate = objective.space.suggest(optuna.trial.FixedTrial(params))
-    key = f"ray-{tune.get_context().get_trial_id()}"
-    metrics, artifacts, failure = objective.evaluate(candidate, key, front, curves)
+    if duplicate is not None:
+        # Nothing is computed for it: it spends no seconds.
+        metrics = replace(Metrics.from_dict(duplicate["metrics"]), seconds={})
+        artifacts, failure = duplicate["artifacts"], None
+    else:
+        key = f"ray-{tune.get_context().get_trial_id()}"
+        metrics, artifacts, failure = objective.evaluate(candidate, key, front, curves)
     values = {
         name: float(getattr(metrics, name) or 0.0) if metrics.status != "failed" else 0.0
         for name in objective.objectives
@@ -223,6 +310,7 @@ def _evaluate_trial(params: dict, objective: Objective, threads: int) -> None:
             "artifacts": artifacts,
             "traceback": failure,
             NODE: ray.get_runtime_context().get_node_id(),
+            "duplicate_of": None if duplicate is None else duplicate["number"],
         }
     )
 
@@ -310,6 +398,7 @@ def run_ray(
     # OptunaSearch keeps its own handle on the study, without heartbeats: Ray watches its
     # trials, and the driver marks them (a dead driver's trials are retried on rerun).
     storage = open_storage(url, heartbeats=False)
+    _LIVE[config.name] = _Live(storage, study.sampler)
     searcher = _StudySearcher(
         space=_DefineByRun(
             config.search_space(),
@@ -372,7 +461,7 @@ def run_ray(
                 name=name,
                 storage_path=str(experiments),
                 failure_config=tune.FailureConfig(max_failures=execution.max_retries),
-                callbacks=[_WriteResults(config, run_dir, url, session.facts)],
+                callbacks=[_WriteResults(config, run_dir, session.facts)],
                 verbose=0,
             ),
         )

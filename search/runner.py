@@ -606,7 +606,7 @@ def _save_config(config: RunConfig, run_dir: Path) -> None:
                 f"{run_dir} already holds a run with a different config (changed: "
                 f"{', '.join(changed[:5])}); use another --name, or the config it was started with"
             )
-    write_text_atomic(path, _masked(config).to_yaml())
+    write_text_atomic(path, masked(config).to_yaml())
 
 
 def check_study_config(study: optuna.Study, config: RunConfig) -> None:
@@ -636,7 +636,7 @@ def _changed_keys(saved: Any, config: RunConfig, source: str) -> list[str]:
         before = _flatten(parse_config(saved, source).model_dump(mode="json"))
     except ConfigError:
         before = {}
-    now = _flatten(_masked(config).model_dump(mode="json"))
+    now = _flatten(masked(config).model_dump(mode="json"))
     return [
         key
         for key in sorted(set(before) | set(now))
@@ -648,10 +648,10 @@ def record_config(study: optuna.Study, config: RunConfig) -> None:
     """Keep the run's config in the study, for workers on other machines: their storage URL
     they are given, so the one kept has its password masked (anyone who can read the study,
     a dashboard say, would see it)."""
-    study.set_user_attr(CONFIG, _masked(config).model_dump(mode="json"))
+    study.set_user_attr(CONFIG, masked(config).model_dump(mode="json"))
 
 
-def _masked(config: RunConfig) -> RunConfig:
+def masked(config: RunConfig) -> RunConfig:
     """The config as saved in the results folder: a storage password never lands there."""
     if config.storage is None:
         return config

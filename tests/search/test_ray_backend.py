@@ -175,6 +175,14 @@ def test_ctrl_c_stops_a_ray_search_at_once_and_a_rerun_finishes_it(tmp_path):
     trials = pd.read_csv(run_dir / "trials.csv")
     for artifacts in trials.loc[trials["status"] == "ok", "artifacts"]:
         assert (run_dir / artifacts / "model.onnx").is_file(), artifacts
+    # The restored experiment proposed new candidates: it did not replay those its searcher
+    # proposed after its last checkpoint (a repeat is marked and not trained again).
+    done = [t for t in _study(url, "rayint").get_trials() if finished(t)]
+    trained = [t.user_attrs["genome"] for t in done if "duplicate_of" not in t.user_attrs]
+    assert len(trained) == len(set(trained)), trained
+    # What Tune pickled holds no storage (whose URL may carry a password).
+    for path in (run_dir / "ray").rglob("*.pkl"):
+        assert b"study.db" not in path.read_bytes(), path
 
 
 def test_the_driver_is_marked_on_a_trial_before_any_parameter_is_proposed():
@@ -296,3 +304,69 @@ def test_a_cluster_that_refuses_the_driver_is_one_line_saying_what_to_do(monkeyp
     monkeypatch.setattr(ray, "init", no_token)
     with pytest.raises(ConfigError, match=r"no token found.*RAY_AUTH_TOKEN"):
         join_cluster("127.0.0.1:6390")
+
+
+def test_a_candidate_the_study_has_results_for_is_handed_back_not_trained():
+    import optuna
+
+    from search.ray_backend import DUPLICATE, _DefineByRun, _stopping_context
+
+    space = parse_config({**TINY, "name": "x"}).search_space()
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    first = study.ask()
+    candidate = space.suggest(first)
+    metrics = {"status": "ok", "accuracy": 0.8, "latency_ms": 0.5}
+    first.set_user_attr("genome", candidate.genome)
+    first.set_user_attr("metrics", metrics)
+    first.set_user_attr("artifacts", "checkpoints/0")
+    study.tell(first, [0.8, 0.5])
+    study.enqueue_trial(first.params)  # the sampler proposes the same candidate again
+    again = study.ask()
+    constants = _DefineByRun(space, ("accuracy", "latency_ms"))(again)
+    handed = json.loads(constants[DUPLICATE])
+    assert handed == {"number": 0, "metrics": metrics, "artifacts": "checkpoints/0"}
+    params, _, _ = _stopping_context({**again.params, **constants})
+    assert DUPLICATE not in params and params == first.params
+
+
+def test_ray_pickles_of_the_searcher_hold_no_storage_and_a_restore_takes_the_live_sampler(
+    tmp_path,
+):
+    import pickle
+
+    import optuna
+
+    from search.ray_backend import _LIVE, _DefineByRun, _Live, _StudySearcher
+    from search.storage import open_storage
+
+    config = parse_config({**TINY, "name": "pickled"})
+    url = f"sqlite:///{tmp_path / 'SECRET-PLACE.db'}"
+    storage = open_storage(url, heartbeats=False)
+    sampler = optuna.samplers.RandomSampler(seed=3)
+    _LIVE["pickled"] = _Live(storage, sampler)
+    searcher = _StudySearcher(
+        space=_DefineByRun(config.search_space(), tuple(config.objectives)),
+        metric=list(config.objectives),
+        mode=["max" if d == "maximize" else "min" for d in config.directions],
+        sampler=sampler,
+        study_name="pickled",
+        storage=storage,
+        budget=config.budget_value(),
+        objectives=list(config.objectives),
+    )
+    assert searcher.suggest("t1")  # a trial in flight: its handle holds the study
+    data = pickle.dumps(searcher)
+    assert b"SECRET-PLACE" not in data
+    state = tmp_path / "searcher-state.pkl"
+    searcher.save(str(state))
+    assert b"SECRET-PLACE" not in state.read_bytes()
+
+    # A resumed driver: another sampler (the seed moves on with the study's trials).
+    resumed = optuna.samplers.RandomSampler(seed=4)
+    _LIVE["pickled"] = _Live(storage, resumed)
+    restored = pickle.loads(data)
+    restored.restore(str(state))
+    assert restored._sampler is resumed and restored._ot_study.sampler is resumed
+    assert restored._ot_trials == {}
+    assert restored.suggest("t2")
+    _LIVE.pop("pickled")
