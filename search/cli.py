@@ -88,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     worker.add_argument("--study", required=True, help="the study (run) name")
     worker.add_argument("--results", help="results folder here (default: the run's)")
-    worker.add_argument("--progress", action="store_true", help="show progress bars")
+    progress = worker.add_mutually_exclusive_group()
+    # On by default, as for search: a worker on a cluster node is read through its log, and
+    # a silent one cannot be told from a stuck one.
+    progress.add_argument(
+        "--no-progress", action="store_true", help="no progress bars or progress lines"
+    )
+    progress.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)
     worker.add_argument(
         "--wait",
         type=float,
@@ -261,7 +267,7 @@ def _worker(args: argparse.Namespace) -> int:
         )
     if args.wait < 0:
         raise ConfigError(f"--wait must be 0 or more seconds, got {args.wait:g}")
-    result = run_worker(storage, args.study, args.results, args.progress, args.wait)
+    result = run_worker(storage, args.study, args.results, not args.no_progress, args.wait)
     report = result.run_dir / "report.html"
     if report.exists():  # not when the run was done before this worker could help
         print(report)

@@ -329,6 +329,11 @@ class ExecutionSection(_Section):
                 f"grace_s ({self.grace_s}) must exceed heartbeat_s ({self.heartbeat_s}), or "
                 "live trials would be taken as dead"
             )
+        if self.backend == "ray" and self.workers > 1:
+            raise ValueError(
+                f"workers ({self.workers}) are the optuna backend's processes; under Ray "
+                "set execution.ray.concurrent (--concurrent N) instead"
+            )
         return self
 
 

@@ -94,6 +94,14 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     execution = config.execution
     # Cheap checks first: a broken storage URL or a missing dataset must not cost a teacher.
     url = config.storage or default_storage(run_dir, execution.workers)
+    if execution.workers > 1 and url.startswith("sqlite:"):
+        log.warning(
+            "run %s keeps its SQLite storage with %d workers: SQLite serialises their writes "
+            "and may time out under load; for many workers start a new run (--name), which "
+            "gets a journal file, or give storage: a PostgreSQL URL",
+            config.name,
+            execution.workers,
+        )
     study = _open(config, url)
     target = trials if trials is not None else config.trials
     check_study_config(study, config)
@@ -446,6 +454,7 @@ def _run_local_workers(config: RunConfig, url: str, workers: int) -> None:
     command = [
         sys.executable, "-m", "search.cli", "worker",
         "--study", config.name, "--results", config.results_dir,
+        "--no-progress",  # N bars or N streams of lines in one log would not read
     ]  # fmt: skip
     processes = [
         # Their logs go to stderr with this process's; the report path on stdout is ours.

@@ -43,6 +43,7 @@ def test_overrides_replace_top_level_settings():
         ({"sampler": "cmaes"}, "sampler"),
         ({"training": {"early_stopping_min_gain": 1.5}}, "training.early_stopping_min_gain"),
         ({"training": {"early_stopping_feedback": "best"}}, "training.early_stopping_feedback"),
+        ({"execution": {"backend": "ray", "workers": 2}}, "execution.ray.concurrent"),
     ],
 )
 def test_mistakes_name_the_field(data, field):
