@@ -267,7 +267,7 @@ def _describe(row: pd.Series, teacher: dict[str, Any], kind: str = "measured") -
         text += "; its size against the teacher is unknown (parameters not recorded)"
     if faster is not None:
         text += (
-            f" and {faster:.1f}\u00d7 faster ({fixed(row['latency_ms'], 3)} ms against the "
+            f" and is {faster:.1f}\u00d7 faster ({fixed(row['latency_ms'], 3)} ms against the "
             f"teacher's {fixed(teacher.get('latency_ms'), 3)} ms)"
         )
     return text + "."

@@ -3,11 +3,8 @@ reported with their reason, and a driver killed mid-trial then rerun."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
 import subprocess
 
 import pandas as pd
@@ -24,10 +21,9 @@ from tests.search.test_workers import (
     _check_complete,
     _cli,
     _env,
+    _interrupt_mid_trial,
     _kill_during_a_trial,
     _study,
-    _trials_or_none,
-    _wait_for,
     _write_config,
 )
 
@@ -138,31 +134,9 @@ def test_ctrl_c_stops_a_ray_search_at_once_and_a_rerun_finishes_it(tmp_path):
     )  # fmt: skip
     run_dir = tmp_path / "results" / "rayint"
     url = default_storage(run_dir)
-    log = tmp_path / "stderr.txt"
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            command, cwd=tmp_path, env=_env(), stdout=subprocess.DEVNULL, stderr=stderr,
-            start_new_session=True,
-        )  # fmt: skip
-
-    def mid_trial() -> bool:
-        trials = _trials_or_none(url, "rayint")
-        return (
-            bool(trials)
-            and sum(finished(t) for t in trials) >= 1
-            and any(t.params for t in trials if t.state == TrialState.RUNNING)
-        )
-
-    try:
-        _wait_for(mid_trial, 240, "a trial in progress after one finished", process, log)
-        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C sends to the terminal's group
-        code = process.wait(timeout=60)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    assert code == 130, log.read_text()[-3000:]
-    assert "interrupted; completed trials are kept" in log.read_text()
+    code, text = _interrupt_mid_trial(command, url, "rayint", tmp_path, cwd=tmp_path, after=1)
+    assert code == 130, text[-3000:]
+    assert "interrupted; completed trials are kept" in text
     interrupted = {
         t.number for t in _study(url, "rayint").get_trials() if t.state == TrialState.RUNNING
     }

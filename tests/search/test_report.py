@@ -274,7 +274,7 @@ def test_report_says_how_much_faster_when_the_teacher_latency_is_known(tmp_path:
     run = {**RUN, "teacher": {**RUN["teacher"], "latency_ms": 10.0, "latency_source": how}}
     (run_dir / "run.json").write_text(json.dumps(run))
     text = write_report(run_dir).read_text(encoding="utf-8")
-    assert "and 4.0\u00d7 faster (2.500 ms against the teacher&#x27;s 10.000 ms)" in text
+    assert "and is 4.0\u00d7 faster (2.500 ms against the teacher&#x27;s 10.000 ms)" in text
     assert "latency was not measured" not in text
     assert f"The teacher&#x27;s latency is 10.000 ms ({how})." in text
     assert "it runs in 10.000 ms (measured)" in text

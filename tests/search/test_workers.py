@@ -143,6 +143,45 @@ def _kill_during_a_trial(command: list[str], url: str, name: str, group: bool) -
     return {t.number for t in trials if t.state == TrialState.RUNNING}
 
 
+def _interrupt_mid_trial(
+    command: list[str],
+    url: str,
+    name: str,
+    tmp_path: Path,
+    *,
+    cwd: Path = ROOT,
+    group: bool = True,
+    after: int = 0,
+) -> tuple[int, str]:
+    """Start ``command`` in a session of its own and send SIGINT once a trial is in
+    progress after ``after`` finished ones: to its whole process group, as Ctrl-C at a
+    terminal does, or (``group`` false) to it alone. Its exit code and stderr."""
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            command, cwd=cwd, env=_env(), stdout=subprocess.DEVNULL, stderr=stderr,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def mid_trial() -> bool:
+        trials = _trials_or_none(url, name)
+        return (
+            bool(trials)
+            and sum(finished(t) for t in trials) >= after
+            and any(t.params for t in trials if t.state == TrialState.RUNNING)
+        )
+
+    try:
+        _wait_for(mid_trial, 240, f"a trial in progress after {after} finished", process, log)
+        (os.killpg if group else os.kill)(process.pid, signal.SIGINT)
+        code = process.wait(timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return code, log.read_text()
+
+
 def _check_complete(url: str, name: str, target: int, interrupted: set[int]) -> pd.DataFrame:
     trials = _study(url, name).get_trials(deepcopy=False)
     done = [t for t in trials if finished(t)]
@@ -198,26 +237,7 @@ def test_ctrl_c_with_local_workers_queues_their_trials_again(tmp_path, whom):
         "search", "--config", str(config), "--trials", "6", "--workers", "2", "--no-progress"
     )  # fmt: skip
     url = default_storage(tmp_path / "results" / "stop", workers=2)
-    log = tmp_path / "stderr.txt"
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=stderr,
-            start_new_session=True,
-        )  # fmt: skip
-
-    def mid_trial() -> bool:
-        trials = _trials_or_none(url, "stop")
-        return bool(trials) and any(t.params for t in trials if t.state == TrialState.RUNNING)
-
-    try:
-        _wait_for(mid_trial, 240, "a trial in progress", process, log)
-        (os.killpg if whom == "group" else os.kill)(process.pid, signal.SIGINT)
-        code = process.wait(timeout=60)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    text = log.read_text()
+    code, text = _interrupt_mid_trial(command, url, "stop", tmp_path, group=whom == "group")
     assert code == 130, text[-3000:]
     assert text.count("interrupted; completed trials are kept") == 1  # the search's alone
     assert "did not stop within" not in text
