@@ -43,6 +43,7 @@ from search.storage import (
     LOCAL_WORKER_VARIABLE,
     StorageError,
     default_storage,
+    is_journal,
     local_file,
     open_storage,
     safe_url,
@@ -50,7 +51,7 @@ from search.storage import (
 )
 from search.study import open_study
 from search.summary import write_importance
-from search.worker import TARGET, work
+from search.worker import TARGET, interrupt_once, work
 from search.worker import progress as worker_progress
 
 log = logging.getLogger("paretonas")
@@ -228,13 +229,16 @@ def run_worker(
     # A worker started by `search --workers N` is told its share of the cores.
     shared = int(os.environ.get("PARETONAS_THREADS", "0"))
     _set_threads(shared or execution.threads_per_worker or _cores())
-    ran = work(
-        study,
-        session.objective,
-        target,
-        after_trial=session.after_trial,
-        max_retry=execution.max_retries,
-    )
+    # Ctrl-C at a terminal and the search that started this worker may both send SIGINT:
+    # only the first may interrupt, or the second cuts short the failing of the trial.
+    with interrupt_once():
+        ran = work(
+            study,
+            session.objective,
+            target,
+            after_trial=session.after_trial,
+            max_retry=execution.max_retries,
+        )
     log.info("worker: %d trial(s) run here", ran)
     return session.write()
 
@@ -640,17 +644,38 @@ def check_study_config(study: optuna.Study, config: RunConfig) -> None:
 def _changed_keys(saved: Any, config: RunConfig, source: str) -> list[str]:
     """The settings (dotted keys) in which ``config`` differs from the ``saved`` one, leaving
     out those a run may change between invocations (``_RESUMABLE``)."""
+    current = masked(config).model_dump(mode="json")
+    saved = saved if isinstance(saved, dict) else {}
+    # The settings a run may change are taken from now: a saved execution section that
+    # a newer paretonas refuses (say, backend ray with workers) must not block a resume.
+    merged = {**saved, **{key: current[key] for key in _RESUMABLE if key in current}}
     try:
         # Re-validated, so settings added to the schema since take their defaults.
-        before = _flatten(parse_config(saved, source).model_dump(mode="json"))
+        before = _flatten(parse_config(merged, source).model_dump(mode="json"))
+        keys = set(before) | set(_flatten(current))
     except ConfigError:
-        before = {}
-    now = _flatten(masked(config).model_dump(mode="json"))
+        before = _flatten(merged)  # as written: only the settings it names are compared
+        keys = set(before)
+    now = _flatten(current)
     return [
         key
-        for key in sorted(set(before) | set(now))
-        if key.split(".")[0] not in _RESUMABLE and before.get(key) != now.get(key)
+        for key in sorted(keys)
+        if key.split(".")[0] not in _RESUMABLE
+        and _comparable(key, before.get(key)) != _comparable(key, now.get(key))
     ]
+
+
+def _comparable(key: str, value: Any) -> Any:
+    """A saved setting as it compares: a storage URL as SQLAlchemy renders it, since the
+    masked URLs of older runs were written that way (query sorted, names re-encoded)."""
+    if key != "storage" or not isinstance(value, str) or is_journal(value):
+        return value
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(value).render_as_string(hide_password=True)
+    except Exception:
+        return value
 
 
 def record_config(study: optuna.Study, config: RunConfig) -> None:

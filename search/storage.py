@@ -66,15 +66,28 @@ def safe_url(url: str) -> str:
     if is_journal(url):
         return url
     scheme, found, rest = url.partition("://")
-    head, mark, query = rest.partition("?")
-    # The host follows the last '@' before the query: a password may hold an unescaped
-    # '@' (or ':'), which URL parsers then read as the start of the host (SQLAlchemy
-    # showed "bob:***@S3cret@host" for the password "Sup3r@S3cret").
-    userinfo, at, host = head.rpartition("@")
     shown = url
-    if found and at and ":" in userinfo and not userinfo.startswith("/"):
-        shown = f"{scheme}://{userinfo.partition(':')[0]}:***@{host}{mark}{query}"
+    userinfo = _userinfo(rest) if found else None
+    if userinfo is not None and ":" in userinfo and not userinfo.startswith("/"):
+        shown = f"{scheme}://{userinfo.partition(':')[0]}:***@{rest[len(userinfo) + 1 :]}"
     return _SECRET_PARAMETER.sub(r"\1***", shown)
+
+
+# What follows the '@' that ends the user part: a host (name, IPv4 or [IPv6]), an optional
+# port, then the path, the query or the end.
+_HOST = re.compile(r"[\w.\-]+(:\d+)?([/?]|$)|\[[0-9a-fA-F:.]+\](:\d+)?([/?]|$)")
+
+
+def _userinfo(rest: str) -> str | None:
+    """The user part of a URL after its scheme (``user:password``), or None. A password
+    may hold unescaped '@', ':', '/' or '?', which URL parsers read as the end of the user
+    part (SQLAlchemy showed "bob:***@S3cret@host" for the password "Sup3r@S3cret"): it
+    ends at the last '@' that a host follows. Erring that way can hide more than the
+    password (an '@' in the query), never less."""
+    for at in reversed([i for i, char in enumerate(rest) if char == "@"]):
+        if _HOST.match(rest, at + 1):
+            return rest[:at]
+    return None
 
 
 def _secrets(url: str) -> list[str]:
@@ -87,9 +100,10 @@ def _secrets(url: str) -> list[str]:
     rest = url.partition("://")[2]
     found = [unquote(m.group(2)) for m in _SECRET_PARAMETER.finditer(rest)]
     found += [m.group(2) for m in _SECRET_PARAMETER.finditer(rest)]
-    if "@" in rest.partition("?")[0]:
-        password = rest.partition("?")[0].rpartition("@")[0].partition(":")[2]
-        found += [password, *re.split(r"[:@]", password)]
+    userinfo = _userinfo(rest)
+    if userinfo is not None:
+        password = userinfo.partition(":")[2]
+        found += [password, *re.split(r"[:@?/]", password)]
     return sorted((p for p in set(found) if len(p) >= 3), key=len, reverse=True)
 
 

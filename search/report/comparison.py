@@ -94,7 +94,10 @@ def _finished(trials: pd.DataFrame) -> int:
 def _search_text(run: dict[str, Any], trials: pd.DataFrame) -> str:
     """How a run searched: its sampler, the seed that drew its candidates, its effort."""
     seed = run.get("sampler_seed", run.get("seed"))
-    trained = int((trials["status"] == "ok").sum())
+    ok = trials["status"] == "ok" if "status" in trials else pd.Series(dtype=bool)
+    if "duplicate_of" in trials:
+        ok = ok & trials["duplicate_of"].isna()  # a repeat reuses a model, trains none
+    trained = int(ok.sum())
     return (
         f"{run.get('sampler') or '?'}, sampler seed {'?' if seed is None else seed}; "
         f"{_finished(trials)} trials, {trained} trained"

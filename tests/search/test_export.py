@@ -212,3 +212,18 @@ def test_a_run_that_predates_the_preprocessing_record_gets_it_from_its_data(tmp_
     pre = json.loads((out / "manifest.json").read_text())["preprocessing"]
     assert pre["pixel_scale"] == 16 and len(pre["mean"]) == 1
     assert pre["source"].startswith("computed at export")
+
+
+def test_a_signed_rewrite_that_fails_is_said_and_the_export_goes_on(tmp_path, monkeypatch):
+    from evaluators import signed_int8
+    from search.export import RunData, write_signed
+
+    def broken(source, target):
+        Path(target).write_bytes(b"half")
+        raise RuntimeError("unexpected graph")
+
+    monkeypatch.setattr(signed_int8, "to_signed", broken)
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    found = write_signed(RunData(tmp_path), None, tmp_path)
+    assert found == {"file": None, "why": "the rewrite failed (RuntimeError: unexpected graph)"}
+    assert not (tmp_path / "model.s8s8.onnx").exists()

@@ -412,3 +412,26 @@ def test_a_devices_roofline_numbers_are_part_of_its_latency_model():
     )
     assert LatencyOracle(device).model != LatencyOracle(faster).model
     assert LatencyOracle(device).model == LatencyOracle(get_device("cortex-m7")).model
+
+
+def test_a_run_resumes_when_its_saved_config_predates_a_check_or_a_url_rendering(tmp_path):
+    import yaml
+
+    from search.runner import _changed_keys
+
+    config = _config(
+        tmp_path, name="old", storage="postgresql://bob:pw@db/nas?sslmode=require&connect_timeout=10"
+    )
+    saved = json.loads(json.dumps(config.model_dump(mode="json")))
+    # Saved by an older paretonas: execution settings it accepted and this one refuses,
+    # and the masked URL as SQLAlchemy rendered it (query sorted).
+    saved["execution"] = {"backend": "ray", "workers": 2}
+    saved["storage"] = "postgresql://bob:***@db/nas?connect_timeout=10&sslmode=require"
+    assert _changed_keys(yaml.safe_load(yaml.safe_dump(saved)), config, "old") == []
+    # A setting that is no longer valid at all is compared as written, not as everything.
+    saved["space"]["weight_bits"] = [3]  # no longer a bit-width: no valid config
+    with pytest.raises(ConfigError):
+        parse_config(saved)
+    saved["budget"]["latency_ms"] = 99.0
+    changed = _changed_keys(saved, config, "old")
+    assert "budget.latency_ms" in changed and "compression.align" not in changed

@@ -30,6 +30,9 @@ from search.storage import StorageError, open_storage, safe_url
             "postgresql+psycopg2://bob:***@127.0.0.1:1/db",
         ),
         ("mysql://bob:a:b/c@db.host:3306/nas", "mysql://bob:***@db.host:3306/nas"),
+        ("postgresql://bob:pa?ss@host/db", "postgresql://bob:***@host/db"),
+        ("postgresql://bob:pa?x=1@host", "postgresql://bob:***@host"),
+        ("postgresql://bob:pw1234@[::1]:5432/nas", "postgresql://bob:***@[::1]:5432/nas"),
         ("postgresql://bob@db.host/nas", "postgresql://bob@db.host/nas"),
     ],
 )

@@ -496,3 +496,20 @@ def test_a_worker_waits_for_the_study_file_too(tmp_path, kind):
     missing = kind.format(tmp_path / "nowhere")
     with pytest.raises(StorageError, match=r"no study storage at .*\(waited 1 s\)"):
         run_worker(missing, "late", wait_s=1)
+
+
+def test_only_the_first_sigint_interrupts_a_worker():
+    from search.worker import interrupt_once
+
+    before = signal.getsignal(signal.SIGINT)
+    cleaned = False
+    with pytest.raises(KeyboardInterrupt), interrupt_once():
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            os.kill(os.getpid(), signal.SIGINT)  # the search passing Ctrl-C on, late
+            time.sleep(0.2)  # the default handler would raise here, mid-cleanup
+            cleaned = True
+            raise
+    assert cleaned and signal.getsignal(signal.SIGINT) is before
