@@ -420,7 +420,9 @@ def test_a_run_resumes_when_its_saved_config_predates_a_check_or_a_url_rendering
     from search.runner import _changed_keys
 
     config = _config(
-        tmp_path, name="old", storage="postgresql://bob:pw@db/nas?sslmode=require&connect_timeout=10"
+        tmp_path,
+        name="old",
+        storage="postgresql://bob:pw@db/nas?sslmode=require&connect_timeout=10",
     )
     saved = json.loads(json.dumps(config.model_dump(mode="json")))
     # Saved by an older paretonas: execution settings it accepted and this one refuses,
