@@ -103,6 +103,9 @@ class _DefineByRun:
     def __call__(self, trial: optuna.Trial) -> dict[str, str] | None:
         mark_worker(trial.study, trial._trial_id)
         candidate = self.space.suggest(trial)
+        # Recorded now, as the Optuna backend does: a trial its driver never finishes is
+        # still listed with what it was (trials.csv's genome of an interrupted trial).
+        trial.set_user_attr("genome", candidate.genome)
         constants = {}
         earlier = same_candidate(trial, candidate)
         if earlier is not None:

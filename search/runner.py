@@ -51,7 +51,7 @@ from search.storage import (
 )
 from search.study import open_study
 from search.summary import write_importance
-from search.worker import TARGET, interrupt_once, work
+from search.worker import TARGET, work
 from search.worker import progress as worker_progress
 
 log = logging.getLogger("paretonas")
@@ -229,16 +229,13 @@ def run_worker(
     # A worker started by `search --workers N` is told its share of the cores.
     shared = int(os.environ.get("PARETONAS_THREADS", "0"))
     _set_threads(shared or execution.threads_per_worker or _cores())
-    # Ctrl-C at a terminal and the search that started this worker may both send SIGINT:
-    # only the first may interrupt, or the second cuts short the failing of the trial.
-    with interrupt_once():
-        ran = work(
-            study,
-            session.objective,
-            target,
-            after_trial=session.after_trial,
-            max_retry=execution.max_retries,
-        )
+    ran = work(
+        study,
+        session.objective,
+        target,
+        after_trial=session.after_trial,
+        max_retry=execution.max_retries,
+    )
     log.info("worker: %d trial(s) run here", ran)
     return session.write()
 
@@ -469,7 +466,12 @@ def _run_local_workers(config: RunConfig, url: str, workers: int) -> None:
     ]
     log.info("started %d local workers (%d thread(s) each)", workers, threads)
     try:
-        codes = [process.wait() for process in processes]
+        # Polled, not waited on: the kernel may hand a SIGINT for this process to one of
+        # its other threads (torch's), and then a blocking wait for a worker would not
+        # return, nor the search notice, until the workers had finished the whole run.
+        while any(process.poll() is None for process in processes):
+            time.sleep(0.2)
+        codes = [process.returncode for process in processes]
     except BaseException:
         _stop_workers(processes)
         raise
@@ -481,11 +483,12 @@ def _run_local_workers(config: RunConfig, url: str, workers: int) -> None:
 def _stop_workers(processes: list[subprocess.Popen], grace_s: float = 20.0) -> None:
     """Stop the local workers so that each queues its trial again, as Ctrl-C makes it do.
 
-    Each is sent SIGINT: Ctrl-C at a terminal reached them already (they share its process
-    group), and a worker ignores a second one while it queues its trial, but the search
-    may have been signalled alone. Only a worker still running after ``grace_s`` is
-    terminated; terminating at once killed workers before they had queued their trials,
-    and mid-write to a journal file, whose lock the next run then waited 30 s to break."""
+    Ctrl-C at a terminal reached them already (they share its process group): they get a
+    second to stop on their own, then those still running are sent SIGINT (the search may
+    have been signalled alone; a second SIGINT while a worker queues its trial is ignored).
+    Only a worker still running after ``grace_s`` is terminated; terminating at once killed
+    workers before they had queued their trials, and mid-write to a journal file, whose
+    lock the next run then waited 30 s to break."""
 
     def wait_until(deadline: float) -> list[subprocess.Popen]:
         for process in processes:
@@ -493,7 +496,7 @@ def _stop_workers(processes: list[subprocess.Popen], grace_s: float = 20.0) -> N
                 process.wait(timeout=max(0.0, deadline - time.monotonic()))
         return [process for process in processes if process.poll() is None]
 
-    for process in processes:
+    for process in wait_until(time.monotonic() + 1.0):
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGINT)
     live = wait_until(time.monotonic() + grace_s)

@@ -28,11 +28,14 @@ import contextlib
 import copy
 import os
 import re
+import signal
 import socket
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.storages import (
@@ -202,7 +205,7 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         grace_period: int,
         stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     ):
-        super().__init__(JournalFileBackend(str(path)))
+        super().__init__(_SignalSafeJournalFile(str(path)))
         self.heartbeat_interval = heartbeat_interval
         self.grace_period = grace_period
         self.stale_trial_callback = stale_trial_callback
@@ -232,6 +235,39 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         return self.stale_trial_callback
 
 
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """A SIGINT inside is acted on when the block ends, not in the middle of it. Only the
+    main thread receives Python's signal handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[tuple[int, Any]] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and callable(previous):
+            previous(*received[0])  # raises KeyboardInterrupt now, at a safe point
+        elif received and previous == signal.SIG_DFL:
+            raise KeyboardInterrupt
+
+
+class _SignalSafeJournalFile(JournalFileBackend):
+    """Optuna's journal file, whose reads and writes a Ctrl-C does not cut in half.
+
+    Its file lock (taken by each write) is not safe against KeyboardInterrupt: interrupted while waiting for the
+    lock, it releases the lock another process holds, and that process's next write fails
+    (a RuntimeError, which Optuna records as a failed trial; a worker then went on with its
+    Ctrl-C lost and ran the rest of the search). Deferred to the end of each call, the
+    interrupt lands between two storage calls instead."""
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        with deferred_interrupts():
+            super().append_logs(logs)
+
+
 def _retry_callback(max_retry: int) -> RetryHeartbeatStaleTrialCallback:
     # Optuna marks the callback experimental; a warning per storage opened is noise to users.
     with warnings.catch_warnings():
@@ -259,7 +295,7 @@ def open_storage(
             path = journal_path(url)
             path.parent.mkdir(parents=True, exist_ok=True)
             if not heartbeats:
-                return JournalStorage(JournalFileBackend(str(path)))
+                return JournalStorage(_SignalSafeJournalFile(str(path)))
             return HeartbeatJournalStorage(path, heartbeat_interval, grace_period, retry)
         if url.startswith("sqlite:") or not heartbeats:
             return _rdb_storage(url, engine_kwargs=None if url.startswith("sqlite:") else _POOL)

@@ -16,7 +16,6 @@ import signal
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -133,27 +132,6 @@ class _QuietInterrupt(logging.Filter):
                 self.trials.add(number.group(1))
             return False
         return not (number and number.group(1) in self.trials)
-
-
-@contextlib.contextmanager
-def interrupt_once() -> Iterator[None]:
-    """The first SIGINT inside raises KeyboardInterrupt, as by default; later ones are
-    ignored, so that the cleanup it starts (Optuna failing the trial, then queueing it
-    again) is not cut short. The previous handler is restored after."""
-
-    def first(signum: int, frame: Any) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    try:
-        previous = signal.signal(signal.SIGINT, first)
-    except ValueError:  # only the main thread may set handlers
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
 
 
 @contextlib.contextmanager

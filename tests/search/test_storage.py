@@ -107,7 +107,9 @@ def test_a_storage_password_stays_off_command_lines_and_out_of_the_study(monkeyp
         def __init__(self, command, env, **kwargs):
             started.append((command, env))
 
-        def wait(self):
+        returncode = 0
+
+        def poll(self):
             return 0
 
     monkeypatch.setattr(runner.subprocess, "Popen", Started)
@@ -130,3 +132,25 @@ def test_a_worker_without_a_storage_says_how_to_give_one(monkeypatch, capsys):
     monkeypatch.delenv(STORAGE_VARIABLE, raising=False)
     assert main(["worker", "--study", "r"]) == 2
     assert f"--storage URL, or the URL in {STORAGE_VARIABLE}" in capsys.readouterr().err
+
+
+def test_a_ctrl_c_during_a_journal_write_lands_after_it(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    from optuna.storages.journal import JournalFileBackend
+
+    from search.storage import _SignalSafeJournalFile
+
+    written = []
+
+    def slow_append(self, logs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the file lock is held
+        written.append(logs)
+
+    monkeypatch.setattr(JournalFileBackend, "append_logs", slow_append)
+    backend = _SignalSafeJournalFile(str(tmp_path / "s.journal"))
+    with pytest.raises(KeyboardInterrupt):
+        backend.append_logs([{"op": 1}])
+    assert written == [[{"op": 1}]]  # the write finished; the interrupt came after it
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
