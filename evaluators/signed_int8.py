@@ -34,6 +34,10 @@ class NotConvertible(ValueError):
     """The file has no all-signed form; the message says why."""
 
 
+class NothingToConvert(NotConvertible):
+    """The file has no quantized layer: it is fp32 throughout, signed already."""
+
+
 @dataclass(frozen=True)
 class SignedConversion:
     """What ``to_signed`` changed: uint8 constants moved to int8, by use."""
@@ -55,8 +59,7 @@ def to_signed(source: str | Path, target: str | Path) -> SignedConversion:
     except Exception as error:  # a damaged file: the caller says so and goes on
         raise NotConvertible(f"could not be read ({type(error).__name__})") from error
     graph = model.graph
-    dynamic = sorted({n.op_type for n in graph.node if n.op_type == "DynamicQuantizeLinear"})
-    if dynamic:
+    if any(node.op_type == "DynamicQuantizeLinear" for node in graph.node):
         raise NotConvertible(
             "its linear layers are quantized dynamically (DynamicQuantizeLinear, which ONNX "
             "defines for uint8 only); set compression.dynamic_linear: false for an all-int8 model"
@@ -67,7 +70,7 @@ def to_signed(source: str | Path, target: str | Path) -> SignedConversion:
             uses.setdefault(name, []).append((node.op_type, position))
     initializers = {t.name: t for t in graph.initializer}
     if not any(node.op_type in _QDQ for node in graph.node):
-        raise NotConvertible("it has no quantized layer (every layer runs in fp32)")
+        raise NothingToConvert("it has no quantized layer (every layer runs in fp32)")
 
     weights = activations = already_signed = 0
     for name, tensor in initializers.items():

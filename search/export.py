@@ -171,8 +171,7 @@ class RunData:
                 config = parse_config(yaml.safe_load(path.read_text()), str(path))
                 self._dataset = config.load_dataset()
             except Exception as error:  # no data here: what needs it says so and goes on
-                first = str(error).splitlines()[0] if str(error) else ""
-                self.missing = first or type(error).__name__
+                self.missing = _sentence(error, with_type=False)
         return self._dataset
 
 
@@ -359,20 +358,20 @@ def write_signed(data: RunData, row: pd.Series, out: Path) -> dict[str, Any] | N
     """Write ``SIGNED_FILE`` beside model.onnx when model.onnx has int8 layers, and say what
     it is and how it was checked: the test split run through both files by ONNX Runtime
     (same predictions, its accuracy). ``None`` for an fp32 model."""
-    from evaluators.signed_int8 import NotConvertible, to_signed
+    from evaluators.signed_int8 import NotConvertible, NothingToConvert, to_signed
 
     target = out / SIGNED_FILE
     target.unlink(missing_ok=True)  # an earlier export's, for another trial
     try:
         converted = to_signed(out / "model.onnx", target)
+    except NothingToConvert:
+        return None
     except NotConvertible as why:
-        if "no quantized layer" in str(why):
-            return None
         log.warning("no %s: model.onnx %s", SIGNED_FILE, why)
         return {"file": None, "why": f"model.onnx {why}"}
     except Exception as error:  # a graph the rewrite did not foresee: the export goes on
         target.unlink(missing_ok=True)
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+        reason = _sentence(error)
         log.warning("no %s: its rewrite failed (%s)", SIGNED_FILE, reason)
         return {"file": None, "why": f"the rewrite failed ({reason})"}
     found = {
@@ -408,7 +407,7 @@ def _compare_signed(data: RunData, row: pd.Series, out: Path) -> dict[str, Any]:
         measured = onnx_logits(out / "model.onnx", test.images).argmax(1)
         signed = onnx_logits(out / SIGNED_FILE, test.images)
     except Exception as error:  # ONNX Runtime refused a file: said, not raised
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0][:200] if str(error) else ''}"
+        reason = _sentence(error)
         log.warning("%s not checked against model.onnx: %s", SIGNED_FILE, reason)
         return {"measured": False, "why": f"ONNX Runtime could not run it here ({reason})"}
     same = float((signed.argmax(1) == measured).float().mean())
@@ -439,6 +438,15 @@ def _compare_signed(data: RunData, row: pd.Series, out: Path) -> dict[str, Any]:
         f"{_version('onnxruntime')} on {platform.system()} {platform.machine()} (this "
         "export's machine), one image at a time",
     }
+
+
+def _sentence(error: Exception, with_type: bool = True) -> str:
+    """An error as one line for a log and the manifest (a user error's message is the
+    sentence itself; another's type says what kind of failure it was)."""
+    first = str(error).splitlines()[0][:200] if str(error) else ""
+    if not with_type:
+        return first or type(error).__name__
+    return f"{type(error).__name__}: {first}"
 
 
 def _test_accuracy(row: pd.Series) -> float:

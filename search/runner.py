@@ -485,7 +485,7 @@ def _stop_workers(processes: list[subprocess.Popen], grace_s: float = 20.0) -> N
 
     Ctrl-C at a terminal reached them already (they share its process group): they get a
     second to stop on their own, then those still running are sent SIGINT (the search may
-    have been signalled alone; a second SIGINT while a worker queues its trial is ignored).
+    have been signalled alone; a second SIGINT while a worker queues its trial waits for it).
     Only a worker still running after ``grace_s`` is terminated; terminating at once killed
     workers before they had queued their trials, and mid-write to a journal file, whose
     lock the next run then waited 30 s to break."""

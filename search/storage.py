@@ -255,13 +255,13 @@ def deferred_interrupts() -> Iterator[None]:
 
 
 class _SignalSafeJournalFile(JournalFileBackend):
-    """Optuna's journal file, whose reads and writes a Ctrl-C does not cut in half.
+    """Optuna's journal file, whose writes a Ctrl-C does not cut in half.
 
-    Its file lock (taken by each write) is not safe against KeyboardInterrupt: interrupted while waiting for the
-    lock, it releases the lock another process holds, and that process's next write fails
-    (a RuntimeError, which Optuna records as a failed trial; a worker then went on with its
-    Ctrl-C lost and ran the rest of the search). Deferred to the end of each call, the
-    interrupt lands between two storage calls instead."""
+    Its file lock (taken by each write) is not safe against KeyboardInterrupt: interrupted
+    while waiting, it releases the lock another process holds, and that process's next
+    write fails (a RuntimeError, which Optuna records as a failed trial; a worker then went
+    on with its Ctrl-C lost and ran the rest of the search). Deferred to the end of each
+    write, the interrupt lands between two storage calls instead."""
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         with deferred_interrupts():

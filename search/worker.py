@@ -9,19 +9,17 @@ copy is queued (``search.storage``), which the next free worker takes.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-import signal
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import optuna
 from optuna.trial import TrialState
 
 from search.results import BASELINE, SURPLUS
-from search.storage import retry_dead_local_trials, retry_trial
+from search.storage import deferred_interrupts, retry_dead_local_trials, retry_trial
 
 log = logging.getLogger("paretonas")
 
@@ -134,20 +132,6 @@ class _QuietInterrupt(logging.Filter):
         return not (number and number.group(1) in self.trials)
 
 
-@contextlib.contextmanager
-def _no_further_interrupts() -> Iterator[None]:
-    """SIGINT ignored inside, restored after (only the main thread may set handlers)."""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:
-        previous = None
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-
-
 def work(
     study: optuna.Study,
     objective: Callable[[optuna.Trial], list[float]],
@@ -199,7 +183,7 @@ def work(
             # Optuna has failed the trial that was running; a rerun must retry it, as it
             # retries one whose worker died. A second Ctrl-C (pressed again, or passed on
             # by the search that started this worker) must not cut that short.
-            with _no_further_interrupts():
+            with deferred_interrupts():
                 if current:
                     retry_trial(study, current[0]._trial_id, max_retry)
             raise

@@ -14,7 +14,7 @@ from search.report.colours import BUDGET, RUN_COLOURS
 from search.report.comparability import comparability_notes, effort_notes
 from search.report.figures import Axis, accuracy_layout, front_line, hover_text
 from search.report.formatting import esc, fixed, integer, pct, to_number
-from search.report.frames import feasible, normalise
+from search.report.frames import feasible, normalise, repeats
 from search.report.page import embed_figures, html_page
 from search.report.prediction import latency_kind
 from search.report.run_facts import budget_text
@@ -95,9 +95,7 @@ def _search_text(run: dict[str, Any], trials: pd.DataFrame) -> str:
     """How a run searched: its sampler, the seed that drew its candidates, its effort."""
     seed = run.get("sampler_seed", run.get("seed"))
     ok = trials["status"] == "ok" if "status" in trials else pd.Series(dtype=bool)
-    if "duplicate_of" in trials:
-        ok = ok & trials["duplicate_of"].isna()  # a repeat reuses a model, trains none
-    trained = int(ok.sum())
+    trained = int((ok & ~repeats(trials)).sum())
     return (
         f"{run.get('sampler') or '?'}, sampler seed {'?' if seed is None else seed}; "
         f"{_finished(trials)} trials, {trained} trained"

@@ -109,6 +109,14 @@ def plotted(trials: pd.DataFrame, column: str) -> pd.Series:
     return shown & trials[column].notna()
 
 
+def repeats(trials: pd.DataFrame) -> pd.Series:
+    """The trials of a candidate proposed again: they reuse an earlier trial's model and
+    metrics, and trained nothing."""
+    if "duplicate_of" not in trials:
+        return pd.Series(False, index=trials.index)
+    return trials["duplicate_of"].notna()
+
+
 def feasible(trials: pd.DataFrame) -> pd.Series:
     """The trials that could be shipped: trained (``ok``) and within every budget."""
     return (trials["status"] == "ok") & trials["feasible"]

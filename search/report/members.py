@@ -10,7 +10,7 @@ import pandas as pd
 
 from search.report.architecture import architecture_strip
 from search.report.formatting import esc, fixed, integer, pct, to_number
-from search.report.frames import feasible
+from search.report.frames import feasible, repeats
 
 
 def trial_counts(trials: pd.DataFrame) -> str:
@@ -30,14 +30,10 @@ def trial_counts(trials: pd.DataFrame) -> str:
     if unfinished:
         text += f", {unfinished} still running or without a status"
     within = feasible(trials)
-    if "duplicate_of" in trials:
-        # A repeated candidate reuses its first trial's metrics: one model, trained once.
-        repeats = int((within & trials["duplicate_of"].notna()).sum())
-    else:
-        repeats = 0
-    text += f". {int(within.sum()) - repeats} trained trial(s) are within every budget"
-    if repeats:
-        text += f" (and {repeats} repeat(s) of one of them, proposed again and not retrained)"
+    repeated = int((within & repeats(trials)).sum())
+    text += f". {int(within.sum()) - repeated} trained trial(s) are within every budget"
+    if repeated:
+        text += f" (and {repeated} repeat(s) of one of them, proposed again and not retrained)"
     text += "."
     return f'<p class="counts">{esc(text)}</p>'
 
