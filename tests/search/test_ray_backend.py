@@ -16,6 +16,7 @@ from search.runner import run_search
 from search.storage import default_storage
 from search.worker import finished
 from tests.search.test_workers import (
+    LONG_TRIALS,
     ROOT,
     TINY,
     _check_complete,
@@ -90,7 +91,7 @@ def test_a_failing_candidate_is_recorded_with_its_reason(two_nodes, tmp_path):
 
 
 def test_sigkill_of_the_ray_driver_mid_trial_then_rerun(tmp_path):
-    config = _write_config(tmp_path, "raycrash")
+    config = _write_config(tmp_path, "raycrash", training=LONG_TRIALS)
     command = _cli(
         "search",
         "--config",
@@ -127,7 +128,7 @@ def test_sigkill_of_the_ray_driver_mid_trial_then_rerun(tmp_path):
 def test_ctrl_c_stops_a_ray_search_at_once_and_a_rerun_finishes_it(tmp_path):
     # A relative results folder, as in the shipped configs: Tune runs each trial in a
     # working folder of its own, where the trials' model files once went.
-    config = _write_config(tmp_path, "rayint", results_dir="results")
+    config = _write_config(tmp_path, "rayint", results_dir="results", training=LONG_TRIALS)
     command = _cli(
         "search", "--config", str(config), "--trials", "3", "--backend", "ray",
         "--concurrent", "1", "--no-progress",

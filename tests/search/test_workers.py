@@ -42,7 +42,6 @@ TINY = {
     "seed": 0,
     "dataset": {"name": "digits"},
     "teacher": {"widths": [8], "blocks": [1], "epochs": 1},
-    # ~2-4 s of training per trial on 2 cores: long enough to be killed during one.
     "training": {"train_subset": 1200, "epochs": 2, "batch_size": 64},
     "space": {"num_stages": [1, 2], "width": [8, 16], "stem_width": [8], "depth": [1, 1]},
     "compression": {"finetune_epochs": 0, "qat_epochs": 0},
@@ -50,6 +49,12 @@ TINY = {
     "budget": {"latency_ms": 50},
     "execution": {"heartbeat_s": 1, "grace_s": 3},
 }
+
+
+# For the tests that kill or interrupt a run during a trial: ~2 s per trial on 2 cores,
+# not the ~0.2 s of TINY's, which a run of 3 trials once finished before the test had seen
+# one of them in progress; no early stopping, which would cut a trial short.
+LONG_TRIALS = {**TINY["training"], "epochs": 30, "early_stopping": False}
 
 
 def _write_config(tmp_path: Path, name: str, **changes) -> Path:
@@ -221,7 +226,7 @@ def _check_complete(url: str, name: str, target: int, interrupted: set[int]) -> 
 
 @pytest.mark.slow
 def test_sigkill_during_a_trial_then_rerun_keeps_all_and_retries(tmp_path):
-    config = _write_config(tmp_path, "crash")
+    config = _write_config(tmp_path, "crash", training=LONG_TRIALS)
     command = _cli("search", "--config", str(config), "--trials", "4", "--no-progress")
     run_dir = tmp_path / "results" / "crash"
     url = default_storage(run_dir)
@@ -250,10 +255,12 @@ def test_sigkill_during_a_trial_then_rerun_keeps_all_and_retries(tmp_path):
 def test_ctrl_c_with_local_workers_queues_their_trials_again(tmp_path, whom):
     # "group": Ctrl-C at a terminal (every process of its group gets SIGINT); "search":
     # the search alone is signalled (kill -INT PID), and passes it on to its workers.
-    # Trials of 4 epochs: the trial seen running must still run when the search passes the
-    # signal on, some milliseconds after it lands; and more of them than can finish while
-    # a loaded machine reads the study (with 6, the run was once all but done by then).
-    config = _write_config(tmp_path, "stop", training={**TINY["training"], "epochs": 4})
+    # Long trials: the trial seen running must still run when the signal lands and when
+    # the search passes it on (with 4 epochs, ~0.3 s, it once had finished and the next
+    # was still being proposed, so no trial was queued again); and more of them than can
+    # finish while a loaded machine reads the study (with 6, the run was once all but done
+    # by then).
+    config = _write_config(tmp_path, "stop", training=LONG_TRIALS)
     command = _cli(
         "search", "--config", str(config), "--trials", "40", "--workers", "2", "--no-progress"
     )  # fmt: skip
@@ -276,7 +283,7 @@ def test_ctrl_c_with_local_workers_queues_their_trials_again(tmp_path, whom):
 
 @pytest.mark.slow
 def test_two_local_workers_share_one_journal_study_and_survive_a_kill(tmp_path):
-    config = _write_config(tmp_path, "pair")
+    config = _write_config(tmp_path, "pair", training=LONG_TRIALS)
     command = _cli(
         "search", "--config", str(config), "--trials", "6", "--workers", "2", "--no-progress"
     )
