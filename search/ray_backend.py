@@ -438,38 +438,41 @@ def run_ray(
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     experiments = run_dir / "ray"
-    interrupted = _interrupted_experiment(experiments)
-    if interrupted is not None:
-        log.info("restoring the interrupted Tune experiment %s", interrupted.name)
-        tuner = tune.Tuner.restore(str(interrupted), trainable=trainable, resume_unfinished=False)
-        tuner.fit()
-        (interrupted / DONE_MARK).touch()
-    # A new experiment for what is still missing (all of it, on a first run).
-    for _ in range(execution.max_retries + 1):
-        done, _ = study_progress(study)
-        if done >= target:
-            break
-        name = f"{EXPERIMENT_PREFIX}{_experiment_number(experiments) + 1}"
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=_Limiter(searcher, max_concurrent=settings.concurrent),
-                num_samples=target - done,
-                # A new actor per trial pays a process start and the context fetch each
-                # time; reused, a no-op trial costs under 0.1 s here (benchmarks/scaling.py).
-                reuse_actors=True,
-                trial_dirname_creator=_trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=str(experiments),
-                failure_config=tune.FailureConfig(max_failures=execution.max_retries),
-                callbacks=[_WriteResults(config, run_dir, session.facts)],
-                verbose=0,
-            ),
-        )
-        tuner.fit()
-        (experiments / name / DONE_MARK).touch()
+    with session.written_on_interrupt():
+        interrupted = _interrupted_experiment(experiments)
+        if interrupted is not None:
+            log.info("restoring the interrupted Tune experiment %s", interrupted.name)
+            tuner = tune.Tuner.restore(
+                str(interrupted), trainable=trainable, resume_unfinished=False
+            )
+            tuner.fit()
+            (interrupted / DONE_MARK).touch()
+        # A new experiment for what is still missing (all of it, on a first run).
+        for _ in range(execution.max_retries + 1):
+            done, _ = study_progress(study)
+            if done >= target:
+                break
+            name = f"{EXPERIMENT_PREFIX}{_experiment_number(experiments) + 1}"
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=_Limiter(searcher, max_concurrent=settings.concurrent),
+                    num_samples=target - done,
+                    # A new actor per trial pays a process start and the context fetch each
+                    # time; reused, a no-op trial costs under 0.1 s here (benchmarks/scaling.py).
+                    reuse_actors=True,
+                    trial_dirname_creator=_trial_dirname,
+                ),
+                run_config=tune.RunConfig(
+                    name=name,
+                    storage_path=str(experiments),
+                    failure_config=tune.FailureConfig(max_failures=execution.max_retries),
+                    callbacks=[_WriteResults(config, run_dir, session.facts)],
+                    verbose=0,
+                ),
+            )
+            tuner.fit()
+            (experiments / name / DONE_MARK).touch()
     return session.write()
 
 

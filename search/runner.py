@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,9 +44,11 @@ from search.storage import (
     LOCAL_WORKER_VARIABLE,
     StorageError,
     default_storage,
+    deferred_interrupts,
     is_journal,
     local_file,
     open_storage,
+    retry_own_trials,
     safe_url,
     worker_identity,
 )
@@ -128,17 +131,18 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
             execution.workers,
         )
         start = time.perf_counter()
-        if execution.workers == 1:
-            _set_threads(execution.threads_per_worker or _cores())
-            work(
-                study,
-                session.objective,
-                target,
-                after_trial=session.after_trial,
-                max_retry=execution.max_retries,
-            )
-        else:
-            _run_local_workers(config, url, execution.workers)
+        with session.written_on_interrupt():
+            if execution.workers == 1:
+                _set_threads(execution.threads_per_worker or _cores())
+                work(
+                    study,
+                    session.objective,
+                    target,
+                    after_trial=session.after_trial,
+                    max_retry=execution.max_retries,
+                )
+            else:
+                _run_local_workers(config, url, execution.workers)
         result = session.write()
     # The run's --trials counts finished trials, the rule of search.worker.finished; the
     # interrupted ones are listed in trials.csv (retried, unless out of retries) besides.
@@ -325,6 +329,20 @@ class Session:
 
     def write(self, report: bool = True) -> RunResult:
         return write_results(self.study, self.config, self.run_dir, self.facts, report=report)
+
+    @contextlib.contextmanager
+    def written_on_interrupt(self) -> Iterator[None]:
+        """On Ctrl-C inside, queue again the trials this process was running and rewrite
+        the tables and report before the interrupt goes on: trials.csv then lists them as
+        interrupted, not as running until the next run. (A worker of ``work`` has queued
+        its own trial already; a Ray driver has not.) A second Ctrl-C waits for the write."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            with deferred_interrupts():
+                retry_own_trials(self.study, self.config.execution.max_retries)
+                self.write()
+            raise
 
 
 def predictor_mismatch(latency: LatencyOracle, threads: int) -> str | None:

@@ -364,11 +364,23 @@ def retry_dead_local_trials(study: optuna.Study, max_retry: int = 2) -> list[int
     """Fail the RUNNING trials whose worker was a process of this host that has died, and
     queue each one again (same parameters) unless it was retried ``max_retry`` times.
     Returns the numbers of the trials it failed."""
+    return _retry_running(study, max_retry, is_dead_local_worker)
+
+
+def retry_own_trials(study: optuna.Study, max_retry: int = 2) -> list[int]:
+    """As ``retry_dead_local_trials``, for the RUNNING trials this process marked: those an
+    interrupted Ray driver leaves behind, so that the run's tables list them as
+    interrupted, not as running, without waiting for a rerun to find the driver dead."""
+    me = worker_identity()
+    return _retry_running(study, max_retry, lambda identity: identity == me)
+
+
+def _retry_running(study: optuna.Study, max_retry: int, whose: Callable[[str], bool]) -> list[int]:
     storage = study._storage
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         identity = trial.system_attrs.get(WORKER)
-        if identity is None or not is_dead_local_worker(str(identity)):
+        if identity is None or not whose(str(identity)):
             continue
         try:
             if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):

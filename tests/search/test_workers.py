@@ -32,6 +32,7 @@ from search.storage import (
     default_storage,
     open_storage,
     retry_dead_local_trials,
+    retry_own_trials,
     worker_identity,
 )
 from search.worker import SURPLUS, finished, progress, work
@@ -279,6 +280,12 @@ def test_ctrl_c_with_local_workers_queues_their_trials_again(tmp_path, whom):
     assert not [t.number for t in trials if t.state == TrialState.RUNNING and t.params]
     assert [t for t in trials if t.state == TrialState.WAITING], text[-3000:]
     assert not Path(f"{url.removeprefix('journal:///')}.lock").exists()
+    # The search rewrote its tables after its workers stopped: what they were running is
+    # listed as interrupted and queued again, not as running.
+    listed = pd.read_csv(tmp_path / "results" / "stop" / "trials.csv")
+    interrupted = listed[listed["status"] == "interrupted"]
+    assert len(interrupted) and interrupted["reason"].str.contains("retried as trial").all()
+    assert listed.loc[listed["status"] == "running", "genome"].isna().all()
 
 
 @pytest.mark.slow
@@ -333,6 +340,21 @@ def test_a_dead_local_workers_trial_is_failed_and_queued_again(tmp_path):
     queued = [t for t in trials if t.state == TrialState.WAITING]
     assert len(queued) == 1 and queued[0].params == trials[trial.number].params
     assert queued[0].system_attrs["failed_trial"] == trial.number
+
+
+def test_an_interrupted_process_queues_its_own_running_trials_only():
+    # What an interrupted Ray driver does before it exits (Session.written_on_interrupt).
+    study = optuna.create_study()
+    mine, theirs, unmarked = study.ask(), study.ask(), study.ask()
+    mine.suggest_int("width", 8, 64)
+    study._storage.set_trial_system_attr(mine._trial_id, WORKER, worker_identity())
+    study._storage.set_trial_system_attr(theirs._trial_id, WORKER, "otherhost:1:1")
+    assert retry_own_trials(study) == [mine.number]
+    trials = study.get_trials()
+    assert trials[mine.number].state == TrialState.FAIL
+    assert trials[theirs.number].state == trials[unmarked.number].state == TrialState.RUNNING
+    (queued,) = [t for t in trials if t.state == TrialState.WAITING]
+    assert queued.params == trials[mine.number].params
 
 
 # The test asks for a trial by hand, as a dying worker would, outside Study.optimize.
