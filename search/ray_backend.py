@@ -64,7 +64,12 @@ from evaluators.metrics import Metrics
 from search.config import ConfigError, RunConfig
 from search.objective import Objective, describe, record, same_candidate, stopping_inputs
 from search.runner import ReportThrottle, RunResult, masked, prepare, write_results
-from search.storage import mark_worker, open_storage, retry_dead_local_trials
+from search.storage import (
+    mark_worker,
+    open_storage,
+    retry_dead_local_trials,
+    retry_unclaimed_trials,
+)
 from search.worker import TARGET
 from search.worker import progress as study_progress
 from spaces.candidate import Candidate
@@ -380,6 +385,8 @@ def run_ray(
     # Trials the previous driver left running are failed and queued again (same params).
     for number in retry_dead_local_trials(study, execution.max_retries):
         log.info("trial %d: the driver that ran it died; failed, queued again", number)
+    for number in retry_unclaimed_trials(study, execution.max_retries, execution.grace_s):
+        log.info("trial %d: no driver took it up; failed, queued again", number)
     session = prepare(config, study, progress=progress)
     done, _ = study_progress(study)
     todo = target - done

@@ -140,6 +140,7 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
                     target,
                     after_trial=session.after_trial,
                     max_retry=execution.max_retries,
+                    grace_s=execution.grace_s,
                 )
             else:
                 _run_local_workers(config, url, execution.workers)
@@ -239,6 +240,7 @@ def run_worker(
         target,
         after_trial=session.after_trial,
         max_retry=execution.max_retries,
+        grace_s=execution.grace_s,
     )
     log.info("worker: %d trial(s) run here", ran)
     return session.write()

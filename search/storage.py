@@ -34,6 +34,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -364,7 +365,9 @@ def retry_dead_local_trials(study: optuna.Study, max_retry: int = 2) -> list[int
     """Fail the RUNNING trials whose worker was a process of this host that has died, and
     queue each one again (same parameters) unless it was retried ``max_retry`` times.
     Returns the numbers of the trials it failed."""
-    return _retry_running(study, max_retry, is_dead_local_worker)
+    return _retry_running(
+        study, max_retry, lambda trial: is_dead_local_worker(str(trial.system_attrs[WORKER]))
+    )
 
 
 def retry_own_trials(study: optuna.Study, max_retry: int = 2) -> list[int]:
@@ -372,15 +375,39 @@ def retry_own_trials(study: optuna.Study, max_retry: int = 2) -> list[int]:
     interrupted Ray driver leaves behind, so that the run's tables list them as
     interrupted, not as running, without waiting for a rerun to find the driver dead."""
     me = worker_identity()
-    return _retry_running(study, max_retry, lambda identity: identity == me)
+    return _retry_running(study, max_retry, lambda trial: trial.system_attrs[WORKER] == me)
 
 
-def _retry_running(study: optuna.Study, max_retry: int, whose: Callable[[str], bool]) -> list[int]:
+def retry_unclaimed_trials(
+    study: optuna.Study, max_retry: int = 2, grace_s: float = 90
+) -> list[int]:
+    """As ``retry_dead_local_trials``, for the RUNNING trials that no process has marked
+    within ``grace_s`` of their start. A worker marks its trial the moment it has it, so
+    one still unmarked was asked for by a process stopped inside Optuna's ``ask`` (a Ctrl-C
+    or a kill there). Without a mark or a heartbeat nothing else would ever end it, and
+    workers counting it as running would wait for it at the end of the run."""
+    cutoff = datetime.now() - timedelta(seconds=grace_s)  # Optuna's times are naive, local
+    return _retry_running(
+        study,
+        max_retry,
+        lambda trial: trial.datetime_start is not None and trial.datetime_start < cutoff,
+        marked=False,
+    )
+
+
+def _retry_running(
+    study: optuna.Study,
+    max_retry: int,
+    dead: Callable[[FrozenTrial], bool],
+    *,
+    marked: bool = True,
+) -> list[int]:
+    """Fail and queue again the RUNNING trials, marked by a worker (``marked``) or not,
+    that ``dead`` says no process will finish."""
     storage = study._storage
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        identity = trial.system_attrs.get(WORKER)
-        if identity is None or not whose(str(identity)):
+        if (WORKER in trial.system_attrs) != marked or not dead(trial):
             continue
         try:
             if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):

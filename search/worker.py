@@ -19,7 +19,12 @@ import optuna
 from optuna.trial import TrialState
 
 from search.results import BASELINE, SURPLUS
-from search.storage import deferred_interrupts, retry_dead_local_trials, retry_trial
+from search.storage import (
+    deferred_interrupts,
+    retry_dead_local_trials,
+    retry_trial,
+    retry_unclaimed_trials,
+)
 
 log = logging.getLogger("paretonas")
 
@@ -83,10 +88,13 @@ def progress(study: optuna.Study) -> tuple[int, int]:
     return done, running
 
 
-def fail_stale(study: optuna.Study, max_retry: int) -> None:
-    """Fail and requeue the trials of dead workers: local ones at once, others by heartbeat."""
+def fail_stale(study: optuna.Study, max_retry: int, grace_s: float = 90) -> None:
+    """Fail and requeue the trials of dead workers: local ones at once, others by heartbeat,
+    and trials no worker claimed after ``grace_s``."""
     for number in retry_dead_local_trials(study, max_retry):
         log.info("trial %d: its worker died; failed, queued again", number)
+    for number in retry_unclaimed_trials(study, max_retry, grace_s):
+        log.info("trial %d: no worker took it up in %g s; failed, queued again", number, grace_s)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
@@ -139,6 +147,7 @@ def work(
     *,
     after_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
     max_retry: int = 2,
+    grace_s: float = 90,
     poll_seconds: float = 2.0,
 ) -> int:
     """Run trials until the study holds ``target`` finished ones; return how many this
@@ -159,7 +168,7 @@ def work(
         return guarded(trial)
 
     while True:
-        fail_stale(study, max_retry)
+        fail_stale(study, max_retry, grace_s)
         done, running = progress(study)
         if done >= target:
             return len(ran)

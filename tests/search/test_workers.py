@@ -33,6 +33,7 @@ from search.storage import (
     open_storage,
     retry_dead_local_trials,
     retry_own_trials,
+    retry_unclaimed_trials,
     worker_identity,
 )
 from search.worker import SURPLUS, finished, progress, work
@@ -355,6 +356,40 @@ def test_an_interrupted_process_queues_its_own_running_trials_only():
     assert trials[theirs.number].state == trials[unmarked.number].state == TrialState.RUNNING
     (queued,) = [t for t in trials if t.state == TrialState.WAITING]
     assert queued.params == trials[mine.number].params
+
+
+def test_a_trial_no_worker_took_up_is_failed_after_the_grace_period():
+    # A process stopped inside Optuna's ask() leaves a RUNNING trial with neither a
+    # worker's mark nor a heartbeat. Counted as running, it made the workers wait for it
+    # forever once the rest of the run was done.
+    import threading
+    from datetime import datetime, timedelta
+
+    def study_with_a_ghost() -> optuna.Study:
+        study = optuna.create_study()
+        ghost = optuna.trial.create_trial(state=TrialState.RUNNING)
+        ghost.datetime_start = datetime.now() - timedelta(seconds=30)
+        study.add_trial(ghost)
+        return study
+
+    study = study_with_a_ghost()
+    study.ask()  # unmarked too, but asked for just now: its worker may be marking it
+    assert retry_unclaimed_trials(study, grace_s=60) == []
+    assert retry_unclaimed_trials(study, grace_s=20) == [0]
+    ghost, fresh, queued = study.get_trials()
+    assert ghost.state == TrialState.FAIL and fresh.state == TrialState.RUNNING
+    assert queued.state == TrialState.WAITING and queued.system_attrs["failed_trial"] == 0
+
+    study = study_with_a_ghost()
+    done = threading.Event()
+
+    def run() -> None:
+        work(study, lambda trial: trial.suggest_float("x", 0, 1), 1, grace_s=20)
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(60), "the worker waited for a trial nobody runs"
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.COMPLETE]
 
 
 # The test asks for a trial by hand, as a dying worker would, outside Study.optimize.
