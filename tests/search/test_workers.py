@@ -276,8 +276,8 @@ def test_ctrl_c_with_local_workers_queues_their_trials_again(tmp_path, whom):
     assert "did not stop within" not in text
     trials = _study(url, "stop").get_trials()
     # Each worker queued its trial again before it exited: no trial that had begun is left
-    # running. (One the sampler was still proposing when the signal came is, without
-    # parameters; a rerun fails it as a dead worker's.)
+    # running. (One Optuna was still creating when the signal came may be, without
+    # parameters; a rerun fails it as a dead worker's, or as one no worker took up.)
     assert not [t.number for t in trials if t.state == TrialState.RUNNING and t.params]
     assert [t for t in trials if t.state == TrialState.WAITING], text[-3000:]
     assert not Path(f"{url.removeprefix('journal:///')}.lock").exists()
