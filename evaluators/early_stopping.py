@@ -14,8 +14,9 @@ of them closed from epoch e to the end (``1 - acc_e`` times that share), plus ``
 (``quantile`` below 1 grants that quantile of the shares instead: less optimistic, stops
 more, may lose front members);
 this follows the run's own learning-rate schedule (a one-cycle schedule's last epochs gain
-the most) instead of assuming a shape. Before that, the remaining epochs gain at most the
-last epoch's gain each, plus ``slack``. Compression after training only lowers accuracy, so
+the most) instead of assuming a shape. Before that, no candidate is stopped: extrapolating
+the last epoch's gain once stopped, after two flat epochs at chance, a candidate whose twin
+in the same run had been flat for six epochs and then reached 0.77. Compression after training only lowers accuracy, so
 it is not counted: the bound (fp32, PyTorch, on the first ``pipeline.VAL_CHECK`` validation
 images) is held against what the front's members achieved as deployed (the ONNX file's
 accuracy on the whole validation split), which keeps the rule safe; comparing with their
@@ -101,13 +102,15 @@ def optimistic_accuracy(
         return 1.0
     epoch = len(history)
     now = history[-1]
+    if epoch >= total_epochs:
+        return now
     finished = [c for c in curves if len(c) == total_epochs]
-    if len(finished) >= MIN_CURVES and epoch < total_epochs:
-        share = float(np.quantile([closed_share(c, epoch) for c in finished], quantile))
-        return min(1.0, now + share * (1.0 - now) + slack)
-    remaining = max(0, total_epochs - epoch)
-    gain = max(0.0, history[-1] - history[-2]) if epoch >= 2 else 1.0
-    return min(1.0, now + remaining * gain + slack)
+    if len(finished) < MIN_CURVES:
+        # No shape is assumed: a curve flat for its first epochs then rising (seen on a
+        # search's own data), or a one-cycle schedule's late gains, would break any guess.
+        return 1.0
+    share = float(np.quantile([closed_share(c, epoch) for c in finished], quantile))
+    return min(1.0, now + share * (1.0 - now) + slack)
 
 
 def expected_accuracy(
@@ -176,7 +179,7 @@ class ParetoStopper:
         )
         so_far = (
             f"stopped after epoch {epoch} of {total_epochs}: validation accuracy "
-            f"{history[-1]:.4f}, at most {bound:.4f} by the end"
+            f"{history[-1]:.4f}, at best {bound:.4f} by the end as the run's finished curves go"
         )
         member = self.dominator(bound)
         if member is not None:

@@ -15,13 +15,16 @@ from evaluators.pipeline import evaluate_candidate
 from spaces import get_candidate
 
 MEMBER = {"accuracy": 0.9, "latency_ms": 1.0, "peak_memory_kb": 10.0, "number": 3}
+# Finished curves that close a quarter of the remaining error from epoch 2 on.
+CURVES = ((0.5, 0.6, 0.65, 0.7),) * 3
 
 
-def test_optimistic_accuracy_extrapolates_the_last_gain():
-    # 0.55 + 2 remaining epochs x 0.05 + slack 0.02
-    assert optimistic_accuracy([0.5, 0.55], 4, 0.02) == pytest.approx(0.67)
-    assert optimistic_accuracy([0.3, 0.6], 4, 0.02) == 1.0  # capped
-    assert optimistic_accuracy([0.6, 0.5], 3, 0.0) == pytest.approx(0.5)  # no negative gain
+def test_without_three_finished_curves_no_shape_is_assumed():
+    # Flat at chance for two epochs, as a candidate was that then reached 0.77: the last
+    # epoch's gain (none) said it would end at 0.124, and it was stopped.
+    assert optimistic_accuracy([0.104, 0.104], 20, 0.02) == 1.0
+    assert optimistic_accuracy([0.5, 0.55], 4, 0.02, CURVES[:2]) == 1.0
+    assert optimistic_accuracy([0.6, 0.5, 0.55], 3, 0.0) == pytest.approx(0.55)  # the end
 
 
 def test_with_three_finished_curves_the_extrapolation_follows_them():
@@ -36,9 +39,9 @@ def test_with_three_finished_curves_the_extrapolation_follows_them():
     assert optimistic_accuracy([0.4], 4, 0.0, curves) == pytest.approx(0.8)
     # A lower quantile grants less: the median share 0.25, so 0.5 + 0.25 x 0.5 + 0.02.
     assert optimistic_accuracy([0.3, 0.5], 4, 0.02, curves, quantile=0.5) == pytest.approx(0.645)
-    # Two curves, or curves of another length, are not enough: the last-gain rule applies.
-    assert optimistic_accuracy([0.3, 0.5], 4, 0.02, curves[:2]) == pytest.approx(0.92)
-    assert optimistic_accuracy([0.3, 0.5], 4, 0.02, [c[:3] for c in curves]) == pytest.approx(0.92)
+    # Two curves, or curves of another length, are not enough: anything may still happen.
+    assert optimistic_accuracy([0.3, 0.5], 4, 0.02, curves[:2]) == 1.0
+    assert optimistic_accuracy([0.3, 0.5], 4, 0.02, [c[:3] for c in curves]) == 1.0
 
 
 def test_expected_accuracy_is_the_median_continuation_without_slack():
@@ -62,21 +65,21 @@ def test_feedback_must_be_a_known_choice():
         EarlyStopping(feedback="optimistic")
 
 
-def test_the_learned_extrapolation_stops_what_the_last_gain_rule_would_not():
-    curves = ((0.5, 0.6, 0.65, 0.7),) * 3  # closes 1/4 of the error from epoch 2
+def test_only_the_runs_finished_curves_stop_a_candidate():
     costs = {"latency_ms": 2.0, "peak_memory_kb": 20.0}
-    history = [0.3, 0.6]  # last gain 0.3: 0.6 + 2 x 0.3 reaches anything
+    history = [0.3, 0.6]
     assert ParetoStopper((MEMBER,), costs).check(history, 4) is None
     # 0.6 + 0.25 x 0.4 + 0.02 = 0.72 < 0.9
-    reason = ParetoStopper((MEMBER,), costs, curves=curves).check(history, 4)
-    assert reason is not None and "at most 0.7200" in reason
+    reason = ParetoStopper((MEMBER,), costs, curves=CURVES).check(history, 4)
+    assert reason is not None and "at best 0.7200 by the end" in reason
 
 
 def test_a_costlier_candidate_that_cannot_catch_up_is_stopped():
-    stopper = ParetoStopper((MEMBER,), {"latency_ms": 2.0, "peak_memory_kb": 20.0})
+    stopper = ParetoStopper((MEMBER,), {"latency_ms": 2.0, "peak_memory_kb": 20.0}, curves=CURVES)
     reason = stopper.check([0.5, 0.55], 4)
+    # 0.55 + 0.25 x 0.45 + 0.02
     assert reason is not None
-    assert "after epoch 2 of 4" in reason and "at most 0.6700" in reason and "trial 3" in reason
+    assert "after epoch 2 of 4" in reason and "at best 0.6825" in reason and "trial 3" in reason
 
 
 @pytest.mark.parametrize(
@@ -103,13 +106,13 @@ def test_only_the_runs_objectives_decide_dominance():
     # The member holds accuracy and latency only (the run's objectives): memory is ignored.
     member = {"accuracy": 0.9, "latency_ms": 1.0}
     costs = {"latency_ms": 2.0, "peak_memory_kb": 1.0}
-    assert ParetoStopper((member,), costs).check([0.5, 0.5], 4) is not None
+    assert ParetoStopper((member,), costs, curves=CURVES).check([0.5, 0.5], 4) is not None
 
 
 def test_min_gain_stops_a_candidate_that_would_add_little_to_the_front():
     # Cheaper on latency than the member, so not dominated: the dominance rule lets it go on.
     costs = {"latency_ms": 0.9, "peak_memory_kb": 20.0}
-    history = [0.5, 0.55]  # at most 0.67 by the end
+    history = [0.5, 0.55]  # at best 0.6825 by the end
     shares = []
 
     def gain(point):
@@ -117,11 +120,11 @@ def test_min_gain_stops_a_candidate_that_would_add_little_to_the_front():
         return 0.004
 
     settings = EarlyStopping(min_gain=0.01)
-    reason = ParetoStopper((MEMBER,), costs, settings, gain=gain).check(history, 4)
-    assert reason is not None and "at most 0.6700" in reason
+    reason = ParetoStopper((MEMBER,), costs, settings, CURVES, gain).check(history, 4)
+    assert reason is not None and "at best 0.6825" in reason
     assert "add at most 0.40% to the front's hypervolume" in reason
     # The gain is asked of the candidate's costs at its optimistic accuracy.
-    assert shares == [{**costs, "accuracy": pytest.approx(0.67)}]
+    assert shares == [{**costs, "accuracy": pytest.approx(0.6825)}]
 
 
 @pytest.mark.parametrize(
@@ -141,9 +144,8 @@ def test_a_dominated_candidate_is_stopped_before_its_gain_is_asked():
         raise AssertionError("dominance decides first")
 
     costs = {"latency_ms": 2.0, "peak_memory_kb": 20.0}
-    reason = ParetoStopper((MEMBER,), costs, EarlyStopping(min_gain=0.5), gain=gain).check(
-        [0.5, 0.55], 4
-    )
+    stopper = ParetoStopper((MEMBER,), costs, EarlyStopping(min_gain=0.5), CURVES, gain)
+    reason = stopper.check([0.5, 0.55], 4)
     assert reason is not None and "trial 3" in reason
 
 
