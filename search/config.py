@@ -6,6 +6,7 @@ Every mistake becomes a ``ConfigError`` whose message is one line naming the fie
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -418,6 +419,23 @@ class RunConfig(_Section):
                 budget[key] = limit if budget[key] is None else min(budget[key], limit)
         return Budget(**budget)
 
+    def budget_beyond_device(self) -> list[str]:
+        """Budget bounds larger than the device has, each as a sentence: ``budget_value``
+        holds the run to the device's figure, which a user who asked for more must hear."""
+        memory = self.target().memory
+        notes = []
+        for key, limit, what in (
+            ("peak_memory_kb", memory.sram_kb, "SRAM"),
+            ("flash_kb", memory.flash_kb, "flash"),
+        ):
+            asked = getattr(self.budget, key)
+            if limit is not None and asked is not None and asked > limit:
+                notes.append(
+                    f"budget.{key} {asked:g} is more than {self.device.name} has ({limit:g} KB "
+                    f"of {what}); the run holds candidates to {limit:g} KB"
+                )
+        return notes
+
     def load_dataset(self) -> Dataset:
         """The run's dataset, split and normalised by its seed (``evaluators.data``)."""
         from evaluators.data import load_dataset
@@ -507,11 +525,30 @@ def _first_error(error: ValidationError) -> str:
     where = ".".join(str(part) for part in detail["loc"])
     message = detail["msg"].removeprefix("Value error, ")
     if detail["type"] == "extra_forbidden":
-        parent = detail["loc"][:-1]
-        return f"unknown key {where!r}; allowed here: {', '.join(_allowed_keys(parent))}"
+        parent, key = detail["loc"][:-1], str(detail["loc"][-1])
+        allowed = _allowed_keys(parent)
+        # A misspelling of a key of this section, else the key put in the wrong section.
+        meant = difflib.get_close_matches(key, allowed, n=1) or _sections_with(key)
+        hint = f" (did you mean {' or '.join(meant)}?)" if meant else ""
+        return f"unknown key {where!r}{hint}; allowed here: {', '.join(allowed)}"
     if "input" in detail and detail["type"] not in ("missing", "value_error"):
         message += f" (got {detail['input']!r})"
     return f"{where}: {message}" if where else message
+
+
+def _sections_with(key: str, model: type[BaseModel] = RunConfig, prefix: str = "") -> list[str]:
+    """Where else in the config ``key`` is allowed, as dotted paths: a key put in the wrong
+    section (``latency_ms`` at the top instead of under ``budget``) is a common slip."""
+    found = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if get_origin(annotation) is list:
+            (annotation,) = get_args(annotation)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            found += _sections_with(key, annotation, f"{prefix}{name}.")
+        elif name == key and prefix:
+            found.append(f"{prefix}{name}")
+    return found
 
 
 def _allowed_keys(location: tuple) -> list[str]:

@@ -107,6 +107,8 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
             execution.workers,
         )
     study = _open(config, url)
+    for note in config.budget_beyond_device():
+        log.warning(note)
     target = trials if trials is not None else config.trials
     check_study_config(study, config)
     record_config(study, config)

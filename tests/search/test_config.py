@@ -62,9 +62,25 @@ def test_an_unknown_key_lists_the_allowed_ones():
 def test_a_misspelt_required_key_is_named_not_the_missing_one():
     # tiers.0.name is missing too; the misspelt key is what to fix, in its own section.
     with pytest.raises(
-        ConfigError, match=r"unknown key 'tiers.0.nam'; allowed here: latency_ms, .*, name$"
+        ConfigError,
+        match=r"unknown key 'tiers.0.nam' \(did you mean name\?\); allowed here: latency_ms, .*, name$",
     ):
         parse_config({"tiers": [{"nam": "phone", "latency_ms": 2}]})
+
+
+@pytest.mark.parametrize(
+    ("data", "hint"),
+    [
+        ({"budget": {"latncy_ms": 2}}, "(did you mean latency_ms?)"),
+        ({"latency_ms": 2}, "(did you mean budget.latency_ms or tiers.latency_ms?)"),
+        ({"budget": {"epochs": 2}}, "(did you mean teacher.epochs or training.epochs?)"),
+        ({"budget": {"colour": 2}}, "'budget.colour'; allowed here"),  # no guess
+    ],
+)
+def test_an_unknown_key_says_which_key_was_meant(data, hint):
+    with pytest.raises(ConfigError) as error:
+        parse_config(data)
+    assert hint in str(error.value)
 
 
 def test_defaults_make_a_valid_config():
@@ -219,3 +235,16 @@ def test_version_and_each_commands_help_say_what_it_does(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert words in " ".join(capsys.readouterr().out.split()), command
+
+
+def test_a_budget_beyond_the_device_is_said_and_held_to_the_device():
+    data = {
+        "device": {"name": "cortex-m7"},
+        "space": {"weight_bits": [8], "activation_bits": [8]},
+        "budget": {"flash_kb": 4096, "peak_memory_kb": 100},
+    }
+    config = parse_config(data)
+    (note,) = config.budget_beyond_device()
+    assert note.startswith("budget.flash_kb 4096 is more than cortex-m7 has (1024 KB of flash)")
+    assert config.budget_value().flash_kb == 1024 and config.budget_value().peak_memory_kb == 100
+    assert parse_config({**data, "budget": {"flash_kb": 512}}).budget_beyond_device() == []
