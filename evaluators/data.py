@@ -27,6 +27,7 @@ import logging
 import math
 import struct
 import zlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -852,17 +853,20 @@ def _scan_image_folder(folder: Path) -> _ImageFiles:
     )
 
 
-def _image_mode(folders: list[_ImageFiles]) -> str:
+def _image_mode(folders: list[_ImageFiles], image_size: int | None = None) -> str:
     """``"L"`` when every image is grayscale (one channel then, as for MNIST), else
-    ``"RGB"``. Reads the files' headers only."""
+    ``"RGB"``. Reads the files' headers only, and warns of what costs a device memory
+    without the user having asked for it: a few colour files among grayscale ones (all are
+    read as RGB then), and images resized to the default size from another one."""
     from PIL import Image
 
-    grayscale = True
+    colour: list[Path] = []
+    sizes: Counter[tuple[int, int]] = Counter()
     for files in folders:
         for path in files.paths:
             try:
                 with Image.open(path) as image:
-                    mode = image.mode
+                    mode, size = image.mode, image.size
             except OSError as exc:
                 raise DatasetError(
                     f"cannot read image {path} ({exc}); remove or replace it."
@@ -872,8 +876,32 @@ def _image_mode(folders: list[_ImageFiles]) -> str:
                     f"image {path} has 16-bit or float pixels (PIL mode {mode}), which would "
                     "be clipped to 8 bits; convert the images to 8-bit first."
                 )
-            grayscale = grayscale and mode in _GRAY_MODES
-    return "L" if grayscale else "RGB"
+            if mode not in _GRAY_MODES:
+                colour.append(Path(path))
+            sizes[size] += 1
+    total = sum(sizes.values())
+    if colour and len(colour) * 10 <= total:  # a few strays, not a mixed dataset
+        log.warning(
+            "%d of %d images are colour (e.g. %s) and the rest grayscale: all are read as RGB, "
+            "3 channels; if the data is grayscale, convert those to grayscale (mode L) and the "
+            "models take one channel",
+            len(colour),
+            total,
+            colour[0],
+        )
+    ((common, count),) = sizes.most_common(1)
+    if image_size is None and common != (DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE):
+        log.warning(
+            "the images are %dx%d (%d of %d) and are resized to %dx%d, dataset.image_size's "
+            "default, which changes the models' activation memory with the pixels; set "
+            "dataset.image_size to keep another size",
+            *common,
+            count,
+            total,
+            DEFAULT_IMAGE_SIZE,
+            DEFAULT_IMAGE_SIZE,
+        )
+    return "RGB" if colour else "L"
 
 
 def _read_images(files: _ImageFiles, size: int, mode: str) -> torch.Tensor:
@@ -955,8 +983,15 @@ def load_image_folder(
             _check_same_classes(train.classes, train_dir, files.classes, files.folder)
     else:
         train, held = _scan_image_folder(root), []
-    mode = _image_mode([train, *held])
+    mode = _image_mode([train, *held], image_size)
     train_x, train_y = _read_images(train, size, mode), train.labels
+    if mode == "RGB" and bool((train_x == train_x[:, :1]).all()):
+        log.warning(
+            "every training image in %s is grey (its three colour channels are equal): the "
+            "models take 3 channels where one would do; save the images as grayscale (mode "
+            "L) to load them with one",
+            train.folder,
+        )
     val_x = val_y = None
     if held:
         test_x, test_y = _read_images(held[0], size, mode), held[0].labels

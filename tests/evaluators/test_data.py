@@ -347,6 +347,35 @@ def test_imagefolder_keeps_one_channel_when_every_image_is_grayscale(tmp_path: P
     assert "grayscale" in ds.source and "convert('L')" in ds.preprocessing.resize
 
 
+def test_imagefolder_warns_of_what_costs_memory_unasked(tmp_path: Path, caplog) -> None:
+    from PIL import Image
+
+    _write_gray(tmp_path / "few", {"a": 5, "b": 5})
+    Image.new("RGB", (10, 10), (200, 10, 10)).save(tmp_path / "few" / "a" / "colour.png")
+    with caplog.at_level("WARNING", logger="evaluators.data"):
+        ds = load_dataset("imagefolder", root=tmp_path / "few", val_fraction=0.25)
+    assert ds.input_shape == (3, 32, 32)
+    said = caplog.text
+    assert "1 of 11 images are colour" in said and "colour.png" in said
+    assert "the images are 10x10 (11 of 11) and are resized to 32x32" in said
+    # Grey pictures saved as RGB files: three equal channels.
+    (tmp_path / "grey" / "a").mkdir(parents=True)
+    (tmp_path / "grey" / "b").mkdir()
+    for i in range(10):
+        Image.new("RGB", (8, 8), (i * 20,) * 3).save(tmp_path / "grey" / "ab"[i % 2] / f"{i}.png")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="evaluators.data"):
+        load_dataset("imagefolder", root=tmp_path / "grey", image_size=8, val_fraction=0.25)
+    assert "is grey (its three colour channels are equal)" in caplog.text
+    assert "resized" not in caplog.text  # the size was asked for
+    # Genuinely mixed data says nothing.
+    _write_images(tmp_path / "mixed", {"a": 4, "b": 4})
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="evaluators.data"):
+        load_dataset("imagefolder", root=tmp_path / "mixed", image_size=16, val_fraction=0.25)
+    assert caplog.text == ""
+
+
 def test_imagefolder_with_train_alone_holds_test_out_of_it(tmp_path: Path) -> None:
     # The split folder is not a class: a model of one class "train" would score 100 %.
     _write_images(tmp_path / "train", {"a": 6, "b": 6})
