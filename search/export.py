@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import platform
+import shlex
 import shutil
 import socket
 from datetime import UTC, datetime
@@ -24,13 +25,23 @@ from evaluators.hardware import INPUT_NAME, OUTPUT_NAME
 from evaluators.signed_int8 import SIGNED_FILE
 from search.config import ConfigError
 from search.report.run_facts import budget_text
-from search.results import METRIC_COLUMNS
+from search.results import BASELINE, METRIC_COLUMNS, budget_unmet
 from search.storage import worker_host
-from search.summary import CONFIGURED, SUMMARY, latency_kind
+from search.summary import (
+    CONFIGURED,
+    SUMMARY,
+    latency_is_lower_bound,
+    latency_kind,
+    objectives,
+)
 
 log = logging.getLogger(__name__)
 
 KNEE = "knee"  # --tier knee: the knee point summary.json names
+ROOFLINE_NOTE = (
+    "a roofline (the device's peak compute and bandwidth, no stalls): a lower bound, the "
+    "device will be slower"
+)
 ARTIFACT_FILES = ("model.onnx", "model.pt", "candidate.json", "channels.json")
 _LIBRARIES = ("torch", "onnx", "onnxruntime", "optuna", "paretonas")
 
@@ -52,8 +63,8 @@ def recommended_trial(run_dir: str | Path, tier: str = CONFIGURED) -> tuple[int,
         if not summary.get("knee"):
             raise ConfigError(f"{run_dir} has no knee point (no Pareto member); name a --trial")
         return int(summary["knee"]["trial"]), (
-            "the knee point: the most balanced trade-off between the objectives on the "
-            "Pareto front (not a budget's pick)"
+            "the knee point: the Pareto member nearest the ideal point, each objective scaled "
+            "over the front's range (a geometric balance, not a budget's pick)"
         )
     names = [str(t.get("name", "")) for t in tiers]
     # A tier's whole name, else the one name it begins ("looser" for "looser (bounds x2)").
@@ -67,8 +78,8 @@ def recommended_trial(run_dir: str | Path, tier: str = CONFIGURED) -> tuple[int,
     (chosen,) = matches
     if chosen.get("trial") is None:
         raise ConfigError(
-            f"no model of {run_dir} meets the {chosen['name']} ({_bounds(chosen)}); "
-            "pick a looser tier with --tier, or a trial with --trial N"
+            f"no model of {run_dir} meets the {chosen['name']} ({_bounds(chosen)}): "
+            + _instead(run_dir, summary, tiers)
         )
     why = (
         f"recommended for the {chosen['name']} ({_bounds(chosen)}): the most accurate Pareto "
@@ -79,6 +90,57 @@ def recommended_trial(run_dir: str | Path, tier: str = CONFIGURED) -> tuple[int,
 
 def _bounds(tier: dict[str, Any]) -> str:
     return budget_text(tier.get("budget") or {})
+
+
+def _instead(run_dir: Path, summary: dict[str, Any], tiers: list[dict[str, Any]]) -> str:
+    """Why a tier has no model and what can be exported instead: another tier's pick where
+    one has a model; where none has, the search trained no candidate within the budget, and
+    only a new run (or a baseline by --trial) gives one."""
+    others = [t for t in tiers if t.get("trial") is not None]
+    if others:
+        listed = "; ".join(f"--tier {_short(t['name'])} gives trial {t['trial']}" for t in others)
+        return f"{listed}; or name a trial with --trial N"
+    if summary.get("pareto_members"):
+        return "no tier has a model; name a Pareto member (pareto.csv) with --trial N"
+    trials = _read_trials(run_dir)
+    run = _read_json(run_dir / "run.json")
+    budget = run.get("budget") or next(
+        (t.get("budget") for t in tiers if t.get("name") == CONFIGURED), {}
+    )
+    why = budget_unmet(trials, budget or {}) if len(trials) else None
+    if why is None:
+        why = (
+            "the search has no candidate trained within its budget yet, so no tier has a "
+            "model; run more trials, or raise budget.* in the config and run under a new --name"
+        )
+    baselines = _exportable_baselines(trials)
+    if baselines:
+        why += f"; a hand-designed baseline can be exported with --trial N ({baselines})"
+    return why
+
+
+def _short(name: str) -> str:
+    """A tier's name as --tier takes it ("looser" for "looser (bounds x2)"), quoted for a
+    shell where it has spaces."""
+    return shlex.quote(name.split(" (")[0])
+
+
+def _exportable_baselines(trials: pd.DataFrame) -> str:
+    if BASELINE not in trials or "status" not in trials:
+        return ""
+    rows = trials[trials[BASELINE].notna() & (trials["status"] == "ok")]
+    return ", ".join(f"trial {int(r['number'])}: {r[BASELINE]}" for _, r in rows.iterrows())
+
+
+def _read_trials(run_dir: Path) -> pd.DataFrame:
+    path = run_dir / "trials.csv"
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    return pd.read_csv(path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def export_trial(
@@ -119,7 +181,7 @@ def export_trial(
         )
 
     if why is None:
-        on_front, membership = _front_membership(run_dir, trial)
+        on_front, membership = _front_membership(run_dir, row)
         why = f"named with --trial; {membership}"
         if not on_front:
             log.warning("trial %d is %s", trial, membership)
@@ -135,19 +197,50 @@ def export_trial(
     return out
 
 
-def _front_membership(run_dir: Path, trial: int) -> tuple[bool, str]:
-    """Whether ``trial`` is on the run's front, and a phrase saying so."""
+def _front_membership(run_dir: Path, row: pd.Series) -> tuple[bool, str]:
+    """Whether trial ``row`` is on the run's front, and a phrase saying so and, where it is
+    not, why: a baseline is never on it, a searched trial over budget cannot be, and
+    otherwise some members beat it; which members are at least as good on every objective
+    is computed, never assumed."""
+    trial = int(row["number"])
     path = run_dir / "pareto.csv"
     if not path.is_file():
         return False, "not known to be on the front (the run has no pareto.csv)"
-    members = [int(n) for n in pd.read_csv(path).get("number", pd.Series(dtype=int))]
+    pareto = pd.read_csv(path)
+    members = [int(n) for n in pareto.get("number", pd.Series(dtype=int))]
     if trial in members:
         return True, "on the run's Pareto front"
-    return False, (
-        "not on the run's Pareto front (pareto.csv: trials "
-        f"{', '.join(map(str, members)) or 'none'}): some member is at least as good on every "
-        "objective"
-    )
+    listed = f"pareto.csv: trials {', '.join(map(str, members)) or 'none'}"
+    name = row.get(BASELINE)
+    if isinstance(name, str) and name.strip():
+        where = (
+            f"the hand-designed baseline {name}, not a search member: baselines are drawn "
+            f"beside the Pareto front ({listed}), never on it"
+        )
+    else:
+        where = f"not on the run's Pareto front ({listed})"
+    if str(row.get("feasible")).strip().lower() == "false":  # blank: not known
+        where += "; it is over the run's budget"
+    return False, f"{where}; {_dominance(run_dir, row, pareto)}"
+
+
+def _dominance(run_dir: Path, row: pd.Series, pareto: pd.DataFrame) -> str:
+    """Which Pareto members are at least as good as ``row`` on every objective of the run,
+    as a phrase."""
+    run = _read_json(run_dir / "run.json")
+    names, directions = objectives(run, pareto)
+    mine = pd.to_numeric(pd.Series([row.get(n) for n in names], dtype=object), errors="coerce")
+    if not names or mine.isna().any():
+        return "whether a member is at least as good on every objective is not known here"
+    sign = [1.0 if d == "maximize" else -1.0 for d in directions]
+    values = pareto[names].apply(pd.to_numeric, errors="coerce")
+    better = ((values * sign) >= (mine.to_numpy(dtype=float) * sign)).all(axis=1)
+    objectives_text = ", ".join(names)
+    if not better.any():
+        return f"no member is at least as good on every objective ({objectives_text})"
+    numbers = [str(int(n)) for n in pareto.loc[better, "number"]]
+    who = f"member {numbers[0]} is" if len(numbers) == 1 else f"members {', '.join(numbers)} are"
+    return f"{who} at least as good on every objective ({objectives_text})"
 
 
 class RunData:
@@ -196,6 +289,32 @@ def _preprocessing(run: dict[str, Any], data: RunData | None) -> Any:
     return f"not recorded (the run was written before paretonas recorded it; {why})"
 
 
+def pixels_to_input(preprocessing: dict[str, Any], quant: dict[str, Any]) -> dict[str, Any]:
+    """The preprocessing and the input's quantization folded into one affine map per
+    channel of raw pixels: what a runtime fed integers computes from a camera's bytes, with
+    no float input tensor (input = (pixels / pixel_scale - mean) / std, then
+    q = round(input / scale) + zero_point)."""
+    scale, zero = float(quant["scale"]), int(quant["zero_point"])
+    pixel_scale = float(preprocessing["pixel_scale"])
+    mean, std = preprocessing["mean"], preprocessing["std"]
+    low, high = (-128, 127) if quant.get("dtype") == "int8" else (0, 255)
+    return {
+        "formula": f"q[c] = clip(round(pixels[c] * multiplier[c] + offset[c]), {low}, {high})",
+        "pixels": "the resized image's raw values (0 to pixel_scale), channels and layout "
+        "as in preprocessing",
+        "multiplier": [1.0 / (pixel_scale * s * scale) for s in std],
+        "offset": [zero - m / (s * scale) for m, s in zip(mean, std, strict=True)],
+        "exact": "equal to preprocessing then QuantizeLinear, but for values that fall "
+        "within float rounding of a half",
+    }
+
+
+def _with_pixel_map(signed: dict[str, Any] | None, preprocessing: Any) -> dict[str, Any] | None:
+    if not signed or not signed.get("input") or not isinstance(preprocessing, dict):
+        return signed
+    return {**signed, "input_from_pixels": pixels_to_input(preprocessing, signed["input"])}
+
+
 def manifest(
     run_dir: Path,
     row: pd.Series,
@@ -212,6 +331,9 @@ def manifest(
     shape = run.get("input_shape")
     device = run.get("device") or {}
     predicted = latency_kind(run, row) == "predicted"
+    latency_how = metrics["latency_source"]
+    if predicted and latency_is_lower_bound(run, row):
+        latency_how = f"{latency_how or 'predicted'}; {ROOFLINE_NOTE}"
     return {
         "trial": int(row["number"]),
         "chosen": why,
@@ -235,7 +357,7 @@ def manifest(
             "memory_limits_kb": device.get("memory_limits"),
         },
         "quantization": quantization_format(out / "model.onnx"),
-        "signed_int8": signed,
+        "signed_int8": _with_pixel_map(signed, _preprocessing(run, data)),
         "preprocessing": _preprocessing(run, data),
         "output": {
             "name": OUTPUT_NAME,
@@ -248,10 +370,12 @@ def manifest(
         "how_measured": {
             "accuracy": "top-1 of model.onnx run by ONNX Runtime on the validation split "
             "(ranked on) and the test split (test_accuracy)",
-            "latency_ms": metrics["latency_source"],
+            "latency_ms": latency_how,
             "peak_memory_kb": "computed: peak of live activation bytes over the execution "
-            "schedule (evaluators.memory), at the policy's activation bits; peak_memory_at "
-            "names the kernel (module path) during which it is reached",
+            "schedule (evaluators.memory), at the policy's activation bits, in a perfectly "
+            "packed arena without the runtime's scratch buffers (im2col), overhead or stack: "
+            "a lower bound; peak_memory_at names the kernel (module path) during which it is "
+            "reached",
             "flash_kb": "computed: weights packed at the policy's bit-widths (+ sparse index), "
             "32-bit biases and scales, 64 bytes of metadata per layer",
             "artifact_bytes": "measured: size of model.onnx, an ONNX Runtime file with its "

@@ -79,7 +79,9 @@ def knee_point(values: ArrayLike, directions: Sequence[str]) -> int | None:
 
     Each objective is scaled to [0, 1] over the front (best = 0, worst = 1) so that
     milliseconds and kilobytes weigh the same; the knee is the member with the smallest
-    Euclidean distance to (0, ..., 0): the most balanced trade-off. An objective that is
+    Euclidean distance to (0, ..., 0): a geometric balance, blind to how much of any
+    objective an application needs (a front reaching down to near-chance accuracy may
+    have its knee there). An objective that is
     constant over the front scales to 0. Ties go to the lowest index. None when there is no
     front (empty input, or every row has a NaN).
     """

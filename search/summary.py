@@ -263,6 +263,7 @@ def summarise(
         "device": dict(run.get("device") or {}),
         "objectives": list(run.get("objectives") or []),
         "pareto_members": 0 if pareto is None else len(pareto),
+        "peak_memory_note": PEAK_MEMORY_NOTE,
         "updated": run.get("updated"),
     }
     if trials is not None:
@@ -292,19 +293,42 @@ def closest_bound(row: pd.Series | dict[str, Any], budget: dict[str, Any]) -> di
     return {"name": column, "share": share}
 
 
-def accuracy_margin(accuracy: float | None, images: int | None) -> float | None:
-    """Half-width, in points, of the 95% Wilson score interval of an accuracy measured on
-    ``images`` images: how far the test split alone lets the figure move. Wilson's, not the
-    normal approximation, which says +-0 at 100% on a small split. Differences between
-    trainings of one model are not in it."""
+def accuracy_interval(accuracy: float | None, images: float | None) -> tuple[float, float] | None:
+    """(lower, upper), as fractions, of the 95% Wilson score interval of an accuracy measured
+    on ``images`` images: how far the test split alone lets the figure move. Wilson's, not
+    the normal approximation, which says +-0 at 100% on a small split. It is asymmetric
+    (centred nearer 50% than the accuracy, never past 0 or 1), so it is given as its bounds,
+    never as a +- margin. Differences between trainings of one model are not in it."""
     if accuracy is None or not images:
         return None
     z2 = _Z95**2
+    centre = (accuracy + z2 / (2 * images)) / (1 + z2 / images)
     spread = math.sqrt(accuracy * (1 - accuracy) / images + z2 / (4 * images**2))
-    return 100 * _Z95 * spread / (1 + z2 / images)
+    half = _Z95 * spread / (1 + z2 / images)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 _Z95 = 1.959964  # the two-sided 95% quantile of the standard normal
+
+
+def latency_is_lower_bound(
+    run: dict[str, Any], row: pd.Series | dict[str, Any] | None = None
+) -> bool:
+    """Whether a latency is a roofline prediction (peak MAC rate and bandwidth, no stalls),
+    which the real latency can only exceed: the row's own source when it has one (a roofline
+    device with a fitted predictor predicts otherwise), else the run's device."""
+    source = _text(row.get("latency_source")) if row is not None else ""
+    if source:
+        return "roofline" in source.lower()
+    return (run.get("device") or {}).get("latency") == "roofline"
+
+
+# What a peak memory figure leaves out, for summary.json's readers (the export's manifest
+# says the same beside its own figure).
+PEAK_MEMORY_NOTE = (
+    "computed: the peak of live activations in a perfectly packed arena, without the "
+    "runtime's scratch buffers (im2col), its own overhead or stack: a lower bound"
+)
 
 
 def _model(run: dict[str, Any], row: pd.Series) -> dict[str, Any]:
@@ -316,15 +340,28 @@ def _model(run: dict[str, Any], row: pd.Series) -> dict[str, Any]:
         "genome": _text(row.get("genome")) or None,
         "accuracy": _number(row.get("accuracy")),
         "test_accuracy": test_accuracy,
-        "test_accuracy_margin_points": accuracy_margin(test_accuracy, test_images),
+        "test_accuracy_interval": _interval(test_accuracy, test_images),
         "test_images": None if test_images is None else int(test_images),
         "latency_ms": _number(row.get("latency_ms")),
         "latency_kind": latency_kind(run, row),
         "latency_source": _text(row.get("latency_source")) or None,
+        "latency_is_lower_bound": latency_is_lower_bound(run, row),
         "peak_memory_kb": _number(row.get("peak_memory_kb")),
         "flash_kb": _number(row.get("flash_kb")),
         "params": _number(row.get("params")),
         "macs": _number(row.get("macs")),
+    }
+
+
+def _interval(accuracy: float | None, images: float | None) -> dict[str, Any] | None:
+    found = accuracy_interval(accuracy, images)
+    if found is None:
+        return None
+    return {
+        "lower": found[0],
+        "upper": found[1],
+        "confidence": 0.95,
+        "method": "Wilson score interval over the test images",
     }
 
 

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from search.report.architecture import parse_genome
 from search.report.figures import Axis
 from search.report.formatting import esc, pct
-from search.report.frames import faded_groups, feasible
+from search.report.frames import faded_groups, feasible, searched
 from search.report.marks import beyond
 from search.report.picks import Pick
 from search.summary import teacher_facts
@@ -55,7 +56,7 @@ def scatter_caption(
             f"{past.max():,.4g} {x.unit}."
         )
     if (trials["baseline"] != "").any():
-        parts.append(_baseline_training((run or {}).get("fidelity") or {}))
+        parts.append(_baseline_training(trials, (run or {}).get("fidelity") or {}))
     drawable = feasible(trials) | np.logical_or.reduce([m for _, m, _ in faded_groups(trials)])
     missing = int((drawable & trials[x.column].isna()).sum())
     if missing:
@@ -63,27 +64,89 @@ def scatter_caption(
     return f'<p class="caption">{esc(" ".join(parts))}</p>'
 
 
-def _baseline_training(fidelity: dict[str, Any]) -> str:
-    """How much training the baselines had against the candidates: the same KD recipe and
-    epochs, but a compressed candidate also fine-tunes after pruning and under QAT."""
-    text = (
-        f"Labelled squares are the hand-designed baselines (fp32, uncompressed), trained with "
-        f"the run's KD recipe for {fidelity.get('epochs', 'the same')} epochs"
-    )
-    extra = [
-        f"{fidelity[key]} {what}"
-        for key, what in (
-            ("finetune_epochs", "fine-tune epoch(s) after pruning or factorizing"),
-            ("qat_epochs", "QAT epoch(s)"),
-        )
-        if fidelity.get(key)
-    ]
-    if extra:
+def _baseline_training(trials: pd.DataFrame, fidelity: dict[str, Any]) -> str:
+    """What the baselines were and how much training they had against the candidates, read
+    from the run's rows: their bit-widths (fp32 where the device runs it, int8 on an
+    int8-only MCU), and which of the fine-tune after pruning and the QAT epochs they and the
+    candidates went through (trials.csv's seconds per phase)."""
+    own = searched(trials)
+    baselines = trials[~own]
+    trained = baselines[baselines["status"] == "ok"]
+    policies = _policies(trained if len(trained) else baselines)
+    quantized = any(w < 32 or a < 32 for w, a, _ in policies)
+    compressed = any(c for _, _, c in policies)
+    text = "Labelled squares are the hand-designed baselines"
+    if policies:
+        precisions = " and ".join(dict.fromkeys(_precision(w, a) for w, a, _ in policies))
+        text += f" ({precisions}, {'compressed' if compressed else 'unpruned'})"
+    text += f", trained with the run's KD recipe for {fidelity.get('epochs', 'the same')} epochs"
+    # Which extra phases the baselines went through; a table written before trials.csv
+    # kept seconds per phase leaves it to their genomes and the config.
+    had = {"finetune": _had(trained, "finetune"), "qat": _had(trained, "qat")}
+    if had["finetune"] is None:
+        had["finetune"] = compressed
+    if had["qat"] is None:
+        had["qat"] = quantized and bool(fidelity.get("qat_epochs"))
+    if quantized and had["qat"]:
+        text += f", then {_epochs(fidelity, 'qat_epochs')} QAT epoch(s), as a quantized "
+        text += "candidate had"
+    elif quantized:
+        text += ", then quantized after training (no QAT epoch)"
+    if _had_or_configured(trials[own], "finetune", fidelity) and not had["finetune"]:
         text += (
-            "; a compressed candidate also had " + " and ".join(extra) + ", which a baseline, "
-            "with nothing to recover from, did not"
+            f"; a pruned or factorized candidate also had {_epochs(fidelity, 'finetune_epochs')}"
+            " fine-tune epoch(s) after it, which the baselines"
+            + ("" if compressed else ", unpruned,")
+            + " did not"
+        )
+    if _had_or_configured(trials[own], "qat", fidelity) and not had["qat"]:
+        text += (
+            f"; a quantized candidate also had {_epochs(fidelity, 'qat_epochs')} QAT "
+            "epoch(s), which the baselines" + ("" if quantized else ", in fp32,") + " did not"
         )
     return text + "."
+
+
+def _policies(rows: pd.DataFrame) -> list[tuple[int, int, bool]]:
+    """(weight bits, activation bits, compressed) of every stage of ``rows``' genomes that
+    can be read: what the baselines were, as their own genomes say."""
+    found = []
+    for genome in rows["genome"]:
+        for stage in (parse_genome(genome) or {}).get("stages", []):
+            if "weight_bits" in stage:
+                compressed = (
+                    stage["prune_ratio"] > 0 or stage["sparsity"] > 0 or stage["rank_ratio"] < 1
+                )
+                found.append((stage["weight_bits"], stage["activation_bits"], compressed))
+    return found
+
+
+def _precision(weight_bits: int, activation_bits: int) -> str:
+    if weight_bits == activation_bits == 32:
+        return "fp32"
+    if weight_bits == activation_bits == 8:
+        return "int8 weights and activations"
+    return f"w{weight_bits}a{activation_bits}"
+
+
+def _had(rows: pd.DataFrame, phase: str) -> bool | None:
+    """Whether any of ``rows`` spent time in ``phase`` (trials.csv's seconds_<phase>); None
+    when the table has no such column (written before it recorded phases)."""
+    column = f"seconds_{phase}"
+    if column not in rows:
+        return None
+    return bool((pd.to_numeric(rows[column], errors="coerce").fillna(0) > 0).any())
+
+
+def _had_or_configured(rows: pd.DataFrame, phase: str, fidelity: dict[str, Any]) -> bool:
+    """Whether ``rows`` went through ``phase``; the config's epochs for it where the table
+    does not say."""
+    had = _had(rows, phase)
+    return bool(fidelity.get(f"{phase}_epochs")) if had is None else had
+
+
+def _epochs(fidelity: dict[str, Any], key: str) -> str:
+    return str(fidelity[key]) if fidelity.get(key) else "the configured"
 
 
 def caption_3d(picks: Sequence[Pick] = ()) -> str:

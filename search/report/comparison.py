@@ -13,12 +13,19 @@ import plotly.graph_objects as go
 from search.report.colours import BUDGET, RUN_COLOURS
 from search.report.comparability import comparability_notes, effort_notes
 from search.report.figures import Axis, accuracy_layout, front_line, hover_text
-from search.report.formatting import esc, fixed, integer, pct, to_number
-from search.report.frames import feasible, normalise, repeats
+from search.report.formatting import esc, fixed, integer, pct, pct_interval, to_number
+from search.report.frames import feasible, normalise, repeats, searched
 from search.report.page import embed_figures, html_page
 from search.report.prediction import latency_kind
+from search.report.recommendation import LOWER_BOUND
 from search.report.run_facts import budget_text
-from search.summary import accuracy_margin, compare_to_teacher, recommend, teacher_facts
+from search.summary import (
+    accuracy_interval,
+    compare_to_teacher,
+    latency_is_lower_bound,
+    recommend,
+    teacher_facts,
+)
 
 
 def render_comparison(
@@ -85,28 +92,36 @@ def comparison_notes(
 
 
 def _finished(trials: pd.DataFrame) -> int:
-    """Trials that ended (trained, over budget, stopped, failed): the search's effort."""
+    """Trials that ended (trained, over budget, stopped, failed): the search's effort. The
+    hand-designed baselines are no part of it."""
     if "status" not in trials:
         return 0
-    return int(trials["status"].isin(("ok", "infeasible", "pruned", "failed")).sum())
+    ended = trials["status"].isin(("ok", "infeasible", "pruned", "failed"))
+    return int((ended & searched(trials)).sum())
 
 
 def _search_text(run: dict[str, Any], trials: pd.DataFrame) -> str:
-    """How a run searched: its sampler, the seed that drew its candidates, its effort."""
+    """How a run searched: its sampler, the seed that drew its candidates, its effort; and
+    its baselines apart, since they are not trials of the search."""
     seed = run.get("sampler_seed", run.get("seed"))
-    ok = trials["status"] == "ok" if "status" in trials else pd.Series(dtype=bool)
-    trained = int((ok & ~repeats(trials)).sum())
-    return (
+    ok = trials["status"] == "ok" if "status" in trials else pd.Series(False, index=trials.index)
+    trained = int((ok & ~repeats(trials) & searched(trials)).sum())
+    text = (
         f"{run.get('sampler') or '?'}, sampler seed {'?' if seed is None else seed}; "
         f"{_finished(trials)} trials, {trained} trained"
     )
+    baselines = int((~searched(trials)).sum())
+    if baselines:
+        text += f"; {baselines} hand-designed baseline(s) besides"
+    return text
 
 
 def _overlay_figure(prepared: list, x: Axis) -> go.Figure:
     figure = go.Figure()
     budgets: dict[float, list[tuple[str, str]]] = {}
     for label, colour, run, trials, pareto in prepared:
-        good = trials[feasible(trials) & trials[x.column].notna() & trials["accuracy"].notna()]
+        shown = feasible(trials) & searched(trials) & trials["accuracy"].notna()
+        good = trials[shown & trials[x.column].notna()]
         if not good.empty:
             figure.add_trace(
                 go.Scatter(
@@ -152,10 +167,17 @@ def _overlay_figure(prepared: list, x: Axis) -> go.Figure:
     return accuracy_layout(figure, x.title, "no run has a value to plot yet")
 
 
-def _with_margin(accuracy: Any, run: dict[str, Any]) -> str:
+def _with_interval(accuracy: Any, run: dict[str, Any]) -> str:
     """A test accuracy with the 95% interval its run's test split allows, where known."""
-    margin = accuracy_margin(to_number(accuracy), (run.get("split_sizes") or {}).get("test"))
-    return pct(accuracy) + ("" if margin is None else f" \u00b1 {margin:.1f}")
+    images = to_number((run.get("split_sizes") or {}).get("test"))
+    return pct_interval(accuracy, accuracy_interval(to_number(accuracy), images))
+
+
+def _latency(run: dict[str, Any], row: pd.Series, kind: str) -> str:
+    """How a pick's latency is known, a roofline's called the lower bound it is."""
+    if kind == "predicted" and latency_is_lower_bound(run, row):
+        return f"{kind}, {LOWER_BOUND}"
+    return kind
 
 
 def _comparison_table(prepared: list) -> str:
@@ -168,7 +190,7 @@ def _comparison_table(prepared: list) -> str:
             "budget",
             "trial",
             "genome",
-            "test acc (\u00b1 95%)",
+            "test acc (95% CI)",
             "teacher test acc",
             "latency ms",
             "peak memory KB",
@@ -202,9 +224,9 @@ def _comparison_table(prepared: list) -> str:
             values = [
                 (row["number"], integer(row["number"])),
                 None,
-                (row["test_accuracy"], _with_margin(row["test_accuracy"], run)),
+                (row["test_accuracy"], _with_interval(row["test_accuracy"], run)),
                 (teacher["test_accuracy"], pct(teacher["test_accuracy"])),
-                (row["latency_ms"], f"{fixed(row['latency_ms'], 3)} ({kind})"),
+                (row["latency_ms"], f"{fixed(row['latency_ms'], 3)} ({_latency(run, row, kind)})"),
                 (row["peak_memory_kb"], fixed(row["peak_memory_kb"], 1)),
                 (row["params"], integer(row["params"])),
                 (smaller, "\u2014" if smaller is None else f"{smaller:.1f}\u00d7"),

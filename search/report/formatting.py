@@ -19,6 +19,15 @@ def pct(value: Any) -> str:
     return "\u2014" if number is None else f"{100 * number:.1f}%"
 
 
+def pct_interval(value: Any, interval: tuple[float, float] | None) -> str:
+    """An accuracy with its 95% interval given as bounds, ``97.5% (95% CI 91.3\u201399.3%)``:
+    a Wilson interval is not symmetric, so a +- would misstate it (near 100% past 100%)."""
+    if interval is None or to_number(value) is None:
+        return pct(value)
+    lower, upper = interval
+    return f"{pct(value)} (95% CI {100 * lower:.1f}\u2013{100 * upper:.1f}%)"
+
+
 def fixed(value: Any, digits: int) -> str:
     """A number with ``digits`` decimals and thousands separators; a dash when missing."""
     number = to_number(value)

@@ -100,12 +100,12 @@ def plotted(trials: pd.DataFrame, column: str) -> pd.Series:
     """The rows an accuracy-against-``column`` figure draws: searched trials that were not
     shipped (over budget, failed, stopped; along the bottom without an accuracy), the
     feasible ones with an accuracy, and the hand-designed baselines with an accuracy."""
-    searched = trials["baseline"] == ""
+    own = searched(trials)
     trained = trials["accuracy"].notna()
     faded = pd.Series(False, index=trials.index)
     for _, mask, _ in faded_groups(trials):
         faded |= mask
-    shown = (searched & (faded | (feasible(trials) & trained))) | (~searched & trained)
+    shown = (own & (faded | (feasible(trials) & trained))) | (~own & trained)
     return shown & trials[column].notna()
 
 
@@ -115,6 +115,15 @@ def repeats(trials: pd.DataFrame) -> pd.Series:
     if "duplicate_of" not in trials:
         return pd.Series(False, index=trials.index)
     return trials["duplicate_of"].notna()
+
+
+def searched(trials: pd.DataFrame) -> pd.Series:
+    """The search's own trials: not the hand-designed baselines, which never count as trials
+    (a table not yet normalised may lack the column or hold NaN in it)."""
+    if "baseline" not in trials:
+        return pd.Series(True, index=trials.index, dtype=bool)
+    own = [_text(value) == "" for value in trials["baseline"]]
+    return pd.Series(own, index=trials.index, dtype=bool)
 
 
 def feasible(trials: pd.DataFrame) -> pd.Series:

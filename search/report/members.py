@@ -10,11 +10,14 @@ import pandas as pd
 
 from search.report.architecture import architecture_strip
 from search.report.formatting import esc, fixed, integer, pct, to_number
-from search.report.frames import feasible, repeats
+from search.report.frames import feasible, repeats, searched
 
 
 def trial_counts(trials: pd.DataFrame) -> str:
-    """How the trials ended, by status, and how many trained ones are within every budget."""
+    """How the trials ended, by status, and how many trained ones are within every budget;
+    the hand-designed baselines apart, since they are not trials of the search."""
+    baselines = trials[~searched(trials)]
+    trials = trials[searched(trials)]
     status = trials["status"]
     known = ("ok", "infeasible", "failed", "pruned")
     # "pruned" is also what compression does to channels; the counts say what it means here.
@@ -29,6 +32,12 @@ def trial_counts(trials: pd.DataFrame) -> str:
     unfinished = int((~status.isin(known)).sum())
     if unfinished:
         text += f", {unfinished} still running or without a status"
+    if len(baselines):
+        ended = baselines["status"].value_counts()
+        text += (
+            f"; besides them, {len(baselines)} hand-designed baseline(s), not counted as "
+            "trials (" + ", ".join(f"{count} {name}" for name, count in ended.items()) + ")"
+        )
     within = feasible(trials)
     repeated = int((within & repeats(trials)).sum())
     text += f". {int(within.sum()) - repeated} trained trial(s) are within every budget"

@@ -10,14 +10,23 @@ from typing import Any
 import pandas as pd
 
 from search.report.architecture import parse_genome
-from search.report.formatting import esc, fixed, integer, pct
-from search.report.frames import feasible
+from search.report.formatting import esc, fixed, integer, pct, pct_interval
+from search.report.frames import feasible, searched
 from search.report.picks import Pick, row_label
 from search.report.run_facts import budget_text
 from search.results import budget_unmet
-from search.summary import AXES, CONFIGURED, compare_to_teacher, knee, teacher_facts
+from search.summary import (
+    AXES,
+    CONFIGURED,
+    compare_to_teacher,
+    knee,
+    latency_is_lower_bound,
+    teacher_facts,
+)
 
 NO_FEASIBLE = "No feasible model found yet; loosen the budget or run more trials."
+# Said after a roofline-predicted latency: the device can only be slower than its roofline.
+LOWER_BOUND = "roofline: a lower bound"
 
 
 def recommendation(
@@ -44,21 +53,29 @@ def recommendation(
     else:
         latency = f"Latency is predicted, not measured ({device})"
         measured = f"Latency on {device_name} is predicted, not measured ({device})."
+    if any(tier.get("latency_is_lower_bound") for tier in tiers):
+        latency += (
+            "; a roofline assumes the device's peak compute and bandwidth without stalls, so "
+            "the real latency is higher"
+        )
     provenance = (
         f"{latency}; peak memory and flash are computed from the model at its "
-        "bit-widths; accuracy is that same file run by ONNX Runtime on the held-out test "
-        "split; the search ranked candidates on the validation split."
+        "bit-widths (peak memory for a perfectly packed arena without the runtime's scratch "
+        "buffers: a lower bound); accuracy is that same file run by ONNX Runtime on the "
+        "held-out test split; the search ranked candidates on the validation split."
     )
     lines = ["<h2>Summary</h2>"]
     teacher = teacher_facts(run)
-    if not feasible(trials).any():
+    # Baselines are drawn beside the front, never on it: they are no search result.
+    within = feasible(trials) & searched(trials)
+    if not within.any():
         lines.append(f'<p class="warn">{esc(NO_FEASIBLE)}</p>')
         unmet = budget_unmet(trials, run.get("budget") or {})
         if unmet:
             lines.append(f'<p class="warn">{esc(unmet[0].upper() + unmet[1:])}.</p>')
     elif pareto.empty:
         lines.append(
-            f'<p class="warn">{int(feasible(trials).sum())} trial(s) are within budget, but '
+            f'<p class="warn">{int(within.sum())} trial(s) are within budget, but '
             "pareto.csv lists no members yet; rebuild the report once the search has written "
             "it.</p>"
         )
@@ -95,7 +112,7 @@ def recommendation(
                     f"the same model as for {described[row.name]} above: trial {row['number']:g}."
                 )
             else:
-                what = _describe(row, teacher, kind)
+                what = _describe(row, teacher, kind, run)
                 described[row.name] = name
             items.append(
                 f'<li class="tier"><b>{esc(name)}</b> ({esc(budget_text(budget))}): '
@@ -111,10 +128,12 @@ def recommendation(
         knee_label = knee(run, pareto)
         if knee_label is not None:
             lines.append(
-                "<p><b>Knee point</b> (the most balanced trade-off between the objectives, "
+                "<p><b>Knee point</b> (the member nearest the ideal point, each objective "
+                "scaled over the front's range: a geometric balance that knows nothing of the "
+                "accuracy an application needs, so judge it by its numbers; "
                 "marked with a star on the two-dimensional figures and a gold diamond in the "
                 "three-dimensional one): "
-                f"{esc(_describe(pareto.loc[knee_label], teacher, kind))}</p>"
+                f"{esc(_describe(pareto.loc[knee_label], teacher, kind, run))}</p>"
             )
     lines.append(f'<p class="note">{esc(provenance)}</p>')
     return "\n".join(lines)
@@ -128,9 +147,11 @@ def glance_table(tiers: Sequence[dict[str, Any]], teacher: dict[str, Any], kind:
     model to ship and what it costs against the teacher and the budget. No speed-up column
     when the teacher's latency is not known."""
     picked = [tier for tier in tiers if tier.get("trial") is not None]
+    if any(tier.get("latency_is_lower_bound") for tier in picked):
+        kind += f", {LOWER_BOUND}"
     columns: list[tuple[str, Any]] = [
         ("model to ship", lambda t: f"trial {t['trial']}"),
-        ("test accuracy", _accuracy_with_margin),
+        ("test accuracy", _accuracy_with_interval),
         ("against the teacher", lambda t: _signed(t.get("accuracy_vs_teacher_points"))),
         (f"latency ms ({kind})", lambda t: fixed(t.get("latency_ms"), 3)),
         ("peak memory KB (computed)", lambda t: fixed(t.get("peak_memory_kb"), 1)),
@@ -164,9 +185,9 @@ def glance_table(tiers: Sequence[dict[str, Any]], teacher: dict[str, Any], kind:
     images = next((t["test_images"] for t in picked if t.get("test_images")), None)
     if images:
         note += (
-            f" \u00b1 is the 95% interval (Wilson) that {integer(images)} test images allow; "
-            "each model "
-            "was trained once, so differences between trainings are not in it."
+            f" The 95% CI after each test accuracy is the interval (Wilson) that "
+            f"{integer(images)} test images allow; each model was trained once, so "
+            "differences between trainings are not in it."
         )
     return (
         f'<table class="glance">\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
@@ -175,10 +196,11 @@ def glance_table(tiers: Sequence[dict[str, Any]], teacher: dict[str, Any], kind:
     )
 
 
-def _accuracy_with_margin(tier: dict[str, Any]) -> str:
-    margin = tier.get("test_accuracy_margin_points")
-    text = pct(tier.get("test_accuracy"))
-    return text if margin is None else f"{text} \u00b1 {margin:.1f}"
+def _accuracy_with_interval(tier: dict[str, Any]) -> str:
+    interval = tier.get("test_accuracy_interval") or {}
+    lower, upper = interval.get("lower"), interval.get("upper")
+    bounds = None if lower is None or upper is None else (lower, upper)
+    return pct_interval(tier.get("test_accuracy"), bounds)
 
 
 def _signed(points: float | None) -> str:
@@ -239,9 +261,12 @@ def highlights(picks: Sequence[Pick], knee_label: Any) -> list[tuple[str, Any]]:
     return tags
 
 
-def _describe(row: pd.Series, teacher: dict[str, Any], kind: str = "measured") -> str:
+def _describe(
+    row: pd.Series, teacher: dict[str, Any], kind: str = "measured", run: dict | None = None
+) -> str:
     """One sentence on a recommended model, in the teacher's terms; a ratio is given only
-    where both sides were measured or counted (never an invented teacher latency)."""
+    where both sides were measured or counted (never an invented teacher latency), and a
+    roofline latency is called the lower bound it is."""
     text = f"trial {integer(row['number'])} ({row['genome'] or 'no genome'}) "
     teacher_accuracy = teacher.get("test_accuracy")
     compared = compare_to_teacher(row, teacher)
@@ -253,6 +278,8 @@ def _describe(row: pd.Series, teacher: dict[str, Any], kind: str = "measured") -
         if gap is not None:
             side = "below" if gap < 0 else "above"
             text += f" ({abs(gap):.1f} points {side} the teacher, {pct(teacher_accuracy)})"
+    if kind == "predicted" and latency_is_lower_bound(run or {}, row):
+        kind += f", {LOWER_BOUND}"
     text += f", runs in {fixed(row['latency_ms'], 3)} ms ({kind}) and needs "
     text += f"{fixed(row['peak_memory_kb'], 1)} KB peak memory (computed)"
     if not math.isnan(row["flash_kb"]):

@@ -227,3 +227,164 @@ def test_a_signed_rewrite_that_fails_is_said_and_the_export_goes_on(tmp_path, mo
     found = write_signed(RunData(tmp_path), None, tmp_path)
     assert found == {"file": None, "why": "the rewrite failed (RuntimeError: unexpected graph)"}
     assert not (tmp_path / "model.s8s8.onnx").exists()
+
+
+# -- the walkthrough's run: an int8-only MCU, its latency a roofline, two baselines --------------
+
+ROOFLINE = "predicted (roofline of cortex-m7's public numbers)"
+MCU_RUN = {
+    "name": "m2",
+    "input_shape": [1, 8, 8],
+    "objectives": [
+        {"name": "accuracy", "direction": "maximize"},
+        {"name": "latency_ms", "direction": "minimize"},
+        {"name": "peak_memory_kb", "direction": "minimize"},
+    ],
+    "budget": {"latency_ms": 5.0, "peak_memory_kb": 64.0, "flash_kb": None},
+    "device": {"name": "cortex-m7", "latency": "roofline"},
+}
+# (number, baseline, val accuracy, latency ms, peak memory KB, feasible): members 0 and 1;
+# baseline 2 more accurate than every member (off the front only for being a baseline);
+# baseline 3 no better than member 1 anywhere; baseline 4 over the budget.
+MCU_TRIALS = [
+    (0, None, 0.60, 0.3, 6.0, True),
+    (1, None, 0.95, 1.0, 12.0, True),
+    (2, "plain_cnn", 0.98, 4.3, 6.0, True),
+    (3, "mobilenetv2_035", 0.90, 2.0, 15.0, True),
+    (4, "mobilenetv2_050", 0.99, 9.0, 40.0, False),
+]
+
+
+def _mcu_run(tmp_path: Path) -> Path:
+    import json
+
+    import pandas as pd
+
+    run = tmp_path / "m2"
+    candidate = Candidate(ARCH, CompressionPolicy((StagePolicy(weight_bits=8, activation_bits=8),)))
+    rows = []
+    for number, baseline, accuracy, latency, memory, feasible in MCU_TRIALS:
+        models = run / "checkpoints" / str(number)
+        models.mkdir(parents=True)
+        for name in ("model.onnx", "model.pt", "channels.json"):
+            (models / name).write_bytes(b"x")
+        (models / "candidate.json").write_text(candidate.to_json())
+        rows.append({"number": number, "status": "ok", "genome": candidate.genome,
+                     "feasible": feasible, "artifacts": f"checkpoints/{number}",
+                     "baseline": baseline, "accuracy": accuracy, "test_accuracy": accuracy,
+                     "latency_ms": latency, "latency_source": ROOFLINE,
+                     "peak_memory_kb": memory})  # fmt: skip
+    trials = pd.DataFrame(rows)
+    trials.to_csv(run / "trials.csv", index=False)
+    trials[trials["number"] < 2].to_csv(run / "pareto.csv", index=False)
+    (run / "run.json").write_text(json.dumps(MCU_RUN))
+    return run
+
+
+def test_a_baseline_is_said_to_be_one_and_whether_a_member_beats_it_is_computed(tmp_path, caplog):
+    import json
+
+    from search.export import export_trial
+
+    run = _mcu_run(tmp_path)
+    out = export_trial(run, 2, tmp_path / "plain")
+    chosen = json.loads((out / "manifest.json").read_text())["chosen"]
+    assert chosen.startswith("named with --trial; the hand-designed baseline plain_cnn, not a")
+    assert "never on it; no member is at least as good on every objective" in chosen
+    assert "some member is at least as good" not in chosen
+    assert "trial 2 is the hand-designed baseline plain_cnn" in caplog.text
+
+    out = export_trial(run, 3, tmp_path / "mnv2")
+    chosen = json.loads((out / "manifest.json").read_text())["chosen"]
+    assert "baseline mobilenetv2_035" in chosen
+    assert chosen.endswith(
+        "member 1 is at least as good on every objective (accuracy, latency_ms, peak_memory_kb)"
+    )
+    chosen = json.loads((export_trial(run, 4, tmp_path / "b") / "manifest.json").read_text())
+    assert "never on it; it is over the run's budget; no member" in chosen["chosen"]
+
+
+def test_the_manifest_calls_a_roofline_latency_and_the_peak_memory_lower_bounds(tmp_path):
+    import json
+
+    from search.export import export_trial
+
+    how = json.loads((export_trial(_mcu_run(tmp_path), 1) / "manifest.json").read_text())
+    how = how["how_measured"]
+    assert how["latency_ms"].startswith(ROOFLINE) and "a lower bound" in how["latency_ms"]
+    assert "without the runtime's scratch buffers" in how["peak_memory_kb"]
+    assert "a lower bound" in how["peak_memory_kb"]
+
+
+def _tiers(run: Path, picks: list) -> None:
+    import json
+
+    names = ["tighter (bounds \u00d70.5)", "configured budget", "looser (bounds \u00d72)"]
+    tiers = [
+        {"name": name, "budget": {"latency_ms": limit}, "trial": pick}
+        for name, limit, pick in zip(names, (2.5, 5.0, 10.0), picks, strict=True)
+    ]
+    members = sum(pick is not None for pick in picks)
+    (run / "summary.json").write_text(json.dumps({"tiers": tiers, "pareto_members": members}))
+
+
+def test_a_tier_without_a_model_names_the_tiers_that_have_one(tmp_path):
+    from search.config import ConfigError
+    from search.export import recommended_trial
+
+    run = _mcu_run(tmp_path)
+    _tiers(run, [None, 1, 1])
+    with pytest.raises(ConfigError) as error:
+        recommended_trial(run, "tighter")
+    message = str(error.value)
+    assert message.startswith(f"no model of {run} meets the tighter (bounds \u00d70.5)")
+    assert "--tier 'configured budget' gives trial 1; --tier looser gives trial 1" in message
+    assert "--tier tighter" not in message
+
+
+def test_with_no_candidate_trained_no_looser_tier_is_offered(tmp_path):
+    import pandas as pd
+
+    from search.config import ConfigError
+    from search.export import recommended_trial
+
+    # Every searched candidate over budget (never trained); the baselines trained anyway.
+    run = _mcu_run(tmp_path)
+    trials = pd.read_csv(run / "trials.csv")
+    trials.loc[trials["baseline"].isna(), ["status", "accuracy", "peak_memory_kb"]] = [
+        "infeasible",
+        None,
+        80.0,
+    ]
+    trials.to_csv(run / "trials.csv", index=False)
+    _tiers(run, [None, None, None])
+    for tier in ("looser", "tighter"):
+        with pytest.raises(ConfigError) as error:
+            recommended_trial(run, tier)
+        message = str(error.value)
+        assert "looser tier" not in message and "--tier" not in message
+        assert (
+            "no candidate of 2 met the budget (lowest seen: peak_memory_kb 80 KB > 64)" in message
+        )
+        assert "raise budget.* in the config and run under a new --name" in message
+        assert "a hand-designed baseline can be exported with --trial N (trial 2: plain_cnn" in (
+            message
+        )
+
+
+def test_the_pixel_map_folds_preprocessing_and_input_quantization():
+    import numpy as np
+
+    from search.export import pixels_to_input
+
+    preprocessing = {"pixel_scale": 255.0, "mean": [0.5, 0.4, 0.3], "std": [0.25, 0.2, 0.3]}
+    quant = {"scale": 0.0313, "zero_point": -3, "dtype": "int8"}
+    folded = pixels_to_input(preprocessing, quant)
+    assert folded["formula"].endswith("-128, 127)")
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 500)).astype(np.float64)
+    mean, std = (np.array(preprocessing[k])[:, None] for k in ("mean", "std"))
+    two_steps = np.clip(np.round((pixels / 255.0 - mean) / std / 0.0313) - 3, -128, 127)
+    multiplier, offset = (np.array(folded[k])[:, None] for k in ("multiplier", "offset"))
+    one_step = np.clip(np.round(pixels * multiplier + offset), -128, 127)
+    assert (one_step == two_steps).mean() > 0.99  # all but float ties at a half
+    assert np.abs(one_step - two_steps).max() <= 1

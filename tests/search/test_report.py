@@ -30,7 +30,7 @@ from search.results import pareto_frame
 from search.summary import (
     IMPORTANCE,
     SUMMARY,
-    accuracy_margin,
+    accuracy_interval,
     hypervolume_progress,
     meets,
     recommend,
@@ -231,18 +231,22 @@ def test_the_summary_opens_with_a_table_of_each_budgets_pick(report: str):
     assert "The teacher: 98.1% test accuracy, 120,000 parameters (trained here)." in report
 
 
-def test_the_summary_gives_the_test_splits_margin_when_the_run_knows_its_size(tmp_path):
+def test_the_summary_gives_the_test_splits_interval_when_the_run_knows_its_size(tmp_path):
     run_dir = _write_run(tmp_path / "run", PARETO + OTHERS, PARETO)
     run = {**RUN, "split_sizes": {"train": 1200, "validation": 240, "test": 10000}}
     (run_dir / "run.json").write_text(json.dumps(run))
     page = write_report(run_dir).read_text(encoding="utf-8")
     head, *rows = _glance_rows(page)
-    assert dict(zip(head, rows[1], strict=True))["test accuracy"] == "96.5% ± 0.4"
-    assert "± is the 95% interval (Wilson) that 10,000 test images allow" in page
+    assert dict(zip(head, rows[1], strict=True))["test accuracy"] == "96.5% (95% CI 96.1–96.8%)"
+    assert "The 95% CI after each test accuracy is the interval (Wilson) that 10,000" in page
+    assert "±" not in page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
     configured = json.loads((run_dir / SUMMARY).read_text())["tiers"][1]
-    # Wilson's 95% interval: 0.361 points here; at 100% on digits' 360 images not 0 but 0.53.
-    assert configured["test_accuracy_margin_points"] == pytest.approx(0.3606, abs=1e-4)
-    assert accuracy_margin(1.0, 360) == pytest.approx(0.5279, abs=1e-4)
+    # Wilson's 95% interval, by hand: centre 0.96482, half-width 0.00361.
+    interval = configured["test_accuracy_interval"]
+    assert interval["lower"] == pytest.approx(0.96122, abs=1e-5)
+    assert interval["upper"] == pytest.approx(0.96843, abs=1e-5)
+    assert interval["confidence"] == 0.95 and "Wilson" in interval["method"]
+    assert "test_accuracy_margin_points" not in configured
     assert configured["test_images"] == 10000
     assert configured["closest_bound"] == {
         "name": "peak_memory_kb",
@@ -751,7 +755,7 @@ def test_report_overlays_several_runs(tmp_path: Path, capsys):
     assert "<code>c32,mb3x48k5e6s1|p0w32a32</code>" in table  # run a's configured pick
     # How each run searched, and the test accuracy's interval where the split size is known.
     assert "tpe, sampler seed 0; 7 trials, 4 trained" in table
-    assert "test acc (\u00b1 95%)" in text
+    assert "test acc (95% CI)" in text
     # --out puts it elsewhere; the runs' own folders get no report-compare.html then.
     target = tmp_path / "out" / "both.html"
     assert main(["report", str(first), str(second), "--out", str(target)]) == 0
@@ -827,13 +831,52 @@ def test_baselines_are_drawn_beside_the_front_not_on_it(tmp_path: Path):
     assert "trained with the run&#x27;s KD recipe for 2 epochs." in text
 
 
-def test_the_caption_says_baselines_skip_the_compressed_candidates_fine_tunes():
+def _baseline_rows(bits: str, seconds_qat: float | None) -> pd.DataFrame:
+    """Two searched candidates (one pruned, both quantized with QAT) and two baselines at
+    ``bits``, as the report reads trials.csv."""
+    from search.report.frames import normalise
+
+    rows = [
+        _trial(1, "ok", "c8,ds1x16k3s1|p0.5w8a8", 0.8, 0.8, 0.5, seconds_finetune=0.2),
+        _trial(2, "ok", "c8,ds1x16k3s1|p0w8a8", 0.8, 0.8, 0.5, seconds_finetune=None),
+        _trial(3, "ok", f"c16,cv2x32k3s2|p0{bits}", 0.9, 0.9, 1.0, baseline="plain_cnn"),
+        _trial(4, "ok", f"c16,mb1x8k3e1s1|p0{bits}", 0.9, 0.9, 1.0, baseline="mobilenetv2_035"),
+    ]
+    for row in rows:
+        quantized = "w8a8" in row["genome"] and not row.get("baseline")
+        row["seconds_qat"] = 0.1 if quantized else seconds_qat
+        row.setdefault("seconds_finetune", None)
+        row.setdefault("baseline", None)
+    return normalise(pd.DataFrame(rows))
+
+
+FIDELITY = {"epochs": 4, "finetune_epochs": 2, "qat_epochs": 1}
+
+
+def test_the_caption_says_what_int8_baselines_were_and_that_they_had_qat():
+    # On an int8-only device the baselines are quantized and go through QAT (trials.csv:
+    # w8a8, seconds_qat); the caption reads that from the rows, not from a fixed phrase.
     from search.report.captions import _baseline_training
 
-    text = _baseline_training({"epochs": 4, "finetune_epochs": 2, "qat_epochs": 1})
-    assert "for 4 epochs; a compressed candidate also had 2 fine-tune epoch(s)" in text
-    assert "and 1 QAT epoch(s)" in text
-    assert "also had" not in _baseline_training({"epochs": 4, "qat_epochs": 0})
+    text = _baseline_training(_baseline_rows("w8a8", 0.3), FIDELITY)
+    assert "baselines (int8 weights and activations, unpruned)" in text
+    assert "for 4 epochs, then 1 QAT epoch(s), as a quantized candidate had" in text
+    assert "fp32" not in text and "uncompressed" not in text
+    # What the candidates had and the baselines did not: only the fine-tune after pruning.
+    assert "a pruned or factorized candidate also had 2 fine-tune epoch(s)" in text
+    assert "QAT epoch(s), which" not in text
+
+
+def test_the_caption_says_fp32_baselines_skip_the_compressed_candidates_fine_tunes():
+    from search.report.captions import _baseline_training
+
+    text = _baseline_training(_baseline_rows("w32a32", None), FIDELITY)
+    assert "baselines (fp32, unpruned), trained with the run's KD recipe for 4 epochs;" in text
+    assert "2 fine-tune epoch(s) after it, which the baselines, unpruned, did not" in text
+    assert "1 QAT epoch(s), which the baselines, in fp32, did not" in text
+    # A run whose candidates did no QAT (none quantized): nothing about QAT is claimed.
+    plain = _baseline_rows("w32a32", None).assign(seconds_qat=None)
+    assert "QAT" not in _baseline_training(plain, FIDELITY)
 
 
 def test_the_report_is_as_readable_as_the_runs_other_files(tmp_path):
@@ -859,10 +902,85 @@ def test_a_note_says_when_the_runs_searched_with_unequal_effort_or_shared_trials
     assert len(effort_notes([("a", tpe, 6), ("b", old, 6)])) == 1
 
 
-def test_the_overlay_table_gives_each_test_accuracy_its_interval():
-    from search.report.comparison import _with_margin
+def test_the_overlay_table_gives_each_test_accuracy_its_interval_as_bounds():
+    from search.report.comparison import _with_interval
 
+    # Wilson, by hand: centre 0.93733, half-width 0.02447; not centred on the accuracy.
+    assert _with_interval(0.942, {"split_sizes": {"test": 360}}) == "94.2% (95% CI 91.3–96.2%)"
+    assert _with_interval(0.942, {}) == "94.2%"  # a run.json from before split_sizes
+
+
+def test_an_interval_near_100_percent_is_asymmetric_and_never_passes_100():
+    # 97.5% on 80 test images: a symmetric "± 4.0" read as up to 101.5%.
+    lower, upper = accuracy_interval(0.975, 80)
+    assert (lower, upper) == (pytest.approx(0.9134, abs=1e-4), pytest.approx(0.9931, abs=1e-4))
+    assert 0.975 - lower > upper - 0.975
+    # At 100% on digits' 360 images: not a zero-width interval, and not past 100%.
+    lower, upper = accuracy_interval(1.0, 360)
+    assert lower == pytest.approx(0.9894, abs=1e-4) and upper == pytest.approx(1.0)
+    assert upper <= 1.0
+    from search.report.formatting import pct_interval
+
+    assert pct_interval(0.975, accuracy_interval(0.975, 80)) == "97.5% (95% CI 91.3–99.3%)"
+
+
+def _baselines() -> list[dict]:
+    rows = []
+    for number, name in ((8, "plain_cnn"), (9, "mobilenetv2_035")):
+        row = _trial(number, "ok", "c16,cv2x32k3s2|p0w8a8", 0.96, 0.95, 1.2, memory=20)
+        rows.append({**row, "state": "FAIL", "baseline": name})
+    return rows
+
+
+def test_baselines_are_counted_apart_from_the_searchs_trials(tmp_path: Path):
+    run_dir = _write_run(tmp_path / "a", [*PARETO, *OTHERS, *_baselines()], PARETO)
+    page = write_report(run_dir).read_text(encoding="utf-8")
     assert (
-        _with_margin(0.942, {"split_sizes": {"test": 360}}) == "94.2% \u00b1 2.4"
-    )  # Wilson, by hand: 2.447
-    assert _with_margin(0.942, {}) == "94.2%"  # a run.json from before split_sizes
+        "7 trials: 4 ok, 1 infeasible (over budget), 1 failed, 1 pruned (stopped early); "
+        "besides them, 2 hand-designed baseline(s), not counted as trials (2 ok). "
+        "4 trained trial(s) are within every budget."
+    ) in page
+    # The overlay: the same 7 searched trials in both runs, so no note of unequal effort.
+    other = _write_run(tmp_path / "b", PARETO + OTHERS, PARETO)
+    (other / "run.json").write_text(json.dumps({**RUN, "name": "digits-b"}))
+    assert main(["report", str(run_dir), str(other), "--out", str(tmp_path / "c.html")]) == 0
+    text = (tmp_path / "c.html").read_text(encoding="utf-8")
+    assert "tpe, sampler seed 0; 7 trials, 4 trained; 2 hand-designed baseline(s) besides" in text
+    assert "different numbers of trials" not in text
+    assert '"name":"digits-mcu: within budget (4)"' in text
+
+
+def test_a_roofline_latency_is_called_a_lower_bound(tmp_path: Path):
+    run = {**RUN, "device": {"name": "cortex-m7", "description": "roofline", "latency": "roofline"}}
+    roofline = "predicted (roofline of cortex-m7's public numbers)"
+    trials = [{**row, "latency_source": roofline} for row in PARETO + OTHERS]
+    run_dir = _write_run(tmp_path / "run", trials, trials[: len(PARETO)])
+    (run_dir / "run.json").write_text(json.dumps(run))
+    page = write_report(run_dir).read_text(encoding="utf-8")
+    assert "runs in 2.500 ms (predicted, roofline: a lower bound) and needs" in page
+    assert "latency ms (predicted, roofline: a lower bound)" in page
+    assert "so the real latency is higher" in page
+    assert "peak memory for a perfectly packed arena without the runtime&#x27;s scratch" in page
+    summary = json.loads((run_dir / SUMMARY).read_text())
+    assert all(tier["latency_is_lower_bound"] for tier in summary["tiers"])
+    assert summary["knee"]["latency_is_lower_bound"] is True
+    assert "without the runtime's scratch buffers" in summary["peak_memory_note"]
+    assert "a lower bound" in summary["peak_memory_note"]
+
+    # The same device with a predictor fitted on its measurements: an estimate, not a bound.
+    fitted = "predicted (kernel model fitted on 40 kernel + 8 model measurements on cortex-m7)"
+    trials = [{**row, "latency_source": fitted} for row in PARETO + OTHERS]
+    run_dir = _write_run(tmp_path / "fitted", trials, trials[: len(PARETO)])
+    (run_dir / "run.json").write_text(json.dumps(run))
+    page = write_report(run_dir).read_text(encoding="utf-8")
+    assert "roofline: a lower bound" not in page and "runs in 2.500 ms (predicted) and" in page
+    summary = json.loads((run_dir / SUMMARY).read_text())
+    assert not any(tier["latency_is_lower_bound"] for tier in summary["tiers"])
+
+
+def test_a_measured_latency_is_no_bound(report: str, tmp_path: Path):
+    assert "roofline" not in report
+    run_dir = _write_run(tmp_path / "run", PARETO + OTHERS, PARETO)
+    write_report(run_dir)
+    summary = json.loads((run_dir / SUMMARY).read_text())
+    assert summary["tiers"][1]["latency_is_lower_bound"] is False
