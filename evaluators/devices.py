@@ -15,6 +15,12 @@ Bit-widths follow one model on every device:
   ONNX Runtime's CPU provider runs int8 and fp32 only (``evaluators.quantize``): a 4-bit
   stage runs as int8, a 16-bit stage as fp32.
 
+``executes.channel_align``: the device's kernels work on blocks of this many channels
+(CMSIS-NN's fast int8 convolutions on multiples of 4). ``restrict_space`` rounds the
+space's stem and stage widths up to multiples of it, so every unpruned tensor a candidate
+has is aligned (hidden widths are multiples of them); pruned counts follow the run's
+``compression.align``.
+
 Latency is known one of three ways (``latency.source``):
 
 - ``measured``: ONNX Runtime on this machine (``evaluators.hardware``); ``kind: host`` only.
@@ -33,6 +39,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import logging
+import math
 import os
 import re
 from pathlib import Path
@@ -89,6 +97,7 @@ PROFILE_DIR = Path(__file__).with_name("device_profiles")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 # A validator that knows the exact field starts its message with "<dotted.field>: ".
 _FIELD_PREFIX = re.compile(r"^([a-z_][a-z0-9_.]*): (.*)$", re.DOTALL)
+log = logging.getLogger(__name__)
 
 
 class DeviceError(Exception):
@@ -444,13 +453,18 @@ def describe_devices(results: str | Path = "results") -> str:
     rows = [("device", "kind", "bits w/a", "align", "SRAM KB", "flash KB", "latency", "from")]
     for name, (device, origin) in sorted(_catalog().items()):
         fitted = (predictor_dir(name, results) / "meta.json").is_file()
-        how = {"measured": "measured (ONNX Runtime)", "roofline": "roofline (modeled)"}.get(
-            device.latency.source, "predicted"
-        )
-        if fitted:
-            how += " + calibrated predictor"
-        elif device.latency.source == "predicted":
-            how += ": not calibrated yet"
+        # What a search with this results folder would use, in the words its reports use:
+        # a fitted predictor replaces the roofline; the host's is only recorded beside.
+        if device.latency.source == "measured":
+            how = "measured (ONNX Runtime here)" + (", predictor beside" if fitted else "")
+        elif fitted:
+            how = "predicted (fitted predictor" + (
+                ", not the roofline)" if device.latency.source == "roofline" else ")"
+            )
+        elif device.latency.source == "roofline":
+            how = "predicted (roofline, a lower bound)"
+        else:
+            how = "predicted (not calibrated yet)"
         rows.append(
             (
                 name,
@@ -520,16 +534,54 @@ def _executable_kinds(kinds: tuple[str, ...], device: Device) -> tuple[str, ...]
     return kept
 
 
+_SAID_ALIGNED: set[tuple] = set()  # (device, widths) whose rounding this process logged
+
+
+def _aligned(space: SearchSpace, device: Device) -> SearchSpace:
+    """``space`` with its widths rounded up to the device's channel alignment, said once."""
+    align = device.executes.channel_align
+    try:
+        aligned = space.aligned(align)
+    except ValueError as error:  # a rounded width that gconv's groups no longer divide
+        groups = space.groups.values if "gconv" in space.kind.values else ()
+        raise DeviceError(
+            f"device {device.name} runs channel counts in multiples of {align} "
+            f"(executes.channel_align), so the space's widths round up, but then "
+            f"{str(error).split(';')[0]}: "
+            f"give space.width and space.stem_width multiples of {math.lcm(align, *groups)}"
+        ) from None
+    before = (*space.stem_width.values, *space.width.values)
+    after = (*aligned.stem_width.values, *aligned.width.values)
+    key = (device.name, space.stem_width.values, space.width.values)
+    if before != after and key not in _SAID_ALIGNED:
+        _SAID_ALIGNED.add(key)
+        log.warning(
+            "device %s runs channel counts in multiples of %d (executes.channel_align): "
+            "stem widths %s and widths %s are searched as %s and %s",
+            device.name,
+            align,
+            list(space.stem_width.values),
+            list(space.width.values),
+            list(aligned.stem_width.values),
+            list(aligned.width.values),
+        )
+    return aligned
+
+
 def restrict_space(space: SearchSpace, device: Device) -> SearchSpace:
-    """The part of ``space`` that ``device`` executes: bit-widths and block kinds.
+    """The part of ``space`` that ``device`` executes: bit-widths, block kinds, and widths
+    rounded up to its channel alignment (``SearchSpace.aligned``).
 
     Restricting the space, rather than rejecting candidates after sampling, keeps the
     sampler from spending trials on points that are infeasible by construction (a 4-bit
-    stage on an int8-only MCU) and from learning nothing from them.
+    stage on an int8-only MCU) or dominated (6 channels where the kernels run blocks of 4)
+    and from learning nothing from them. A device with ``channel_align`` 1 (the host)
+    keeps the space's widths as they are, so its runs' genomes do not change.
     """
-    return dataclasses.replace(
+    restricted = dataclasses.replace(
         space,
         weight_bits=Choice(_intersect(space.weight_bits.values, device, "weight_bits")),
         activation_bits=Choice(_intersect(space.activation_bits.values, device, "activation_bits")),
         kind=Choice(_executable_kinds(space.kind.values, device)),
     )
+    return _aligned(restricted, device)

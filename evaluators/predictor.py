@@ -17,6 +17,13 @@ changes between kernels, fusions such as the fp32 residual add folded into the c
 
 Every prediction is a ``LatencyPrediction`` whose ``source`` says which of these made it.
 
+A fitted predictor replaces the roofline for every later search in its results folder,
+so ``fit_from_measurements`` refuses what it could not trust: too few layer probes of a
+kernel family the device's networks run (``ProbeMeasurements.require_coverage``; a
+cached folder fitted on such is refused when loaded too), or a predictor off by more
+than ``MAX_HELD_OUT_ERROR`` on probes left out of its fit (``held_out_error``, recorded
+in ``meta.json`` and quoted in ``source``).
+
 Kernel model (per family, e.g. ``dwconv/int8``): a non-negative linear law
 ``a * MACs + b * activation bytes + c * weight bytes + d`` fitted on relative error (a
 roofline with a fixed cost, extrapolates sanely), times a gradient-boosted correction of
@@ -48,6 +55,8 @@ import numpy as np
 from evaluators import timing_lock
 from evaluators.layer_features import OPS, LayerFeatures, layer_features
 from evaluators.probes import (
+    MIN_LAYERS_PER_FAMILY,
+    Coverage,
     Probe,
     layer_probes,
     model_probes,
@@ -75,6 +84,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIN_KERNEL_MS = 5e-4  # half a microsecond: below the timer's resolution for a probe
+
+# A calibration is refused when its predictor mispredicts the probes it was not fitted on
+# by more than this (median of |predicted / measured - 1|). The host's calibrated kernel
+# model is off by ~4 % on unseen networks (README, Results): a quarter is far beyond
+# measurement noise, and what measurements mislabelled, mixed up or of another kit give.
+MAX_HELD_OUT_ERROR = 0.25
+HELD_OUT_FOLDS = 5
+# Fewer probes than these say little about the error: the check is then skipped.
+MIN_HELD_OUT_MODELS = 10
+MIN_HELD_OUT_LAYERS = 20
 
 
 @dataclass(frozen=True)
@@ -268,10 +287,13 @@ class ProbeMeasurements:
     layers: tuple[tuple[LayerFeatures, float], ...]  # (kernel, probe ms - empty ms)
     models: tuple[tuple[tuple[LayerFeatures, ...], float, str], ...]  # (kernels, ms, genome)
     unmeasured: int = 0  # probes of the kit without a measurement
+    coverage: Coverage | None = None  # which of the kit's layer probes were measured
 
     @classmethod
     def read(cls, probes_csv: str | Path, measurements_csv: str | Path) -> ProbeMeasurements:
         probes = read_probe_csv(probes_csv)
+        # A probe converted for a board's runtime keeps its name but not its extension.
+        stems = {Path(name).stem: name for name in probes}
         measured: dict[str, float] = {}
         with Path(measurements_csv).open(newline="") as handle:
             reader = csv.DictReader(handle)
@@ -283,8 +305,10 @@ class ProbeMeasurements:
                     "probe and median_ms, as the kit's run_probes.py writes them"
                 )
             for line, row in enumerate(reader, start=2):
+                name = row["probe"] or ""
+                name = name if name in probes else stems.get(Path(name).stem, name)
                 try:
-                    measured[row["probe"]] = float(row["median_ms"])
+                    measured[name] = float(row["median_ms"])
                 except (TypeError, ValueError):
                     raise CalibrationError(
                         f"{measurements_csv} line {line}: median_ms {row['median_ms']!r} is "
@@ -308,7 +332,28 @@ class ProbeMeasurements:
                 layers.append((rows[0], max(measured[name] - empty, MIN_KERNEL_MS)))
             elif role == "model":
                 models.append((tuple(rows), measured[name], genome))
-        return cls(empty, tuple(layers), tuple(models), len(missing))
+        coverage = Coverage.of(probes, measured)
+        return cls(empty, tuple(layers), tuple(models), len(missing), coverage)
+
+    def require_coverage(self, measured: str, then: str) -> None:
+        """Refuse measurements that leave a kernel family the device's networks run with
+        fewer layer probes than ``MIN_LAYERS_PER_FAMILY``: ``measured`` starts the sentence
+        ("m.csv measures"), ``then`` ends it (what to do with the probes timed)."""
+        coverage = self.coverage
+        short = coverage.short() if coverage is not None else []
+        if coverage is None or not short:
+            return
+        needed = coverage.prefix()
+        listed = ", ".join(f"{family} {got} of {need}" for family, got, need in short)
+        raise CalibrationError(
+            f"{measured} {coverage.measured_layers} of the kit's "
+            f"{len(coverage.layers)} layer probes, too few to fit a latency model to trust: "
+            f"each kernel family the device's networks run needs "
+            f"{MIN_LAYERS_PER_FAMILY} measured layer probes (or all the kit has), and "
+            f"{len(short)} of {len(coverage.used)} have fewer ({listed}); time at least the "
+            f"kit's first {needed} layer probes ({coverage.layers[0][0]} through "
+            f"{coverage.layers[needed - 1][0]}) on the device and {then}"
+        )
 
 
 @dataclass
@@ -506,12 +551,64 @@ class LatencyPredictor:
     @property
     def source(self) -> str:
         meta = self.meta
-        where = meta.get("device", "?")
+        where = f"on {meta.get('device', 'the device')}"
+        # Only run_probes.py and the host's calibration time probes in ONNX Runtime and say
+        # so; a board timed with its own runtime (TFLite Micro, CMSIS-NN) has no such fields.
+        if "onnxruntime" in meta:
+            where += f", ORT {meta['onnxruntime']}, {meta.get('threads', '?')} thread(s)"
+        held = meta.get("held_out")
+        if held:
+            where += f"; median error {held['error']:.1%} on {held['probes']} held-out {held['of']}"
         return (
             f"predicted (kernel model fitted on {meta.get('layer_measurements', 0)} kernel + "
-            f"{meta.get('model_measurements', 0)} model measurements on {where}, "
-            f"ORT {meta.get('onnxruntime', '?')}, {meta.get('threads', '?')} thread(s))"
+            f"{meta.get('model_measurements', 0)} model measurements {where})"
         )
+
+    def held_out_error(self, data: ProbeMeasurements, seed: int = 0) -> dict | None:
+        """How far off this predictor is on probes it was not fitted on, as ``{"error":
+        median |predicted / measured - 1|, "probes": n, "of": "networks" | "kernels"}``;
+        None when too few probes were measured to tell.
+
+        With ``MIN_HELD_OUT_MODELS`` model probes, on those: no network is among the layer
+        probes the kernels were fitted on, so only the whole-model calibration is refitted,
+        ``HELD_OUT_FOLDS``-fold, without the networks it then predicts. Otherwise on the
+        layer probes, the kernel models refitted fold by fold.
+        """
+        folds = HELD_OUT_FOLDS
+        if len(data.models) >= MIN_HELD_OUT_MODELS:
+            networks = [rows for rows, _, _ in data.models]
+            sums = self._family_sums_of_many(networks)
+            counts = [_counts(rows) for rows in networks]
+            measured = np.array([ms for _, ms, _ in data.models])
+            predicted = np.empty(len(measured))
+            for fold in range(folds):
+                test = np.arange(len(measured)) % folds == fold
+                calibration = Calibration.fit(
+                    [x for x, t in zip(sums, test, strict=True) if not t],
+                    [x for x, t in zip(counts, test, strict=True) if not t],
+                    measured[~test],
+                    unit_ms=data.empty_ms,
+                )
+                for index in np.flatnonzero(test):
+                    predicted[index] = calibration.apply(sums[index], counts[index])
+            what = "networks"
+        elif len(data.layers) >= MIN_HELD_OUT_LAYERS:
+            measured = np.array([ms for _, ms in data.layers])
+            predicted = np.empty(len(measured))
+            for fold in range(folds):
+                test = np.arange(len(measured)) % folds == fold
+                train = [pair for pair, t in zip(data.layers, test, strict=True) if not t]
+                refitted = LatencyPredictor.fit(
+                    ProbeMeasurements(data.empty_ms, tuple(train), ()), seed=seed
+                )
+                predicted[test] = refitted.kernel_ms(
+                    [data.layers[i][0] for i in np.flatnonzero(test)]
+                )
+            what = "kernels"
+        else:
+            return None
+        error = float(np.median(np.abs(predicted / measured - 1)))
+        return {"error": error, "probes": len(measured), "of": what}
 
     # ------------------------------------------------------------------ storage
 
@@ -570,6 +667,10 @@ def fit_from_measurements(
     if probes_csv.is_dir():
         probes_csv = probes_csv / "probes.csv"
     data = ProbeMeasurements.read(probes_csv, measurements_csv)
+    data.require_coverage(
+        f"{measurements_csv} measures",
+        f"add them to {Path(measurements_csv).name}, then calibrate again",
+    )
     if data.unmeasured:
         log.warning(
             "%d probes of %s have no measurement in %s; the predictor is fitted on the "
@@ -582,18 +683,50 @@ def fit_from_measurements(
     measured_with = json.loads(side.read_text()) if side.is_file() else {}
     info = {"device": device, **measured_with, **dict(meta or {})}
     predictor = LatencyPredictor.fit(data, info)
+    held = predictor.held_out_error(data)
+    if held is not None:
+        predictor.meta["held_out"] = held
+        if held["error"] > MAX_HELD_OUT_ERROR:
+            more = (
+                ""
+                if held["of"] == "networks"
+                else f", and time the kit's model_*.onnx probes too (at least {MIN_HELD_OUT_MODELS})"
+            )
+            raise CalibrationError(
+                f"a predictor fitted on {measurements_csv} is off by {held['error']:.0%} "
+                f"(median) on the {held['probes']} {held['of']} it was not fitted on, more "
+                f"than the {MAX_HELD_OUT_ERROR:.0%} a calibration accepts: check that each "
+                "row's median_ms is in milliseconds and belongs to the probe its name says, "
+                f"all timed the same way{more}"
+            )
     if save_to is not None:
         predictor.save(save_to, probes_csv, measurements_csv)
     return predictor
 
 
+_ANNOUNCED: set[Path] = set()  # cache folders whose use this process has logged
+
+
 def load_predictor(directory: str | Path) -> LatencyPredictor:
-    """Refit from a cache folder written by ``LatencyPredictor.save`` (no pickles)."""
+    """Refit from a cache folder written by ``LatencyPredictor.save`` (no pickles).
+
+    A folder fitted on too few layer probes (written before calibration refused such
+    measurements) is refused too, and each folder's use is logged once per process: a
+    fitted predictor replaces the device's roofline for every search in its results
+    folder, which must never go unsaid."""
     directory = Path(directory)
     meta = json.loads((directory / "meta.json").read_text())
     data = ProbeMeasurements.read(directory / "probes.csv", directory / "measurements.csv")
+    data.require_coverage(
+        f"the latency predictor in {directory} was fitted on",
+        f"calibrate again, or delete {directory} to do without it",
+    )
     keep = {k: v for k, v in meta.items() if k not in ("overhead_ms", "scales", "per_kernel_ms")}
-    return LatencyPredictor.fit(data, keep)
+    predictor = LatencyPredictor.fit(data, keep)
+    if directory.resolve() not in _ANNOUNCED:
+        _ANNOUNCED.add(directory.resolve())
+        log.info("latency: %s, from %s", predictor.source, directory)
+    return predictor
 
 
 def calibrate_host(

@@ -407,6 +407,68 @@ def read_probe_csv(path: str | Path) -> dict[str, tuple[str, str, list[LayerFeat
     return out
 
 
+# The fewest measured layer probes of a kernel family that a predictor is fitted on: each
+# family's law has four coefficients (MACs, bytes moved, weight bytes, a fixed cost), and a
+# handful of shapes fits them to whatever those few happened to be. A kit holding fewer
+# of a family needs all of them.
+MIN_LAYERS_PER_FAMILY = 10
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """Which of a kit's layer probes were measured, by kernel family (e.g. ``conv/int8``)."""
+
+    layers: tuple[tuple[str, str], ...]  # (probe, family) of every layer probe, in kit order
+    measured: frozenset[str]
+    # The families the networks of the device's space run: those of the model probes and
+    # of the layer probes taken from candidates; a family only the grid adds is extra.
+    used: tuple[str, ...]
+
+    @classmethod
+    def of(
+        cls, probes: dict[str, tuple[str, str, list[LayerFeatures]]], measured: Iterable[str]
+    ) -> Coverage:
+        layers = tuple(
+            (name, rows[0].group) for name, (role, _, rows) in probes.items() if role == "layer"
+        )
+        used = {
+            row.group
+            for role, _, rows in probes.values()
+            for row in rows
+            if role == "model" or (role == "layer" and row.name == "candidate")
+        }
+        every = dict.fromkeys(family for _, family in layers)
+        return cls(
+            layers, frozenset(measured), tuple(f for f in every if f in used) or tuple(every)
+        )
+
+    def needed(self, family: str) -> int:
+        return min(MIN_LAYERS_PER_FAMILY, sum(f == family for _, f in self.layers))
+
+    def count(self, family: str) -> int:
+        return sum(f == family and n in self.measured for n, f in self.layers)
+
+    @property
+    def measured_layers(self) -> int:
+        return sum(name in self.measured for name, _ in self.layers)
+
+    def short(self) -> list[tuple[str, int, int]]:
+        """(family, measured, needed) of every used family with too few measured probes."""
+        counts = [(f, self.count(f), self.needed(f)) for f in self.used]
+        return [(f, got, need) for f, got, need in counts if got < need]
+
+    def prefix(self) -> int:
+        """How many of the kit's first layer probes hold enough of every used family (the
+        kit lists them round-robin over families, so a prefix covers all of them)."""
+        left = {f: self.needed(f) for f in self.used}
+        for index, (_, family) in enumerate(self.layers):
+            if family in left:
+                left[family] -= 1
+            if all(n <= 0 for n in left.values()):
+                return index + 1
+        return len(self.layers)
+
+
 def write_probe_kit(
     out_dir: str | Path,
     *,
@@ -430,6 +492,7 @@ def write_probe_kit(
     ``fit_from_measurements(out_dir, measurements.csv)``. ``unsigned_weights`` (None: as
     on this host) should follow the device: uint8 weights for x86 without VNNI.
     """
+    from evaluators.predictor import MAX_HELD_OUT_ERROR  # imports this module: not at the top
     from evaluators.progress import progress_bar
 
     if unsigned_weights is None:
@@ -451,6 +514,9 @@ def write_probe_kit(
         probe.build(out / "probes" / probe.name)
     write_probe_csv(out / "probes.csv", probes)
     shutil.copyfile(RUNNER, out / "run_probes.py")
+    # The fewest a calibration accepts: the first ``needed`` layer probes in kit order.
+    coverage = Coverage.of(read_probe_csv(out / "probes.csv"), ())
+    needed = coverage.prefix()
     info = {
         "input_shape": list(input_shape),
         "num_classes": num_classes,
@@ -460,9 +526,18 @@ def write_probe_kit(
         "opset": OPSET,
         "unsigned_weights": unsigned_weights,
         "precisions": list(precisions),
+        "min_layer_probes": needed,
     }
     (out / "kit.json").write_text(json.dumps(info, indent=2) + "\n")
-    (out / "README.txt").write_text(_KIT_README)
+    last = coverage.layers[needed - 1][0] if needed else "none"
+    (out / "README.txt").write_text(
+        _KIT_README.format(
+            needed=needed,
+            last=last,
+            per_family=MIN_LAYERS_PER_FAMILY,
+            max_error=MAX_HELD_OUT_ERROR,
+        )
+    )
     return out
 
 
@@ -480,9 +555,18 @@ provider, all graph optimizations, sequential) and writes measurements.csv
 On a device without Python (a microcontroller): convert each probe with the toolchain
 the model will ship with (e.g. to TensorFlow Lite Micro or CMSIS-NN), time it on the
 board, and write measurements.csv yourself with at least the columns probe (the file
-name, as in probes.csv) and median_ms. Probes left out are left out of the fit: the
-layer_*.onnx probes are the ones the predictor needs, empty.onnx gives the fixed cost of
-a run, and model_*.onnx calibrate the sum of a network's layers.
+name, as in probes.csv; with another extension, e.g. .tflite, or none, is fine) and
+median_ms (milliseconds). Probes left out are left out of the fit: the layer_*.onnx
+probes are the ones the predictor needs, empty.onnx gives the fixed cost of a run, and
+model_*.onnx calibrate the sum of a network's layers and measure how far off the
+predictor is on whole networks.
+
+Calibration refuses fewer than {per_family} measured layer probes of each kernel
+family the device's networks run. The layer probes come round-robin over the
+families, so the first {needed} of probes.csv cover them all, through
+{last}: time at least those, and the more the better.
+It also refuses a predictor that mispredicts the probes it was not fitted on by more
+than {max_error:.0%} (median): what mislabelled or mixed-up measurements look like.
 
 Bring measurements.csv back and fit the predictor with
 

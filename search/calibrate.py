@@ -8,7 +8,12 @@
 - ``calibrate --device NAME --measurements FILE.csv``: fit from what the runner measured
   there (the kit's ``probes.csv`` is found next to the measurements, or pass ``--kit``).
 
-Every later search for that device then uses the predictor instead of the roofline.
+Every later search for that device, in that results folder, then uses the predictor
+instead of the roofline (the search logs which, ``paretonas devices`` lists it). So a fit
+is refused rather than cached when it could not be trusted: measurements leaving a kernel
+family the device's networks run with fewer than ``MIN_LAYERS_PER_FAMILY`` layer probes,
+or a predictor off by more than ``MAX_HELD_OUT_ERROR`` on probes it was not fitted on
+(``evaluators.predictor.fit_from_measurements``).
 """
 
 from __future__ import annotations

@@ -287,11 +287,15 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _probe(args: argparse.Namespace) -> int:
+    import json
+
     from search.calibrate import probe
 
     out = probe(args.device, _folder(args.out), config=args.config)
+    needed = json.loads((out / "kit.json").read_text())["min_layer_probes"]
     print(
-        f"{out}: copy it to the device and time its probes there (README.txt says how)",
+        f"{out}: copy it to the device and time its probes there, at least its first "
+        f"{needed} layer probes, the more the better (README.txt says how)",
         file=sys.stderr,
     )
     print(out)
@@ -299,6 +303,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    from evaluators.devices import get_device
     from search.calibrate import calibrate
 
     if args.budget_seconds <= 0:
@@ -311,7 +316,14 @@ def _calibrate(args: argparse.Namespace) -> int:
         budget_seconds=args.budget_seconds,
         threads=args.threads,
     )
-    print(f"{predictor.source}; cached in {out}", file=sys.stderr)
+    # A fitted predictor replaces the roofline for every later search: say so, and how back.
+    source = get_device(args.device).latency.source
+    use = {
+        "measured": "searches record its prediction beside each measured latency",
+        "roofline": f"searches with results_dir {args.results} predict latency with it, "
+        "not with the device's roofline (delete the folder to go back to the roofline)",
+    }.get(source, f"searches with results_dir {args.results} predict latency with it")
+    print(f"{predictor.source}; cached in {out}: {use}", file=sys.stderr)
     print(out)
     return 0
 

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 import optuna
 import pandas as pd
 import yaml
+from optuna.distributions import CategoricalDistribution
 
 from evaluators.data import Dataset
 from evaluators.distill import resolve_device
@@ -56,6 +58,7 @@ from search.study import open_study
 from search.summary import write_importance
 from search.worker import TARGET, work
 from search.worker import progress as worker_progress
+from spaces.params import Choice
 
 log = logging.getLogger("paretonas")
 
@@ -111,6 +114,7 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
         log.warning(note)
     target = trials if trials is not None else config.trials
     check_study_config(study, config)
+    check_study_space(study, config)
     record_config(study, config)
     study.set_user_attr(TARGET, target)
     start = time.perf_counter()
@@ -224,6 +228,7 @@ def run_worker(
         config = config.model_copy(update={"results_dir": results_dir})
     execution = config.execution
     study = _open(config, storage, worker=True)
+    check_study_space(study, config)
     target = int(study.user_attrs.get(TARGET, config.trials))
     done, _ = worker_progress(study)
     if done >= target:
@@ -536,7 +541,7 @@ def _describe_latency(latency: LatencyOracle, host: Host) -> str:
     how = (
         latency.predictor.source
         if latency.predictor is not None
-        else "predicted (roofline of its public numbers)"
+        else "predicted (roofline of its public numbers: a lower bound)"
     )
     return f"{device.name} ({device.description}): latency {how}, not measured"
 
@@ -663,6 +668,32 @@ def check_study_config(study: optuna.Study, config: RunConfig) -> None:
             f"study {config.name} in the storage already holds trials of a different config "
             f"(changed: {', '.join(changed[:5])}); use another --name, or the config it was "
             "started with (`paretonas worker` joins with the study's own)"
+        )
+
+
+def check_study_space(study: optuna.Study, config: RunConfig) -> None:
+    """Refuse a study whose trials drew a parameter from other options than this version
+    makes of the same config (the device's channel alignment, say, rounds widths that an
+    older version searched as written): Optuna would fail every new trial on it."""
+    space = config.search_space()
+    recorded: dict[str, Any] = {}
+    for trial in study.get_trials(deepcopy=False):
+        for name, distribution in trial.distributions.items():
+            recorded.setdefault(name, distribution)
+    changed = []
+    for name, distribution in recorded.items():
+        dimension = getattr(space, re.sub(r"^[sp]\d+_", "", name), None)
+        if not (isinstance(dimension, Choice) and len(dimension.options) > 1):
+            continue  # a constant is not asked of the trial, so it cannot clash
+        if isinstance(distribution, CategoricalDistribution) and (
+            tuple(distribution.choices) != dimension.options
+        ):
+            changed.append(f"{name} {list(distribution.choices)} now {list(dimension.options)}")
+    if changed:
+        raise ConfigError(
+            f"study {config.name} drew its trials from another search space than this version "
+            f"makes of its config ({'; '.join(changed[:3])}); start a new run (--name), or "
+            "finish this one with the version that began it"
         )
 
 

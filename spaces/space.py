@@ -7,7 +7,7 @@ renaming one breaks resuming an existing study.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from spaces.candidate import (
@@ -111,6 +111,24 @@ class SearchSpace:
             return {"rank_ratio": rank_ratio}
         kxk = self.factorize_kxk.suggest(trial, f"p{stage}_factorize_kxk")
         return {"rank_ratio": rank_ratio, "factorize_kxk": bool(kxk)}
+
+    def aligned(self, multiple: int) -> SearchSpace:
+        """This space with its stem and stage widths rounded up to multiples of
+        ``multiple`` (in order, repeats dropped; ``multiple`` 1 returns it unchanged).
+
+        For a device whose kernels work on blocks of channels: there a 6-channel layer
+        runs padded to 8 channels or on a slower path, so it costs at least what 8 does
+        and only loses accuracy; the sampler should not spend trials on it.
+        """
+        if multiple < 1:
+            raise ValueError(f"a channel multiple must be >= 1, got {multiple}")
+        if multiple == 1:
+            return self
+
+        def up(choice: Choice) -> Choice:
+            return Choice(tuple(dict.fromkeys(-(-w // multiple) * multiple for w in choice.values)))
+
+        return replace(self, stem_width=up(self.stem_width), width=up(self.width))
 
     def describe(self) -> dict[str, list]:
         """The space as plain lists, for the saved config and the report."""

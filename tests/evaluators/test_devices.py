@@ -264,3 +264,64 @@ def test_block_kinds_need_their_ops(tmp_path):
     with pytest.raises(DeviceError) as err:
         restrict_space(only_gconv, device)
     assert_one_line(err.value, "gconv needs ['group_conv', 'shuffle']", "space.kind")
+
+
+NO_GROUPS = Choice(("mbconv", "dsconv", "conv"))  # widths need not split into gconv groups
+
+
+def test_widths_round_up_to_the_devices_channel_alignment(caplog, sampled_candidates):
+    space = SearchSpace(
+        kind=NO_GROUPS,
+        stem_width=Choice((6, 8)),
+        width=Choice((6, 18, 30, 32)),
+        weight_bits=Choice((8,)),
+        activation_bits=Choice((8,)),
+    )
+    with caplog.at_level("WARNING", logger="evaluators.devices"):
+        restricted = restrict_space(space, get_device("cortex-m7"))  # channel_align 4
+        restrict_space(space, get_device("cortex-m7"))  # said once per process
+    assert restricted.stem_width.values == (8,)
+    assert restricted.width.values == (8, 20, 32)  # in order, 30 and 32 become one
+    said = [r.getMessage() for r in caplog.records if "channel_align" in r.getMessage()]
+    assert said == [
+        "device cortex-m7 runs channel counts in multiples of 4 (executes.channel_align): "
+        "stem widths [6, 8] and widths [6, 18, 30, 32] are searched as [8] and [8, 20, 32]"
+    ]
+    for candidate in sampled_candidates(30, space=restricted):
+        arch = candidate.arch
+        assert all(w % 4 == 0 for w in (arch.stem_width, *(s.width for s in arch.stages)))
+
+
+def test_the_host_and_aligned_spaces_keep_their_widths():
+    # The host aligns to 1: its runs' spaces, so their genomes, stay exactly as they were;
+    # the built-in spaces' widths are multiples of 4 already.
+    odd = SearchSpace(kind=NO_GROUPS, stem_width=Choice((3, 5)), width=Choice((6, 18, 30)))
+    assert get_device("host").executes.channel_align == 1
+    assert restrict_space(odd, get_device("host")) == odd
+    for name in ("cortex-m7", "cortex-a72"):
+        space = SearchSpace(weight_bits=Choice((8,)), activation_bits=Choice((8,)))
+        restricted = restrict_space(space, get_device(name))
+        assert (restricted.stem_width, restricted.width) == (space.stem_width, space.width)
+    bitserial = restrict_space(
+        SearchSpace(weight_bits=Choice((8,)), activation_bits=Choice((8,))), get_device("bitserial")
+    )
+    assert bitserial.stem_width.values == (16,) and bitserial.width.values == (16, 32, 48)
+
+
+def test_a_rounded_width_that_groups_do_not_divide_says_what_to_use():
+    space = SearchSpace(
+        kind=Choice(("gconv", "conv")),
+        groups=Choice((3,)),
+        stem_width=Choice((6,)),
+        width=Choice((6, 12)),
+        weight_bits=Choice((8,)),
+        activation_bits=Choice((8,)),
+    )
+    with pytest.raises(DeviceError) as err:
+        restrict_space(space, get_device("cortex-m7"))
+    assert_one_line(
+        err.value,
+        "device cortex-m7 runs channel counts in multiples of 4",
+        "widths [8] are not divisible by gconv groups 3",
+        "give space.width and space.stem_width multiples of 12",
+    )

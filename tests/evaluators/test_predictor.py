@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import json
 import os
 import random
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 from evaluators.cost import estimate_cost
 from evaluators.layer_features import LayerFeatures, layer_features
 from evaluators.predictor import (
+    MAX_HELD_OUT_ERROR,
     DeviceNumbers,
     LatencyPredictor,
     ProbeMeasurements,
@@ -65,6 +67,7 @@ def test_predictor_recovers_a_known_per_kernel_law():
     expected = 0.02 + sum(_law(row) for row in unseen[::7])  # no model probes: empty overhead
     assert network.latency_ms == pytest.approx(expected, rel=0.03)
     assert network.source.startswith("predicted (kernel model fitted on 720 kernel + 0 model")
+    assert "ORT" not in network.source  # nothing says ONNX Runtime timed these
 
 
 def test_whole_model_probes_fit_the_overhead_and_family_scales():
@@ -85,6 +88,15 @@ def test_whole_model_probes_fit_the_overhead_and_family_scales():
     truth = 0.03 + sum(_law(r) * (0.8 if r.op == "conv" else 1.0) for r in held_out)
     assert predictor.predict(held_out).latency_ms == pytest.approx(truth, rel=0.05)
     assert predictor.meta["model_measurements"] == 60
+    # Refitted without them, the calibration predicts the networks it did not see as well.
+    data = ProbeMeasurements(0.01, layers, tuple(models))
+    held = predictor.held_out_error(data)
+    assert held["of"] == "networks" and held["probes"] == 60 and held["error"] < 0.02
+    times = [ms for _, ms, _ in models][::-1]  # each network given another's time
+    wrong = tuple((rows, ms, g) for (rows, _, g), ms in zip(models, times, strict=True))
+    assert predictor.held_out_error(replace(data, models=wrong))["error"] > MAX_HELD_OUT_ERROR
+    few = predictor.held_out_error(replace(data, models=tuple(models[:5]), layers=layers[:10]))
+    assert few is None  # too few probes to tell
 
 
 _ALLOWED_RUNNER_IMPORTS = {
@@ -106,6 +118,10 @@ _ALLOWED_RUNNER_IMPORTS = {
 
 def test_probe_kit_runs_with_onnxruntime_alone_and_fits_a_predictor(tmp_path):
     kit = write_probe_kit(tmp_path / "kit", layer_count=8, model_count=1, progress=False)
+    needed = json.loads((kit / "kit.json").read_text())["min_layer_probes"]
+    assert 0 < needed <= 8 and f"so the first {needed} of probes.csv cover them all" in " ".join(
+        (kit / "README.txt").read_text().split()
+    )
     runner = kit / "run_probes.py"
     imported = set()
     for node in ast.walk(ast.parse(runner.read_text())):

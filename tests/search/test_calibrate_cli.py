@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from search.cli import main
@@ -41,9 +43,11 @@ def test_devices_lists_profiles_and_whether_a_predictor_is_fitted(tmp_path, caps
     assert main(["devices", "--results", str(tmp_path)]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert {"host", "cortex-m7", "cortex-a72", "bitserial"} <= set(lines)
-    assert "measured (ONNX Runtime)" in lines["host"]
-    assert "calibrated predictor" not in lines["host"]  # none under this results folder
-    assert "roofline (modeled) + calibrated predictor" in lines["cortex-a72"]
+    assert "measured (ONNX Runtime here)" in lines["host"]
+    assert "predictor" not in lines["host"]  # none under this results folder
+    # What a search in this results folder predicts with, in the reports' words.
+    assert "predicted (fitted predictor, not the roofline)" in lines["cortex-a72"]
+    assert "predicted (roofline, a lower bound)" in lines["cortex-m7"]
     assert "8/8" in lines["cortex-m7"] and "320" in lines["cortex-m7"]
     assert "built-in" in lines["cortex-m7"]
 
@@ -85,7 +89,7 @@ def kit(tmp_path_factory):
         ("name,ms\nempty.onnx,0.1\n", "has no column probe, median_ms (it has name, ms)"),
         ("probe,median_ms\nempty.onnx,fast\n", "line 2: median_ms 'fast' is not a number"),
         ("probe,median_ms\nother.onnx,0.1\n", "measures none of the probes"),
-        ("probe,median_ms\nempty.onnx,0.1\n", "no layer probe was measured"),
+        ("probe,median_ms\nempty.onnx,0.1\n", "measures 0 of the kit's 2 layer probes"),
     ],
 )
 def test_measurements_a_predictor_cannot_be_fitted_on_are_one_line(
@@ -141,3 +145,140 @@ def test_a_probe_kit_follows_a_run_configs_input(tmp_path, monkeypatch):
     assert asked["input_shape"] == (1, 8, 8) and asked["num_classes"] == 10
     with pytest.raises(ConfigError, match="is for device cortex-m7, not host"):
         calibrate.probe("host", tmp_path / "kit", config=config, progress=False)
+
+
+@pytest.fixture(scope="module")
+def mcu_kit(tmp_path_factory):
+    """An int8-only kit's probes.csv (168 layer probes, 12 networks), without ONNX files."""
+    import itertools
+
+    from evaluators.probes import layer_probes, model_probes, write_probe_csv
+
+    kit = tmp_path_factory.mktemp("mcu-kit")
+    int8 = ("int8",)
+    probes = layer_probes(168, unsigned_weights=False, precisions=int8)
+    probes += list(itertools.islice(model_probes(precisions=int8), 12))
+    write_probe_csv(kit / "probes.csv", probes)
+    return kit
+
+
+def _law_ms(rows) -> float:
+    """A board's time: MACs at 2e8/s and bytes at 8e8/s, 5 us per kernel, 0.1 ms per run."""
+    return 0.1 + sum(r.macs / 2e5 + r.bytes / 8e5 + 0.005 for r in rows)
+
+
+def _measure(kit, layers: int, *, models: int = 0, suffix=".onnx", shuffled=False) -> str:
+    import random
+
+    from evaluators.probes import read_probe_csv
+
+    probes = read_probe_csv(kit / "probes.csv")
+    chosen = [n for n, (role, _, _) in probes.items() if role == "layer"][:layers]
+    chosen += [n for n, (role, _, _) in probes.items() if role == "model"][:models]
+    times = [_law_ms(probes[n][2]) for n in chosen]
+    if shuffled:  # every time belongs to another probe: what a mixed-up file looks like
+        random.Random(0).shuffle(times)
+    rows = [("empty.onnx", 0.1), *zip(chosen, times, strict=True)]
+    return "probe,median_ms\n" + "".join(
+        f"{name.replace('.onnx', suffix)},{ms:.6f}\n" for name, ms in rows
+    )
+
+
+def _calibrate_m7(kit, tmp_path, measurements: str) -> list[str]:
+    (tmp_path / "m.csv").write_text(measurements)
+    return [
+        "calibrate",
+        "--device",
+        "cortex-m7",
+        "--kit",
+        str(kit),
+        "--measurements",
+        str(tmp_path / "m.csv"),
+        "--results",
+        str(tmp_path / "results"),
+    ]
+
+
+def test_calibrate_refuses_measurements_of_too_few_layer_probes(mcu_kit, tmp_path, capsys):
+    # The walkthrough's file: the empty probe and one layer. It used to fit a model that
+    # predicted the same latency for every network and replaced the roofline silently.
+    assert main(_calibrate_m7(mcu_kit, tmp_path, _measure(mcu_kit, 1))) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "m.csv measures 1 of the kit's 168 layer probes, too few" in err
+    assert "needs 10 measured layer probes" in err and "conv/int8 1 of 10" in err
+    assert "time at least the kit's first " in err and "layer_00000_conv_int8.onnx through" in err
+    assert not (tmp_path / "results").exists()  # nothing cached: the roofline stays
+
+
+def test_calibrate_on_the_kits_first_layer_probes_says_what_it_replaces(
+    mcu_kit, tmp_path, capsys, caplog
+):
+    from evaluators.devices import get_device
+    from evaluators.latency import LatencyOracle
+    from evaluators.predictor import MIN_HELD_OUT_MODELS
+    from evaluators.probes import Coverage, read_probe_csv
+    from spaces import get_candidate
+
+    needed = Coverage.of(read_probe_csv(mcu_kit / "probes.csv"), ()).prefix()
+    assert needed < 168
+    # Probes timed on the board after conversion keep their names, not their extension.
+    measured = _measure(mcu_kit, needed, models=MIN_HELD_OUT_MODELS, suffix=".tflite")
+    assert main(_calibrate_m7(mcu_kit, tmp_path, measured)) == 0
+    err = capsys.readouterr().err
+    assert (
+        f"fitted on {needed} kernel + {MIN_HELD_OUT_MODELS} model measurements on cortex-m7;" in err
+    )
+    assert "ORT" not in err and "thread(s)" not in err  # timed on the board, not in ORT
+    assert "held-out networks" in err
+    assert "predict latency with it, not with the device's roofline" in err
+
+    with caplog.at_level("INFO", logger="evaluators.predictor"):
+        oracle = LatencyOracle.for_device(get_device("cortex-m7"), tmp_path / "results")
+        LatencyOracle.for_device(get_device("cortex-m7"), tmp_path / "results")
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("latency: ")]
+    assert len(said) == 1 and "kernel model fitted on" in said[0]  # a search says which
+    small, large = get_candidate("tiny_mixed"), get_candidate("mobilenetv2_035")
+    ms = [oracle.predict(c, (1, 16, 16), 10).latency_ms for c in (small, large)]
+    assert ms[0] != pytest.approx(ms[1], rel=0.05)
+
+
+def test_calibrate_refuses_a_predictor_that_mispredicts_held_out_probes(mcu_kit, tmp_path, capsys):
+    measured = _measure(mcu_kit, 168, models=12, shuffled=True)
+    assert main(_calibrate_m7(mcu_kit, tmp_path, measured)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "on the 12 networks it was not fitted on, more than the 25% a calibration accepts" in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_search_refuses_a_cached_predictor_fitted_on_too_few_probes(mcu_kit, tmp_path):
+    # A folder calibrated before the check: the search stops instead of using it.
+    import shutil
+
+    from evaluators.devices import get_device
+    from evaluators.latency import LatencyOracle
+    from evaluators.predictor import CalibrationError, predictor_dir
+
+    folder = predictor_dir("cortex-m7", tmp_path)
+    folder.mkdir(parents=True)
+    shutil.copyfile(mcu_kit / "probes.csv", folder / "probes.csv")
+    (folder / "measurements.csv").write_text(_measure(mcu_kit, 1))
+    (folder / "meta.json").write_text('{"device": "cortex-m7"}')
+    with pytest.raises(CalibrationError) as err:
+        LatencyOracle.for_device(get_device("cortex-m7"), tmp_path)
+    message = str(err.value)
+    assert f"the latency predictor in {folder} was fitted on 1 of the kit's 168" in message
+    assert message.endswith(f"calibrate again, or delete {folder} to do without it")
+
+
+def test_probe_says_how_many_layer_probes_calibration_needs(tmp_path, monkeypatch, capsys):
+    from evaluators.probes import write_probe_kit
+
+    monkeypatch.setattr(
+        "evaluators.probes.write_probe_kit",
+        lambda out, **kwargs: write_probe_kit(out, layer_count=30, model_count=1, **kwargs),
+    )
+    assert main(["probe", "--device", "cortex-m7", "--out", str(tmp_path / "kit")]) == 0
+    needed = json.loads((tmp_path / "kit" / "kit.json").read_text())["min_layer_probes"]
+    assert f"at least its first {needed} layer probes" in capsys.readouterr().err

@@ -437,3 +437,39 @@ def test_a_run_resumes_when_its_saved_config_predates_a_check_or_a_url_rendering
     saved["budget"]["latency_ms"] = 99.0
     changed = _changed_keys(saved, config, "old")
     assert "budget.latency_ms" in changed and "compression.align" not in changed
+
+
+def test_a_study_drawn_from_other_width_options_is_refused_in_one_line():
+    # An older version searched cortex-m7's widths as written; this one rounds them up to
+    # the device's channel alignment, and Optuna would fail every trial on the clash.
+    from optuna.distributions import CategoricalDistribution
+
+    from search.runner import check_study_space
+
+    config = parse_config(
+        {
+            "name": "aligned",
+            "device": {"name": "cortex-m7"},
+            "space": {"width": [6, 18], "stem_width": [8, 16], "groups": [2], "weight_bits": [8],
+                      "activation_bits": [8]},
+        }
+    )  # fmt: skip
+    study = optuna.create_study()
+    study.add_trial(
+        optuna.trial.create_trial(
+            params={"s0_width": 6, "stem_width": 8},
+            distributions={
+                "s0_width": CategoricalDistribution([6, 18]),
+                "stem_width": CategoricalDistribution([8, 16]),
+            },
+            value=0.5,
+        )
+    )
+    with pytest.raises(ConfigError) as error:
+        check_study_space(study, config)
+    assert "s0_width [6, 18] now [8, 20]" in str(error.value)
+    assert "stem_width" not in str(error.value)  # its options are unchanged
+    host = parse_config(
+        {"name": "aligned", "space": {"width": [6, 18], "stem_width": [8, 16], "groups": [2]}}
+    )
+    check_study_space(study, host)  # the host aligns to 1: the same options, no complaint

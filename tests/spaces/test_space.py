@@ -39,3 +39,16 @@ def test_widths_that_do_not_split_into_groups_are_refused():
 def test_unknown_bit_widths_are_refused():
     with pytest.raises(ValueError, match="weight bits"):
         SearchSpace(weight_bits=Choice((3,)))
+
+
+def test_aligned_rounds_widths_up_in_order_without_repeats():
+    space = SearchSpace(
+        kind=Choice(("mbconv", "conv")), stem_width=Choice((6, 8)), width=Choice((30, 6, 18, 32))
+    )
+    aligned = space.aligned(4)
+    assert aligned.stem_width.values == (8,)
+    assert aligned.width.values == (32, 8, 20)
+    assert aligned.kind == space.kind and aligned.depth == space.depth
+    assert space.aligned(1) is space
+    with pytest.raises(ValueError, match="must be >= 1"):
+        space.aligned(0)
