@@ -140,14 +140,7 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
         with session.written_on_interrupt():
             if execution.workers == 1:
                 _set_threads(execution.threads_per_worker or _cores())
-                work(
-                    study,
-                    session.objective,
-                    target,
-                    after_trial=session.after_trial,
-                    max_retry=execution.max_retries,
-                    grace_s=execution.grace_s,
-                )
+                session.work(target)
             else:
                 _run_local_workers(config, url, execution.workers)
         result = session.write()
@@ -241,14 +234,7 @@ def run_worker(
     # A worker started by `search --workers N` is told its share of the cores.
     shared = int(os.environ.get("PARETONAS_THREADS", "0"))
     _set_threads(shared or execution.threads_per_worker or _cores())
-    ran = work(
-        study,
-        session.objective,
-        target,
-        after_trial=session.after_trial,
-        max_retry=execution.max_retries,
-        grace_s=execution.grace_s,
-    )
+    ran = session.work(target)
     log.info("worker: %d trial(s) run here", ran)
     return session.write()
 
@@ -338,6 +324,19 @@ class Session:
 
     def write(self, report: bool = True) -> RunResult:
         return write_results(self.study, self.config, self.run_dir, self.facts, report=report)
+
+    def work(self, target: int) -> int:
+        """Run trials in this process until the study holds ``target`` finished ones
+        (``search.worker.work``); how many ran here."""
+        execution = self.config.execution
+        return work(
+            self.study,
+            self.objective,
+            target,
+            after_trial=self.after_trial,
+            max_retry=execution.max_retries,
+            grace_s=execution.grace_s,
+        )
 
     @contextlib.contextmanager
     def written_on_interrupt(self) -> Iterator[None]:
