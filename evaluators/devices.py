@@ -17,9 +17,9 @@ Bit-widths follow one model on every device:
 
 ``executes.channel_align``: the device's kernels work on blocks of this many channels
 (CMSIS-NN's fast int8 convolutions on multiples of 4). ``restrict_space`` rounds the
-space's stem and stage widths up to multiples of it, so every unpruned tensor a candidate
-has is aligned (hidden widths are multiples of them); pruned counts follow the run's
-``compression.align``.
+space's stem and stage widths up to multiples of it, and with them the hidden widths
+(expansion times a width). Not aligned: the input's channels, the classes, a factorized
+layer's rank, and pruned counts, which follow the run's ``compression.align``.
 
 Latency is known one of three ways (``latency.source``):
 
@@ -448,7 +448,7 @@ def list_devices() -> list[str]:
 def describe_devices(results: str | Path = "results") -> str:
     """A table of every known device: what it executes, its memory, and how its latency is
     known here (measured; a fitted predictor under ``results``; or its roofline)."""
-    from evaluators.predictor import predictor_dir
+    from evaluators.predictor import predictor_dir, too_few_probes
 
     rows = [("device", "kind", "bits w/a", "align", "SRAM KB", "flash KB", "latency", "from")]
     for name, (device, origin) in sorted(_catalog().items()):
@@ -457,6 +457,8 @@ def describe_devices(results: str | Path = "results") -> str:
         # a fitted predictor replaces the roofline; the host's is only recorded beside.
         if device.latency.source == "measured":
             how = "measured (ONNX Runtime here)" + (", predictor beside" if fitted else "")
+        elif fitted and too_few_probes(predictor_dir(name, results)):
+            how = "refused: its fitted predictor has too few probes (calibrate again)"
         elif fitted:
             how = "predicted (fitted predictor" + (
                 ", not the roofline)" if device.latency.source == "roofline" else ")"

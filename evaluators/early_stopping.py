@@ -76,7 +76,7 @@ FEEDBACK = ("stopped", "expected")
 HypervolumeGain = Callable[[Mapping[str, float]], float]
 
 
-# Finished curves needed before the empirical extrapolation replaces the last-gain rule.
+# Finished curves needed before a candidate is granted less than a perfect final accuracy.
 MIN_CURVES = 3
 
 
@@ -177,9 +177,11 @@ class ParetoStopper:
         bound = optimistic_accuracy(
             history, total_epochs, self.settings.slack, self.curves, self.settings.quantile
         )
+        learned = len([c for c in self.curves if len(c) == total_epochs]) >= MIN_CURVES
         so_far = (
             f"stopped after epoch {epoch} of {total_epochs}: validation accuracy "
-            f"{history[-1]:.4f}, at best {bound:.4f} by the end as the run's finished curves go"
+            f"{history[-1]:.4f}, at best {bound:.4f} by the end"
+            + (" as the run's finished curves go" if learned else "")
         )
         member = self.dominator(bound)
         if member is not None:

@@ -541,13 +541,13 @@ def _sections_with(key: str, model: type[BaseModel] = RunConfig, prefix: str = "
     section (``latency_ms`` at the top instead of under ``budget``) is a common slip."""
     found = []
     for name, field in model.model_fields.items():
-        annotation = field.annotation
+        annotation, item = field.annotation, ""
         if get_origin(annotation) is list:
-            (annotation,) = get_args(annotation)
+            (annotation,), item = get_args(annotation), "[]"  # a list of sections: tiers
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            found += _sections_with(key, annotation, f"{prefix}{name}.")
-        elif name == key and prefix:
-            found.append(f"{prefix}{name}")
+            found += _sections_with(key, annotation, f"{prefix}{name}{item}.")
+        elif name == key:
+            found.append(f"{prefix}{name}" if prefix else f"{name} (top level)")
     return found
 
 

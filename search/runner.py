@@ -375,6 +375,8 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
     mismatch = predictor_mismatch(latency, config.device.threads)
     if mismatch:
         log.warning(mismatch)
+    if not latency.measures:  # measured latency is said with the teacher's measurement
+        log.info("latency: %s", _describe_latency(latency, config.host()))
     dataset = config.load_dataset()
     log.info(
         "dataset %s: %d train / %d val / %d test, shape %s (%s)",

@@ -33,8 +33,8 @@ import socket
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -269,11 +269,30 @@ class _SignalSafeJournalFile(JournalFileBackend):
             super().append_logs(logs)
 
 
-def _retry_callback(max_retry: int) -> RetryHeartbeatStaleTrialCallback:
-    # Optuna marks the callback experimental; a warning per storage opened is noise to users.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+class _RetryAnew:
+    """Optuna's retry of a failed trial (a WAITING copy, same parameters), the copy without
+    its owner: Optuna copies every system attribute, and a copy still marked with the dead
+    worker (and its last heartbeat) was failed again as that worker's the moment a live
+    worker had taken it up, before it had marked the copy its own."""
+
+    def __init__(self, max_retry: int) -> None:
+        # Optuna marks the callback experimental; a warning per storage opened is noise.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        trial = copy.deepcopy(trial)
+        trial.system_attrs = {
+            key: value
+            for key, value in trial.system_attrs.items()
+            if key not in (WORKER, HEARTBEAT)
+        }
+        self._retry(study, trial)
+
+
+def _retry_callback(max_retry: int) -> _RetryAnew:
+    return _RetryAnew(max_retry)
 
 
 def open_storage(
@@ -381,18 +400,30 @@ def retry_own_trials(study: optuna.Study, max_retry: int = 2) -> list[int]:
 def retry_unclaimed_trials(
     study: optuna.Study, max_retry: int = 2, grace_s: float = 90
 ) -> list[int]:
-    """As ``retry_dead_local_trials``, for the RUNNING trials that no process has marked
-    within ``grace_s`` of their start. A worker marks its trial the moment it has it, so
-    one still unmarked was asked for by a process stopped inside Optuna's ``ask`` (a Ctrl-C
-    or a kill there). Without a mark or a heartbeat nothing else would ever end it, and
-    workers counting it as running would wait for it at the end of the run."""
-    cutoff = datetime.now() - timedelta(seconds=grace_s)  # Optuna's times are naive, local
+    """As ``retry_dead_local_trials``, for the RUNNING trials that this process has seen
+    unmarked for ``grace_s``. A worker marks its trial first thing, so one unmarked that
+    long was asked for by a process stopped inside Optuna's ``ask`` (a Ctrl-C or a kill
+    there). Without a mark or a heartbeat nothing else would ever end it, and workers
+    counting it as running would wait for it at the end of the run. Timed by this
+    process's own clock from when it first saw the trial: a trial's ``datetime_start`` is
+    the local time of the machine that created it, which another machine's clock or time
+    zone cannot be compared with."""
+    now = time.monotonic()
+    seen = _UNCLAIMED.setdefault(study._storage, {})
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    unmarked = {t._trial_id for t in running if WORKER not in t.system_attrs}
+    for trial_id in list(seen):
+        if trial_id not in unmarked:  # marked, or finished, since
+            del seen[trial_id]
+    for trial_id in unmarked:
+        seen.setdefault(trial_id, now)
     return _retry_running(
-        study,
-        max_retry,
-        lambda trial: trial.datetime_start is not None and trial.datetime_start < cutoff,
-        marked=False,
+        study, max_retry, lambda trial: now - seen[trial._trial_id] >= grace_s, marked=False
     )
+
+
+# Per storage object: when this process first saw each RUNNING trial no worker had marked.
+_UNCLAIMED: weakref.WeakKeyDictionary[BaseStorage, dict[int, float]] = weakref.WeakKeyDictionary()
 
 
 def _retry_running(

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from search.results import BASELINE, SURPLUS
 from search.storage import (
     deferred_interrupts,
+    mark_worker,
     retry_dead_local_trials,
     retry_trial,
     retry_unclaimed_trials,
@@ -165,6 +166,9 @@ def work(
 
     def tracked(trial: optuna.Trial) -> list[float]:
         current[:] = [trial]
+        # First, before the guard reads the study: an unmarked trial is taken for one
+        # whose worker was stopped inside Optuna's ask (retry_unclaimed_trials).
+        mark_worker(study, trial._trial_id)
         return guarded(trial)
 
     while True:
@@ -187,6 +191,23 @@ def work(
                 callbacks=callbacks,
                 gc_after_trial=False,
                 show_progress_bar=False,
+            )
+        except (ValueError, AssertionError) as error:
+            # Optuna's tell refuses a trial already failed ("Cannot tell a FAIL trial"), and
+            # when the objective had returned a value its cleanup then fails an assertion
+            # ("Should not reach.") instead.
+            said = str(error)
+            if not (current and said.startswith(("Cannot tell a", "Should not reach"))):
+                raise
+            if not study._storage.get_trial(current[0]._trial_id).state.is_finished():
+                raise
+            # Another process failed this trial as a dead worker's while it ran here (a
+            # clock or a mark it could not see in time): its copy is queued, and what was
+            # computed here cannot be recorded on it.
+            log.warning(
+                "trial %d: failed meanwhile by another worker, which took it for a dead one's; "
+                "its result here is dropped and its queued copy will run",
+                current[0].number,
             )
         except KeyboardInterrupt:
             # Optuna has failed the trial that was running; a rerun must retry it, as it

@@ -86,13 +86,21 @@ def test_a_costlier_candidate_that_cannot_catch_up_is_stopped():
     ("costs", "history", "total", "why"),
     [
         ({"latency_ms": 0.5, "peak_memory_kb": 20.0}, [0.5, 0.55], 4, "cheaper on latency"),
-        ({"latency_ms": 2.0, "peak_memory_kb": 20.0}, [0.3, 0.6], 4, "still learning fast"),
-        ({"latency_ms": 2.0, "peak_memory_kb": 20.0}, [0.5], 4, "one epoch, no curves yet"),
+        # 0.85 + 0.25 x 0.15 + 0.02 = 0.9075: it may still pass the member's 0.9.
+        ({"latency_ms": 2.0, "peak_memory_kb": 20.0}, [0.6, 0.85], 4, "close behind"),
         ({"latency_ms": 2.0, "peak_memory_kb": 20.0}, [0.5, 0.5, 0.5, 0.5], 4, "last epoch"),
     ],
 )
 def test_candidates_that_may_still_reach_the_front_go_on(costs, history, total, why):
-    assert ParetoStopper((MEMBER,), costs).check(history, total) is None, why
+    assert ParetoStopper((MEMBER,), costs, curves=CURVES).check(history, total) is None, why
+
+
+def test_without_finished_curves_only_a_member_no_accuracy_can_beat_stops_a_candidate():
+    costs = {"latency_ms": 2.0, "peak_memory_kb": 20.0}
+    assert ParetoStopper((MEMBER,), costs).check([0.1, 0.1], 20) is None  # flat, at chance
+    perfect = {**MEMBER, "accuracy": 1.0}
+    reason = ParetoStopper((perfect,), costs).check([0.1, 0.1], 20)
+    assert reason is not None and "as the run's finished curves go" not in reason
 
 
 def test_disabled_never_stops():

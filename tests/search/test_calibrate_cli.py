@@ -36,18 +36,23 @@ def test_measurements_need_the_kit_beside_them(tmp_path, monkeypatch, capsys):
     assert "no probes.csv" in capsys.readouterr().err
 
 
-def test_devices_lists_profiles_and_whether_a_predictor_is_fitted(tmp_path, capsys):
-    fitted = tmp_path / "devices" / "cortex-a72" / "predictor"
-    fitted.mkdir(parents=True)
-    (fitted / "meta.json").write_text("{}")
-    assert main(["devices", "--results", str(tmp_path)]) == 0
+def test_devices_lists_profiles_and_whether_a_predictor_is_fitted(mcu_kit, tmp_path, capsys):
+    # cortex-a72: a folder fitted before calibration refused too few probes (nothing to
+    # fit on); cortex-m7: calibrated on enough.
+    stale = tmp_path / "results" / "devices" / "cortex-a72" / "predictor"
+    stale.mkdir(parents=True)
+    (stale / "meta.json").write_text("{}")
+    assert main(_calibrate_m7(mcu_kit, tmp_path, _measure(mcu_kit, 168, models=12))) == 0
+    capsys.readouterr()
+    assert main(["devices", "--results", str(tmp_path / "results")]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert {"host", "cortex-m7", "cortex-a72", "bitserial"} <= set(lines)
     assert "measured (ONNX Runtime here)" in lines["host"]
     assert "predictor" not in lines["host"]  # none under this results folder
     # What a search in this results folder predicts with, in the reports' words.
-    assert "predicted (fitted predictor, not the roofline)" in lines["cortex-a72"]
-    assert "predicted (roofline, a lower bound)" in lines["cortex-m7"]
+    assert "predicted (fitted predictor, not the roofline)" in lines["cortex-m7"]
+    assert "refused: its fitted predictor has too few probes" in lines["cortex-a72"]
+    assert "predicted (roofline, a lower bound)" in lines["bitserial"]
     assert "8/8" in lines["cortex-m7"] and "320" in lines["cortex-m7"]
     assert "built-in" in lines["cortex-m7"]
 
@@ -162,12 +167,21 @@ def mcu_kit(tmp_path_factory):
     return kit
 
 
-def _law_ms(rows) -> float:
-    """A board's time: MACs at 2e8/s and bytes at 8e8/s, 5 us per kernel, 0.1 ms per run."""
-    return 0.1 + sum(r.macs / 2e5 + r.bytes / 8e5 + 0.005 for r in rows)
+def _law_ms(rows, empty_ms: float = 0.1) -> float:
+    """A board's time: MACs at 2e8/s and bytes at 8e8/s, 5 us per kernel, plus the run's."""
+    return empty_ms + sum(r.macs / 2e5 + r.bytes / 8e5 + 0.005 for r in rows)
 
 
-def _measure(kit, layers: int, *, models: int = 0, suffix=".onnx", shuffled=False) -> str:
+def _measure(
+    kit,
+    layers: int,
+    *,
+    models: int = 0,
+    suffix=".onnx",
+    shuffled=False,
+    empty_ms: float = 0.1,
+    noise: float = 0.0,
+) -> str:
     import random
 
     from evaluators.probes import read_probe_csv
@@ -175,10 +189,11 @@ def _measure(kit, layers: int, *, models: int = 0, suffix=".onnx", shuffled=Fals
     probes = read_probe_csv(kit / "probes.csv")
     chosen = [n for n, (role, _, _) in probes.items() if role == "layer"][:layers]
     chosen += [n for n, (role, _, _) in probes.items() if role == "model"][:models]
-    times = [_law_ms(probes[n][2]) for n in chosen]
+    draw = random.Random(1)
+    times = [_law_ms(probes[n][2], empty_ms) * (1 + draw.gauss(0, noise)) for n in chosen]
     if shuffled:  # every time belongs to another probe: what a mixed-up file looks like
         random.Random(0).shuffle(times)
-    rows = [("empty.onnx", 0.1), *zip(chosen, times, strict=True)]
+    rows = [("empty.onnx", empty_ms), *zip(chosen, times, strict=True)]
     return "probe,median_ms\n" + "".join(
         f"{name.replace('.onnx', suffix)},{ms:.6f}\n" for name, ms in rows
     )
@@ -236,7 +251,9 @@ def test_calibrate_on_the_kits_first_layer_probes_says_what_it_replaces(
     with caplog.at_level("INFO", logger="evaluators.predictor"):
         oracle = LatencyOracle.for_device(get_device("cortex-m7"), tmp_path / "results")
         LatencyOracle.for_device(get_device("cortex-m7"), tmp_path / "results")
-    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("latency: ")]
+    said = [
+        r.getMessage() for r in caplog.records if r.getMessage().startswith("latency predictor: ")
+    ]
     assert len(said) == 1 and "kernel model fitted on" in said[0]  # a search says which
     small, large = get_candidate("tiny_mixed"), get_candidate("mobilenetv2_035")
     ms = [oracle.predict(c, (1, 16, 16), 10).latency_ms for c in (small, large)]
@@ -250,6 +267,18 @@ def test_calibrate_refuses_a_predictor_that_mispredicts_held_out_probes(mcu_kit,
     assert "\n" not in err and "Traceback" not in err
     assert "on the 12 networks it was not fitted on, more than the 25% a calibration accepts" in err
     assert not (tmp_path / "results").exists()
+
+
+def test_without_networks_the_held_out_check_weighs_kernels_by_time(mcu_kit, tmp_path):
+    # Layer probes only: mixed-up times are still refused, while the timing noise of a
+    # board whose empty run takes 1 ms (5%, far more than a kernel's few microseconds) is
+    # not taken for the predictor's error, as a median of ratios took it.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shuffled = _measure(mcu_kit, 168, shuffled=True)
+    assert main(_calibrate_m7(mcu_kit, tmp_path / "a", shuffled)) == 2
+    noisy = _measure(mcu_kit, 168, empty_ms=1.0, noise=0.05)
+    assert main(_calibrate_m7(mcu_kit, tmp_path / "b", noisy)) == 0
 
 
 def test_a_search_refuses_a_cached_predictor_fitted_on_too_few_probes(mcu_kit, tmp_path):
@@ -269,7 +298,8 @@ def test_a_search_refuses_a_cached_predictor_fitted_on_too_few_probes(mcu_kit, t
         LatencyOracle.for_device(get_device("cortex-m7"), tmp_path)
     message = str(err.value)
     assert f"the latency predictor in {folder} was fitted on 1 of the kit's 168" in message
-    assert message.endswith(f"calibrate again, or delete {folder} to do without it")
+    assert f"calibrate again, or delete {folder} to do without it" in message
+    assert message.endswith("give the search a new --name)")
 
 
 def test_probe_says_how_many_layer_probes_calibration_needs(tmp_path, monkeypatch, capsys):

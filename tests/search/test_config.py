@@ -72,7 +72,8 @@ def test_a_misspelt_required_key_is_named_not_the_missing_one():
     ("data", "hint"),
     [
         ({"budget": {"latncy_ms": 2}}, "(did you mean latency_ms?)"),
-        ({"latency_ms": 2}, "(did you mean budget.latency_ms or tiers.latency_ms?)"),
+        ({"latency_ms": 2}, "(did you mean budget.latency_ms or tiers[].latency_ms?)"),
+        ({"budget": {"trials": 5}}, "(did you mean trials (top level)?)"),
         ({"budget": {"epochs": 2}}, "(did you mean teacher.epochs or training.epochs?)"),
         ({"budget": {"colour": 2}}, "'budget.colour'; allowed here"),  # no guess
     ],

@@ -143,16 +143,17 @@ def test_ctrl_c_stops_a_ray_search_at_once_and_a_rerun_finishes_it(tmp_path):
     assert code == 130, text[-3000:]
     assert "interrupted; completed trials are kept" in text
     # The driver queued the trials it was running again before it exited, and its tables
-    # say so: none is left running until the rerun.
+    # say so: none is left running until the rerun. (One Optuna was still creating, not
+    # yet the driver's, may be; without parameters, it is failed once found unclaimed.)
     study = _study(url, "rayint")
-    assert not [t.number for t in study.get_trials() if t.state == TrialState.RUNNING]
+    assert not [t.number for t in study.get_trials() if t.state == TrialState.RUNNING and t.params]
     interrupted = {
         t.number for t in study.get_trials() if t.state == TrialState.FAIL and not finished(t)
     }
     assert interrupted and all(study.trials[n].params for n in interrupted)
     listed = pd.read_csv(run_dir / "trials.csv")
     assert set(listed.loc[listed["status"] == "interrupted", "number"]) == interrupted
-    assert "running" not in set(listed["status"])
+    assert listed.loc[listed["status"] == "running", "genome"].isna().all()
 
     rerun = subprocess.run(command, cwd=tmp_path, env=_env(), capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
