@@ -19,7 +19,8 @@ Bit-widths follow one model on every device:
 (CMSIS-NN's fast int8 convolutions on multiples of 4). ``restrict_space`` rounds the
 space's stem and stage widths up to multiples of it, and with them the hidden widths
 (expansion times a width). Not aligned: the input's channels, the classes, a factorized
-layer's rank, and pruned counts, which follow the run's ``compression.align``.
+layer's rank. Pruned counts are multiples of both this and the run's ``compression.align``
+(``RunConfig.compression_config``).
 
 Latency is known one of three ways (``latency.source``):
 

@@ -7,6 +7,7 @@ Every mistake becomes a ``ConfigError`` whose message is one line naming the fie
 from __future__ import annotations
 
 import difflib
+import math
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -477,7 +478,11 @@ class RunConfig(_Section):
         )
 
     def compression_config(self) -> CompressionConfig:
-        return CompressionConfig(**self.compression.model_dump())
+        """The compression settings, pruned counts aligned to the device's channel blocks
+        too: a pruned 20-channel stage on a 16-channel device runs as 32 channels."""
+        settings = self.compression.model_dump()
+        settings["align"] = math.lcm(settings["align"], self.target().executes.channel_align)
+        return CompressionConfig(**settings)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

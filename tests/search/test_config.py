@@ -249,3 +249,21 @@ def test_a_budget_beyond_the_device_is_said_and_held_to_the_device():
     assert note.startswith("budget.flash_kb 4096 is more than cortex-m7 has (1024 KB of flash)")
     assert config.budget_value().flash_kb == 1024 and config.budget_value().peak_memory_kb == 100
     assert parse_config({**data, "budget": {"flash_kb": 512}}).budget_beyond_device() == []
+
+
+def test_pruned_counts_align_to_the_device_too():
+    def align(device: str, bits: list[int], compression_align: int = 4) -> int:
+        config = parse_config(
+            {
+                "device": {"name": device},
+                "space": {"weight_bits": bits, "activation_bits": bits, "width": [16, 32],
+                          "stem_width": [16]},
+                "compression": {"align": compression_align},
+            }
+        )  # fmt: skip
+        return config.compression_config().align
+
+    assert align("host", [32]) == 4 and align("cortex-m7", [8]) == 4
+    assert align("host", [32], compression_align=6) == 6
+    assert align("cortex-m7", [8], compression_align=6) == 12  # multiples of 6 and of 4
+    assert align("bitserial", [8]) == 16
