@@ -376,6 +376,12 @@ class RunConfig(_Section):
         description="extra named budgets for the report's summary; default x0.5 and x2",
     )
 
+    @field_validator("device", mode="before")
+    @classmethod
+    def _device_by_name(cls, value: Any) -> Any:
+        # `device: cortex-m7` is what one writes first; it means the device of that name.
+        return {"name": value} if isinstance(value, str) else value
+
     @field_validator("objectives")
     @classmethod
     def _objectives(cls, names: list[str]) -> list[str]:

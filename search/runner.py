@@ -298,10 +298,17 @@ def _check_latency_model(
             f"{latency.model} (from {folder}); copy the run's predictor folder there, or "
             "point results_dir at it"
         )
+    # Which way back depends on what changed: a predictor that appeared since (the run
+    # used the roofline) is moved aside; one refitted or removed since is put back.
+    back = (
+        f"move {folder} aside while this run finishes"
+        if recorded.startswith("the roofline")
+        else f"put back the predictor folder it was fitted with at {folder}"
+    )
     raise ConfigError(
         f"run {config.name} costed its trials with {recorded}, but {config.device.name} "
-        f"now has {latency.model}; give the new model a new run (--name), or restore "
-        f"{folder} as it was"
+        f"now has {latency.model}; continue with the new model under a new --name (the "
+        f"report can overlay both runs), or {back}"
     )
 
 
@@ -375,7 +382,8 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
     mismatch = predictor_mismatch(latency, config.device.threads)
     if mismatch:
         log.warning(mismatch)
-    if not latency.measures:  # measured latency is said with the teacher's measurement
+    if not latency.measures and latency.predictor is None:
+        # A measured latency is said with the teacher's, a fitted predictor as it loads.
         log.info("latency: %s", _describe_latency(latency, config.host()))
     dataset = config.load_dataset()
     log.info(
@@ -429,7 +437,7 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
         teacher,
         context,
         objective,
-        run_facts(dataset, teacher, _describe_latency(latency, host)),
+        run_facts(dataset, teacher, _describe_latency(latency, host), _latency_model(latency)),
     )
 
 
@@ -547,10 +555,21 @@ def _describe_latency(latency: LatencyOracle, host: Host) -> str:
     return f"{device.name} ({device.description}): latency {how}, not measured"
 
 
-def run_facts(dataset: Dataset, teacher: Teacher, device_description: str) -> dict[str, Any]:
+def _latency_model(latency: LatencyOracle) -> str:
+    """How the run's latency axis is known: ``measured`` here, ``predicted`` by a fitted
+    predictor, or the device's ``roofline`` (a lower bound)."""
+    if latency.measures:
+        return "measured"
+    return "predicted" if latency.predictor is not None else latency.device.latency.source
+
+
+def run_facts(
+    dataset: Dataset, teacher: Teacher, device_description: str, latency_model: str | None = None
+) -> dict[str, Any]:
     """What run.json says besides the config: the data, the teacher and the device, fixed
     for the run (small and plain, so a Ray callback can carry it)."""
     return {
+        "latency_model": latency_model,
         "dataset": dataset.name,
         "dataset_source": dataset.source,
         "input_shape": list(dataset.input_shape),
@@ -608,7 +627,8 @@ def write_results(
             "name": config.device.name,
             "description": facts["device_description"],
             # Whether the latency axis is measured here or predicted for a device we cannot run.
-            "latency": config.target().latency.source,
+            # What the run used: a fitted predictor replaces the device's roofline.
+            "latency": facts.get("latency_model") or config.target().latency.source,
             # What the device physically has: no tier of the report may allow more.
             "memory_limits": {
                 "peak_memory_kb": config.target().memory.sram_kb,

@@ -42,6 +42,17 @@ def comparability_notes(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[str]
                 f"{pair} trained each candidate differently ({fidelities[0]} against "
                 f"{fidelities[1]}): their accuracies are not from the same recipe."
             )
+        devices = (first.get("device") or {}, run.get("device") or {})
+        same_device = devices[0].get("name") == devices[1].get("name")
+        if same_device and devices[0].get("description") != devices[1].get("description"):
+            # Two devices are what an overlay compares; one device known two ways is not:
+            # a roofline and a fitted predictor put the same network at different times.
+            notes.append(
+                f"{pair} know {devices[0].get('name')}'s latency differently "
+                f"({devices[0].get('latency')}: {devices[0].get('description')}; against "
+                f"{devices[1].get('latency')}: {devices[1].get('description')}): their latency "
+                "axes are not comparable."
+            )
     return notes
 
 

@@ -51,8 +51,12 @@ def recommendation(
         latency = f"Latency is measured ({how}) on the file a user would ship ({shipped})"
         measured = f"Latency was measured on {device_name} ({how})."
     else:
-        latency = f"Latency is predicted, not measured ({device})"
-        measured = f"Latency on {device_name} is predicted, not measured ({device})."
+        # run.json's description reads "NAME (what): latency predicted (how), not measured":
+        # only the how, in parentheses, once.
+        how = device.split(": latency predicted", 1)[-1].removesuffix(", not measured").strip()
+        how = how.removeprefix("(").removesuffix(")") or device
+        latency = f"Latency is predicted, not measured ({how})"
+        measured = f"Latency on {device_name} is predicted, not measured ({how})."
     if any(tier.get("latency_is_lower_bound") for tier in tiers):
         latency += (
             "; a roofline assumes the device's peak compute and bandwidth without stalls, so "

@@ -267,3 +267,10 @@ def test_pruned_counts_align_to_the_device_too():
     assert align("host", [32], compression_align=6) == 6
     assert align("cortex-m7", [8], compression_align=6) == 12  # multiples of 6 and of 4
     assert align("bitserial", [8]) == 16
+
+
+def test_a_device_may_be_named_by_its_name_alone():
+    config = parse_config(
+        {"device": "cortex-m7", "space": {"weight_bits": [8], "activation_bits": [8]}}
+    )
+    assert config.device.name == "cortex-m7"

@@ -401,6 +401,9 @@ def test_report_of_a_predicted_device_never_says_measured(tmp_path: Path):
     (run_dir / "run.json").write_text(json.dumps(run))
     text = write_report(run_dir).read_text(encoding="utf-8")
     assert f"<b>Device:</b> {html.escape(described)}." in text
+    # The summary says "predicted, not measured" once, with how it was predicted.
+    assert "Latency on cortex-m7 is predicted, not measured (roofline)." in text
+    assert "not measured (cortex-m7 (STM32F746): latency predicted" not in text
 
 
 # -- summary.json: one recommendation per budget tier -----------------------------------------
@@ -770,6 +773,20 @@ def test_runs_on_the_same_images_and_recipe_compare_without_a_note():
     assert comparability_notes(runs) == []
     other_device = {**RUN, "data_splits": SPLITS, "device": {"name": "cortex-m7"}}
     assert comparability_notes([runs[0], ("m7", other_device)]) == []
+
+
+def test_one_device_known_two_ways_is_noted():
+    # A roofline and a fitted predictor put the same network at different times.
+    roofline = {"name": "cortex-a72", "latency": "roofline", "description": "roofline"}
+    fitted = {"name": "cortex-a72", "latency": "predicted", "description": "kernel model"}
+    runs = [
+        ("roof", {**RUN, "data_splits": SPLITS, "device": roofline}),
+        ("fit", {**RUN, "data_splits": SPLITS, "device": fitted}),
+    ]
+    [note] = comparability_notes(runs)
+    assert note.startswith("roof and fit know cortex-a72's latency differently")
+    assert "roofline: roofline; against predicted: kernel model" in note
+    assert note.endswith("their latency axes are not comparable.")
 
 
 def test_a_note_names_the_splits_the_seed_and_the_recipe_that_differ():

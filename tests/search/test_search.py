@@ -355,7 +355,8 @@ def test_a_run_refuses_a_latency_predictor_fitted_after_its_first_trials(tmp_pat
     with pytest.raises(
         ConfigError,
         match=r"run mcu costed its trials with the roofline .* now "
-        r"has cortex-m7's fitted predictor [0-9a-f]{16}; give the new model a new run",
+        r"has cortex-m7's fitted predictor [0-9a-f]{16}; continue with the new model under a "
+        r"new --name .* or move .*predictor aside while this run finishes",
     ):
         _open(config, url)
     # A worker whose results folder holds another model than the run's is refused too.
@@ -473,3 +474,18 @@ def test_a_study_drawn_from_other_width_options_is_refused_in_one_line():
         {"name": "aligned", "space": {"width": [6, 18], "stem_width": [8, 16], "groups": [2]}}
     )
     check_study_space(study, host)  # the host aligns to 1: the same options, no complaint
+
+
+def test_run_json_names_the_latency_model_the_run_used():
+    # A fitted predictor replaces the device's roofline: run.json (and from it summary.json
+    # and the export's manifest) must say predicted, not the profile's roofline.
+    from dataclasses import replace
+
+    from evaluators.devices import get_device
+    from evaluators.latency import LatencyOracle
+    from search.runner import _latency_model
+
+    assert _latency_model(LatencyOracle(get_device("host"))) == "measured"
+    roofline = LatencyOracle(get_device("cortex-m7"))
+    assert _latency_model(roofline) == "roofline"
+    assert _latency_model(replace(roofline, predictor=object())) == "predicted"
