@@ -190,6 +190,17 @@ def export_pareto_models(run_dir: Path, pareto: pd.DataFrame) -> list[Path]:
     return exported
 
 
+def _latency_kind(trials: pd.DataFrame) -> str | None:
+    """Whether the trials' latencies were measured or predicted, from their sources."""
+    if "latency_source" not in trials:
+        return None
+    sources = trials["latency_source"].dropna().astype(str)
+    sources = sources[sources != ""]
+    if sources.empty:
+        return None
+    return "predicted" if sources.str.startswith("predicted").all() else "measured"
+
+
 def budget_unmet(trials: pd.DataFrame, budget: Mapping[str, float | None]) -> str | None:
     """What to tell the user when every candidate costed so far was over the budget: the
     lowest cost seen on each bounded axis, against its bound. ``budget`` maps an axis
@@ -209,7 +220,9 @@ def budget_unmet(trials: pd.DataFrame, budget: Mapping[str, float | None]) -> st
             continue
         lowest = float(trials[axis].min())
         if lowest > bound:
-            seen.append(f"{axis} {lowest:.3g} {unit} > {bound:g}")
+            how = "computed" if axis != "latency_ms" else _latency_kind(trials)
+            said = f" ({how})" if how else ""
+            seen.append(f"{axis} {lowest:.3g} {unit}{said} > {bound:g}")
     detail = f" (lowest seen: {'; '.join(seen)})" if seen else ""
     return (
         f"no candidate of {len(trials)} met the budget{detail}; raise budget.* in the config "

@@ -364,7 +364,8 @@ def test_with_no_candidate_trained_no_looser_tier_is_offered(tmp_path):
         message = str(error.value)
         assert "looser tier" not in message and "--tier" not in message
         assert (
-            "no candidate of 2 met the budget (lowest seen: peak_memory_kb 80 KB > 64)" in message
+            "no candidate of 2 met the budget (lowest seen: peak_memory_kb 80 KB (computed) > 64)"
+            in message
         )
         assert "raise budget.* in the config and run under a new --name" in message
         assert "a hand-designed baseline can be exported with --trial N (trial 2: plain_cnn" in (

@@ -254,7 +254,7 @@ def test_a_budget_no_candidate_meets_is_said_in_one_line(tmp_path, caplog):
     assert result.pareto.empty and (result.trials["status"] == "infeasible").all()
     lowest = result.trials["latency_ms"].min()
     said = [r.getMessage() for r in caplog.records if "met the budget" in r.getMessage()]
-    assert len(said) == 1 and f"latency_ms {lowest:.3g} ms > 1e-06" in said[0]
+    assert len(said) == 1 and f"latency_ms {lowest:.3g} ms (measured) > 1e-06" in said[0]
     assert "no candidate of 2" in said[0] and "raise budget" in said[0]
 
 
@@ -283,6 +283,8 @@ def test_budget_unmet_says_nothing_once_a_candidate_fits():
     # A baseline that fits is not a searched candidate that fits.
     trials["baseline"] = [None, "plain_cnn"]
     assert "latency_ms 5 ms > 1" in budget_unmet(trials, budget)
+    trials["latency_source"] = ["predicted (roofline)", None]
+    assert "latency_ms 5 ms (predicted) > 1" in budget_unmet(trials, budget)
 
 
 def test_the_teacher_is_timed_once_per_run_and_every_rewrite_quotes_it(tmp_path, monkeypatch):
