@@ -449,7 +449,7 @@ def list_devices() -> list[str]:
 def describe_devices(results: str | Path = "results") -> str:
     """A table of every known device: what it executes, its memory, and how its latency is
     known here (measured; a fitted predictor under ``results``; or its roofline)."""
-    from evaluators.predictor import predictor_dir, too_few_probes
+    from evaluators.predictor import predictor_dir, predictor_problem
 
     rows = [("device", "kind", "bits w/a", "align", "SRAM KB", "flash KB", "latency", "from")]
     for name, (device, origin) in sorted(_catalog().items()):
@@ -458,8 +458,8 @@ def describe_devices(results: str | Path = "results") -> str:
         # a fitted predictor replaces the roofline; the host's is only recorded beside.
         if device.latency.source == "measured":
             how = "measured (ONNX Runtime here)" + (", predictor beside" if fitted else "")
-        elif fitted and too_few_probes(predictor_dir(name, results)):
-            how = "refused: its fitted predictor has too few probes (calibrate again)"
+        elif fitted and (problem := predictor_problem(predictor_dir(name, results))):
+            how = f"refused: its fitted predictor: {problem} (calibrate again)"
         elif fitted:
             how = "predicted (fitted predictor" + (
                 ", not the roofline)" if device.latency.source == "roofline" else ")"

@@ -74,9 +74,11 @@ __all__ = [
     "LayerFeatures",
     "calibrate_host",
     "fit_from_measurements",
+    "fitted_input_shape",
     "layer_features",
     "load_predictor",
     "predictor_dir",
+    "predictor_problem",
     "roofline_latency_ms",
     "write_probe_kit",
 ]
@@ -280,6 +282,10 @@ class CalibrationError(ValueError):
     """Measurements a predictor cannot be fitted on; the message says what to fix."""
 
 
+def _cell(cells: Sequence[str], column: int) -> str:
+    return cells[column].strip() if column < len(cells) else ""
+
+
 @dataclass(frozen=True)
 class ProbeMeasurements:
     """What a predictor is fitted on: per probe, its role, kernel rows and measured latency."""
@@ -296,25 +302,49 @@ class ProbeMeasurements:
         # A probe converted for a board's runtime keeps its name but not its extension.
         stems = {Path(name).stem: name for name in probes}
         measured: dict[str, float] = {}
-        with Path(measurements_csv).open(newline="") as handle:
-            reader = csv.DictReader(handle)
-            absent = [c for c in ("probe", "median_ms") if c not in (reader.fieldnames or [])]
+        first_line: dict[str, int] = {}
+        # utf-8-sig: a spreadsheet's export starts with a byte-order mark, which would
+        # otherwise glue itself to the first column's name.
+        with Path(measurements_csv).open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = [c.strip() for c in next(reader, [])]
+            # Hand-written files say "Probe" or "probe, median_ms": the same columns.
+            index = {c.lower(): i for i, c in reversed(list(enumerate(header)))}
+            absent = [c for c in ("probe", "median_ms") if c not in index]
             if absent:
                 raise CalibrationError(
                     f"{measurements_csv} has no column {', '.join(absent)} (it has "
-                    f"{', '.join(reader.fieldnames or []) or 'none'}); give it the columns "
+                    f"{', '.join(c for c in header if c) or 'none'}); give it the columns "
                     "probe and median_ms, as the kit's run_probes.py writes them"
                 )
-            for line, row in enumerate(reader, start=2):
-                name = row["probe"] or ""
+            for line, cells in enumerate(reader, start=2):
+                if not any(c.strip() for c in cells):
+                    continue  # a blank line, e.g. at the end of a hand-written file
+                name = _cell(cells, index["probe"])
+                text = _cell(cells, index["median_ms"])
                 name = name if name in probes else stems.get(Path(name).stem, name)
                 try:
-                    measured[name] = float(row["median_ms"])
-                except (TypeError, ValueError):
+                    ms = float(text)
+                except ValueError:
                     raise CalibrationError(
-                        f"{measurements_csv} line {line}: median_ms {row['median_ms']!r} is "
+                        f"{measurements_csv} line {line}: median_ms {text!r} is "
                         "not a number of milliseconds"
                     ) from None
+                if not math.isfinite(ms) or ms <= 0:
+                    raise CalibrationError(
+                        f"{measurements_csv} line {line}: median_ms of {name} is {text}, not "
+                        "a time: give the probe's positive median time in milliseconds, or "
+                        "leave its row out"
+                    )
+                if name in first_line:
+                    # Keeping either silently would fit on a time nobody chose.
+                    raise CalibrationError(
+                        f"{measurements_csv} line {line}: probe {name} is listed again (first "
+                        f"on line {first_line[name]}); keep one row per probe, the time you "
+                        "trust"
+                    )
+                first_line[name] = line
+                measured[name] = ms
         missing = [name for name in probes if name not in measured]
         if len(missing) == len(probes):
             raise CalibrationError(
@@ -663,6 +693,85 @@ def _runtime_meta(threads: int) -> dict:
     }
 
 
+# A roofline device's roofline is a lower bound (peak rates, no stalls): real kernels run
+# slower, a few times to some tens of times on small probes, where a kernel's fixed cost
+# dominates. Measurements faster than half of it were not made on that device (a faster
+# machine: this host) or not in milliseconds (seconds, or a tenth); measurements 200 times
+# slower are microseconds written as milliseconds. The simulated boards of the tests run at
+# about 2-4 times the cortex-m7's roofline.
+MIN_ROOFLINE_RATIO = 0.5
+MAX_ROOFLINE_RATIO = 200.0
+# Model probes (whole networks, what the roofline is meant for) are compared when at least
+# this many were measured, else the layer probes' kernel times.
+MIN_ROOFLINE_MODELS = 3
+
+
+def roofline_ratio(data: ProbeMeasurements, device: Any) -> tuple[float, str] | None:
+    """Median of measured / roofline time over the measured model probes (or, with fewer
+    than ``MIN_ROOFLINE_MODELS``, the layer probes' kernel times), and which; None where
+    the device has no roofline numbers or nothing could be compared. ``device`` is a
+    device profile (``latency`` numbers and ``mac_rate``)."""
+    numbers = getattr(device, "latency", device)
+    mac_rate = getattr(device, "mac_rate", None)
+    try:
+        overhead = float(_number(numbers, "overhead_ms") or 0.0)
+    except (KeyError, AttributeError, TypeError):
+        overhead = 0.0
+
+    def roofline(rows: Sequence[LayerFeatures]) -> float | None:
+        try:
+            return roofline_latency_ms(rows, numbers, mac_rate).latency_ms
+        except (ValueError, KeyError, AttributeError, TypeError, ZeroDivisionError):
+            return None  # a precision the device has no rate for: nothing to compare
+
+    ratios: list[float] = []
+    what = "networks"
+    if len(data.models) >= MIN_ROOFLINE_MODELS:
+        for rows, ms, _ in data.models:
+            bound = roofline(rows)
+            if bound is not None and bound > 0:
+                ratios.append(ms / bound)
+    if not ratios:
+        what = "kernels"
+        for row, ms in data.layers:
+            bound = roofline([row])
+            if bound is not None and bound - overhead > 0:
+                ratios.append(ms / (bound - overhead))
+    if not ratios:
+        return None
+    return float(np.median(ratios)), what
+
+
+def check_roofline(data: ProbeMeasurements, device: Any, measurements_csv: str | Path) -> None:
+    """Refuse times implausible for ``device``'s roofline (see ``MIN_ROOFLINE_RATIO``): the
+    held-out check compares the file only with itself, so a whole file in the wrong unit
+    or timed on another machine passes it."""
+    found = roofline_ratio(data, device)
+    if found is None:
+        return
+    ratio, what = found
+    name = getattr(device, "name", "the device")
+    fix = (
+        f"if the times are right, the public numbers of {name}'s profile are wrong: fix "
+        "latency.macs_per_second and bytes_per_second in its YAML, then calibrate again"
+    )
+    if ratio < MIN_ROOFLINE_RATIO:
+        raise CalibrationError(
+            f"{measurements_csv} times the probe {what} at a median {ratio:.2g}x the "
+            f"roofline of {name}'s public numbers, faster than that lower bound allows, "
+            "so they were likely timed on another machine (this host?) rather than on the "
+            f"{name} itself, or written in another unit than milliseconds: time the probes "
+            f"on the device and give median_ms in milliseconds; {fix}"
+        )
+    if ratio > MAX_ROOFLINE_RATIO:
+        raise CalibrationError(
+            f"{measurements_csv} times the probe {what} at a median {ratio:.3g}x the "
+            f"roofline of {name}'s public numbers, more than the {MAX_ROOFLINE_RATIO:.0f}x "
+            "a device runs slower than its peak, so they are likely in microseconds or "
+            f"another unit than milliseconds: give median_ms in milliseconds; {fix}"
+        )
+
+
 def fit_from_measurements(
     probes: str | Path,
     measurements_csv: str | Path,
@@ -670,11 +779,15 @@ def fit_from_measurements(
     device: str = "device",
     meta: Mapping | None = None,
     save_to: str | Path | None = None,
+    roofline: Any = None,
 ) -> LatencyPredictor:
     """Fit a predictor from a probe kit (folder or its ``probes.csv``) and the
     ``measurements.csv`` its runner wrote on the device (with ``measurements.json``
     beside it, when present: runtime version and threads, recorded in ``meta``);
-    ``save_to`` caches it under, e.g., ``predictor_dir(device)``."""
+    ``save_to`` caches it under, e.g., ``predictor_dir(device)``. ``roofline``: the
+    profile of a roofline device, whose roofline the times must be plausible for
+    (``check_roofline``). The kit's input shape (``kit.json``) is recorded in ``meta``
+    (``fitted_input_shape``)."""
     probes_csv = Path(probes)
     if probes_csv.is_dir():
         probes_csv = probes_csv / "probes.csv"
@@ -693,7 +806,13 @@ def fit_from_measurements(
         )
     side = Path(measurements_csv).with_suffix(".json")  # written by run_probes.py
     measured_with = json.loads(side.read_text()) if side.is_file() else {}
-    info = {"device": device, **measured_with, **dict(meta or {})}
+    kit_json = probes_csv.parent / "kit.json"
+    kit = _read_json(kit_json) if kit_json.is_file() else {}
+    # The input the probes were made at: a search at another input asks about kernel
+    # shapes the predictor may never have seen (the search compares, see
+    # ``fitted_input_shape``).
+    made_at = {k: kit[k] for k in ("input_shape", "num_classes") if k in kit}
+    info = {"device": device, **made_at, **measured_with, **dict(meta or {})}
     predictor = LatencyPredictor.fit(data, info)
     held = predictor.held_out_error(data)
     if held is not None:
@@ -711,25 +830,56 @@ def fit_from_measurements(
                 "row's median_ms is in milliseconds and belongs to the probe its name says, "
                 f"all timed the same way{more}"
             )
+    if roofline is not None:
+        # After the held-out check: a mixed-up file is that check's to name, while a
+        # whole file scaled (a wrong unit, another machine) passes it and is caught here.
+        check_roofline(data, roofline, measurements_csv)
     if save_to is not None:
         predictor.save(save_to, probes_csv, measurements_csv)
     return predictor
 
 
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 _ANNOUNCED: set[Path] = set()  # cache folders whose use this process has logged
+PREDICTOR_FILES = ("meta.json", "probes.csv", "measurements.csv")
 
 
-def too_few_probes(directory: str | Path) -> bool:
-    """Whether the predictor cached in ``directory`` was fitted on too few layer probes, so
-    that ``load_predictor`` refuses it (``paretonas devices`` says so rather than list it
-    as in use)."""
+def fitted_input_shape(directory: str | Path) -> tuple[int, ...] | None:
+    """The input shape (C, H, W) the probes of the predictor cached in ``directory`` were
+    made at, from its ``meta.json``; None where it was not recorded (a folder written
+    before it was, or by hand)."""
+    shape = _read_json(Path(directory) / "meta.json").get("input_shape")
+    if not isinstance(shape, list | tuple) or not shape:
+        return None
+    try:
+        return tuple(int(v) for v in shape)
+    except (TypeError, ValueError):
+        return None
+
+
+def predictor_problem(directory: str | Path) -> str | None:
+    """Why ``load_predictor`` would refuse the predictor cached in ``directory``, in a few
+    words ("too few probes", "measurements.csv missing", ...), or None where it loads
+    (``paretonas devices`` says so rather than list it as in use)."""
     directory = Path(directory)
+    for name in PREDICTOR_FILES:
+        if not (directory / name).is_file():
+            return f"{name} missing"
     try:
         data = ProbeMeasurements.read(directory / "probes.csv", directory / "measurements.csv")
-        data.require_coverage("", "")
-    except (CalibrationError, OSError):
-        return True
-    return False
+    except (CalibrationError, OSError, ValueError, KeyError):
+        return "unreadable measurements"
+    coverage = data.coverage
+    if coverage is not None and coverage.short():
+        return "too few probes"
+    return None
 
 
 def load_predictor(directory: str | Path) -> LatencyPredictor:
@@ -740,7 +890,15 @@ def load_predictor(directory: str | Path) -> LatencyPredictor:
     fitted predictor replaces the device's roofline for every search in its results
     folder, which must never go unsaid."""
     directory = Path(directory)
-    meta = json.loads((directory / "meta.json").read_text())
+    missing = [name for name in PREDICTOR_FILES if not (directory / name).is_file()]
+    if missing:
+        # A folder copied in part, or edited: what it lacks cannot be refitted from.
+        raise CalibrationError(
+            f"the latency predictor in {directory} has no {' or '.join(missing)}; calibrate "
+            f"again, or delete {directory} to do without it (a run begun with it resumes "
+            "under neither: give the search a new --name)"
+        )
+    meta = _read_json(directory / "meta.json")
     data = ProbeMeasurements.read(directory / "probes.csv", directory / "measurements.csv")
     data.require_coverage(
         f"the latency predictor in {directory} was fitted on",

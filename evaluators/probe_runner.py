@@ -107,12 +107,15 @@ def measure_passes(
     runs: int = 50,
     passes: int = 3,
     report=None,
+    best: dict[str, tuple[float, float]] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """probe file name -> (median ms, p90 ms) of its fastest pass over ``paths``.
 
-    ``report(done, total)`` is called after every probe (progress).
+    ``report(done, total)`` is called after every probe (progress). ``best``, where
+    given, is filled in place as probes are timed, so that a caller interrupted midway
+    (Ctrl-C) still holds what was timed.
     """
-    best: dict[str, tuple[float, float]] = {}
+    best = {} if best is None else best
     total = len(paths) * passes
     done = 0
     for _ in range(passes):
@@ -138,25 +141,51 @@ def write_measurements(out: Path, measured: dict[str, tuple[float, float]], runs
     return out
 
 
+def _duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Time every probe of a kit with ONNX Runtime.")
-    parser.add_argument("--dir", default=os.path.dirname(os.path.abspath(__file__)))
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--passes", type=int, default=3)
-    parser.add_argument("--out", default=None, help="default: KIT/measurements.csv")
+    parser = argparse.ArgumentParser(
+        description="Time every probe of a kit with ONNX Runtime and write measurements.csv "
+        "(probe, median_ms, p90_ms, runs), for `paretonas calibrate`."
+    )
+    parser.add_argument(
+        "--dir",
+        default=os.path.dirname(os.path.abspath(__file__)),
+        help="the probe kit folder, with probes.csv and probes/ (default: this file's folder)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="ONNX Runtime intra-op threads: the count the device will run models with (default 1)",
+    )
+    parser.add_argument(
+        "--warmup", type=int, default=10, help="untimed runs before timing each probe (default 10)"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=50, help="timed runs per probe, their median kept (default 50)"
+    )
+    parser.add_argument(
+        "--passes",
+        type=int,
+        default=3,
+        help="passes over the whole kit; each probe keeps its fastest pass, so a burst of "
+        "other load in one pass is not measured (default 3)",
+    )
+    parser.add_argument(
+        "--out", default=None, help="the CSV to write (default: KIT/measurements.csv)"
+    )
     args = parser.parse_args(argv)
     kit = Path(args.dir)
     out = Path(args.out) if args.out else kit / "measurements.csv"
     paths = [kit / "probes" / name for name in probe_files(kit)]
-
-    def report(done: int, total: int) -> None:
-        if done % 100 == 0 or done == total:
-            print(f"{done}/{total} probe runs", file=sys.stderr, flush=True)
-
-    measured = measure_passes(paths, args.threads, args.warmup, args.runs, args.passes, report)
-    write_measurements(out, measured, args.runs)
     info = {
         "onnxruntime": ort.__version__,
         "threads": args.threads,
@@ -165,8 +194,46 @@ def main(argv: list[str] | None = None) -> int:
         "passes": args.passes,
         "machine": f"{platform.machine()} {platform.processor()}".strip(),
         "cpus": os.cpu_count(),
-        "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    started = time.perf_counter()
+    said = [started]
+
+    def report(done: int, total: int) -> None:
+        now = time.perf_counter()
+        # Every 100 timings, or every 30 s on a slow device, so a run never looks hung.
+        if done % 100 and now - said[0] < 30 and done != total:
+            return
+        said[0] = now
+        left = (now - started) / done * (total - done)
+        print(
+            f"{done}/{total} probe timings ({len(paths)} probes x {args.passes} passes), "
+            f"about {_duration(left)} left",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    measured: dict[str, tuple[float, float]] = {}
+    try:
+        measure_passes(
+            paths, args.threads, args.warmup, args.runs, args.passes, report, best=measured
+        )
+    except KeyboardInterrupt:
+        # What was timed is kept, beside the full file's name: a complete measurements.csv
+        # of an earlier run is not replaced by a partial one.
+        partial = out.with_name(out.stem + ".partial.csv")
+        write_measurements(partial, measured, args.runs)
+        info["measured"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        info["interrupted"] = True
+        partial.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+        print(
+            f"\ninterrupted: saved the {len(measured)} of {len(paths)} probes timed so far to "
+            f"{partial}; give it to `paretonas calibrate --measurements` (probes left out "
+            "are left out of the fit), or run again to time them all",
+            file=sys.stderr,
+        )
+        return 130
+    write_measurements(out, measured, args.runs)
+    info["measured"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
     print(f"wrote {out} (onnxruntime {ort.__version__}, {args.threads} thread(s))")
     return 0

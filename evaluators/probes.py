@@ -26,9 +26,12 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import logging
 import math
+import os
 import random
 import shutil
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -42,6 +45,8 @@ from spaces.space import SearchSpace
 ROLES = ("empty", "layer", "model")
 PROBE_COLUMNS = ("probe", "role", "genome", *LayerFeatures.__dataclass_fields__)
 RUNNER = Path(__file__).with_name("probe_runner.py")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -482,6 +487,7 @@ def write_probe_kit(
     align: int = 4,
     progress: bool = True,
     precisions: tuple[str, ...] = ("fp32", "int8"),
+    device: str | None = None,
 ) -> Path:
     """Write a kit to measure a device we cannot reach: probes, features, a runner.
 
@@ -501,6 +507,7 @@ def write_probe_kit(
         unsigned_weights = weights_unsigned()
     out = Path(out_dir)
     (out / "probes").mkdir(parents=True, exist_ok=True)
+    _set_aside_measurements(out)
     layers = layer_probes(
         layer_count, input_shape, num_classes, seed, space, unsigned_weights, precisions
     )
@@ -518,6 +525,7 @@ def write_probe_kit(
     coverage = Coverage.of(read_probe_csv(out / "probes.csv"), ())
     needed = coverage.prefix()
     info = {
+        "device": device,
         "input_shape": list(input_shape),
         "num_classes": num_classes,
         "layer_probes": len(layers) - 1,
@@ -532,6 +540,10 @@ def write_probe_kit(
     last = coverage.layers[needed - 1][0] if needed else "none"
     (out / "README.txt").write_text(
         _KIT_README.format(
+            device=device or "DEVICE",
+            made_for=f"Made for device {device}, at input {'x'.join(map(str, input_shape))}.\n"
+            if device
+            else "",
             needed=needed,
             last=last,
             per_family=MIN_LAYERS_PER_FAMILY,
@@ -541,9 +553,31 @@ def write_probe_kit(
     return out
 
 
+def _set_aside_measurements(out: Path) -> None:
+    """Rename a measurements.csv (and its .json) already in ``out`` to
+    measurements.old-<time>.csv: it timed an older kit's probes, whose names the new kit
+    reuses for other shapes, so a calibrate given the folder would fit on stale times.
+    Renamed rather than deleted: they may be the only copy of hours on a board."""
+    old = out / "measurements.csv"
+    if not old.is_file():
+        return
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    moved = out / f"measurements.old-{stamp}.csv"
+    os.replace(old, moved)
+    side = old.with_suffix(".json")
+    if side.is_file():
+        os.replace(side, moved.with_suffix(".json"))
+    log.warning(
+        "%s held measurements of an older kit: renamed to %s, so that calibrate does not "
+        "fit the new probes on them",
+        old,
+        moved.name,
+    )
+
+
 _KIT_README = """\
 Latency probes for paretonas's kernel-level latency predictor.
-
+{made_for}
 On a device that runs Python (Python 3 with: pip install onnxruntime numpy):
 
     python run_probes.py --threads 1 --warmup 10 --runs 50
@@ -567,10 +601,12 @@ families, so the first {needed} of probes.csv cover them all, through
 {last}: time at least those, and the more the better.
 It also refuses a predictor that mispredicts the probes it was not fitted on by more
 than {max_error:.0%} (median): what mislabelled or mixed-up measurements look like.
+It refuses times implausible next to the device's roofline too: median_ms must be in
+milliseconds and timed on the device itself, not on the machine that wrote this kit.
 
 Bring measurements.csv back and fit the predictor with
 
-    paretonas calibrate --device DEVICE --measurements measurements.csv --results RESULTS
+    paretonas calibrate --device {device} --measurements measurements.csv --results RESULTS
 
 where RESULTS is the results_dir of the runs that will use it (default: results).
 """

@@ -78,6 +78,7 @@ def probe(
     unsigned = None if device.kind == "host" else False
     return write_probe_kit(
         out,
+        device=device.name,
         input_shape=input_shape,
         num_classes=num_classes,
         space=space,
@@ -112,6 +113,11 @@ def calibrate(
         predictor = calibrate_host(out, budget_seconds, threads=threads, progress=progress)
         return predictor, out
     measurements = Path(measurements)
+    if measurements.is_dir():
+        raise ConfigError(
+            f"--measurements: {measurements} is a folder, give the CSV file (e.g. "
+            f"{measurements / 'measurements.csv'})"
+        )
     if not measurements.is_file():
         raise ConfigError(f"--measurements: {measurements} does not exist")
     kit_dir = Path(kit) if kit is not None else measurements.parent
@@ -119,5 +125,30 @@ def calibrate(
         raise ConfigError(
             f"no probes.csv in {kit_dir}: pass --kit with the folder `paretonas probe` wrote"
         )
-    predictor = fit_from_measurements(kit_dir, measurements, device=device.name, save_to=out)
+    # A kit's probes are the kernels and precisions of its device: another device's fit
+    # on them would extrapolate to kernels never timed (kits written before the device
+    # was recorded in kit.json are taken as they are).
+    made_for = _kit_device(kit_dir)
+    if made_for is not None and made_for != device.name:
+        raise ConfigError(
+            f"the probe kit {kit_dir} was written for device {made_for}, not {device.name}; "
+            f"calibrate with --device {made_for}, or write a kit for {device.name} with "
+            f"`paretonas probe --device {device.name} --out DIR` and time that one"
+        )
+    roofline = device if device.latency.source == "roofline" else None
+    predictor = fit_from_measurements(
+        kit_dir, measurements, device=device.name, save_to=out, roofline=roofline
+    )
     return predictor, out
+
+
+def _kit_device(kit_dir: Path) -> str | None:
+    """The device ``kit_dir`` was written for, from its kit.json (None: not recorded)."""
+    import json
+
+    try:
+        info = json.loads((kit_dir / "kit.json").read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):
+        return None
+    device = info.get("device") if isinstance(info, dict) else None
+    return device if isinstance(device, str) and device else None

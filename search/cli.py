@@ -332,6 +332,12 @@ def _devices(args: argparse.Namespace) -> int:
     from evaluators.devices import describe_devices
 
     print(describe_devices(args.results))
+    # A predictor serves the searches whose results_dir is where it was calibrated into.
+    print(
+        f"fitted predictors looked for under {Path(args.results) / 'devices'}/<device>/"
+        "predictor (--results, the runs' results_dir)",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -29,7 +29,7 @@ from evaluators.files import write_text_atomic
 from evaluators.hardware import Host
 from evaluators.latency import LatencyOracle
 from evaluators.pipeline import EvaluationContext
-from evaluators.predictor import predictor_dir
+from evaluators.predictor import fitted_input_shape, predictor_dir
 from evaluators.teacher import Teacher, prepare_teacher, with_measured_latency
 from search.config import ConfigError, RunConfig, parse_config
 from search.objective import Objective
@@ -360,6 +360,27 @@ class Session:
             raise
 
 
+def predictor_input_mismatch(
+    latency: LatencyOracle, results_dir: str | Path, input_shape: tuple[int, ...]
+) -> str | None:
+    """A warning when the fitted predictor's probes were made at another input size than the
+    run's: its error was measured on other shapes, and kernels at this size are
+    extrapolated."""
+    if latency.predictor is None:
+        return None
+    folder = predictor_dir(latency.device.name, results_dir)
+    fitted = fitted_input_shape(folder)
+    if fitted is None or tuple(fitted) == tuple(input_shape):
+        return None
+    shape = "x".join(map(str, input_shape))
+    return (
+        f"the latency predictor in {folder} was fitted on probes of {'x'.join(map(str, fitted))} "
+        f"inputs and this run's are {shape}: its predictions here are extrapolated; for "
+        f"figures to trust, probe with this run's config (paretonas probe --config) and "
+        "calibrate again, under a new results folder or after this run"
+    )
+
+
 def predictor_mismatch(latency: LatencyOracle, threads: int) -> str | None:
     """Why the host's predicted and measured latency would differ by construction: its
     predictor was calibrated at another thread count than the run measures with."""
@@ -396,6 +417,9 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
         dataset.source,
     )
     _check_data(study, dataset, config)
+    mismatch = predictor_input_mismatch(latency, config.results_dir, dataset.input_shape)
+    if mismatch:
+        log.warning(mismatch)
     device = resolve_device(config.training.device)
     teacher = prepare_teacher(
         dataset,

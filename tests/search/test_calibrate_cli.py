@@ -51,7 +51,7 @@ def test_devices_lists_profiles_and_whether_a_predictor_is_fitted(mcu_kit, tmp_p
     assert "predictor" not in lines["host"]  # none under this results folder
     # What a search in this results folder predicts with, in the reports' words.
     assert "predicted (fitted predictor, not the roofline)" in lines["cortex-m7"]
-    assert "refused: its fitted predictor has too few probes" in lines["cortex-a72"]
+    assert "refused: its fitted predictor: probes.csv missing" in lines["cortex-a72"]
     assert "predicted (roofline, a lower bound)" in lines["bitserial"]
     assert "8/8" in lines["cortex-m7"] and "320" in lines["cortex-m7"]
     assert "built-in" in lines["cortex-m7"]
@@ -302,13 +302,153 @@ def test_a_search_refuses_a_cached_predictor_fitted_on_too_few_probes(mcu_kit, t
     assert message.endswith("give the search a new --name)")
 
 
-def test_probe_says_how_many_layer_probes_calibration_needs(tmp_path, monkeypatch, capsys):
+def test_probe_says_how_many_layer_probes_calibration_needs(tmp_path, monkeypatch, capsys, caplog):
     from evaluators.probes import write_probe_kit
 
     monkeypatch.setattr(
         "evaluators.probes.write_probe_kit",
         lambda out, **kwargs: write_probe_kit(out, layer_count=30, model_count=1, **kwargs),
     )
+    # An older kit's times in the folder: set aside, or calibrate would fit on them.
+    (tmp_path / "kit").mkdir()
+    (tmp_path / "kit" / "measurements.csv").write_text("probe,median_ms\nempty.onnx,0.1\n")
     assert main(["probe", "--device", "cortex-m7", "--out", str(tmp_path / "kit")]) == 0
-    needed = json.loads((tmp_path / "kit" / "kit.json").read_text())["min_layer_probes"]
-    assert f"at least its first {needed} layer probes" in capsys.readouterr().err
+    info = json.loads((tmp_path / "kit" / "kit.json").read_text())
+    needed = info["min_layer_probes"]
+    err = capsys.readouterr().err
+    assert f"at least its first {needed} layer probes" in err
+    assert info["device"] == "cortex-m7" and info["input_shape"] == [1, 28, 28]
+    readme = (tmp_path / "kit" / "README.txt").read_text()
+    assert "Made for device cortex-m7, at input 1x28x28." in readme
+    assert "paretonas calibrate --device cortex-m7 --measurements" in readme
+    assert not (tmp_path / "kit" / "measurements.csv").exists()
+    (old,) = (tmp_path / "kit").glob("measurements.old-*.csv")
+    assert old.read_text().startswith("probe,median_ms") and old.name in caplog.text
+
+
+def _scaled(measurements: str, factor: float) -> str:
+    """Every time of ``measurements`` times ``factor``: a wrong unit, or a faster machine."""
+    head, *rows = measurements.splitlines()
+    scaled = [f"{n},{float(ms) * factor:.9f}" for n, ms in (r.split(",") for r in rows)]
+    return "\n".join([head, *scaled]) + "\n"
+
+
+def test_the_simulated_board_is_plausible_for_its_roofline(mcu_kit):
+    # What the thresholds below are chosen against: _law_ms runs at ~2x cortex-m7's peak.
+    from evaluators.devices import get_device
+    from evaluators.predictor import (
+        MAX_ROOFLINE_RATIO,
+        MIN_ROOFLINE_RATIO,
+        ProbeMeasurements,
+        roofline_ratio,
+    )
+
+    m7 = get_device("cortex-m7")
+    for layers, models, what in ((168, 0, "kernels"), (168, 12, "networks")):
+        path = mcu_kit / f"law-{models}.csv"
+        path.write_text(_measure(mcu_kit, layers, models=models))
+        ratio, found = roofline_ratio(ProbeMeasurements.read(mcu_kit / "probes.csv", path), m7)
+        assert found == what and 4 * MIN_ROOFLINE_RATIO < ratio < MAX_ROOFLINE_RATIO / 50
+
+
+@pytest.mark.parametrize(
+    ("factor", "expected"),
+    [
+        (1000, "likely in microseconds or another unit than milliseconds"),
+        (1 / 7, "likely timed on another machine (this host?) rather than on the cortex-m7"),
+        (0.1, "faster than that lower bound allows"),
+    ],
+)
+def test_calibrate_refuses_times_implausible_for_the_roofline(
+    mcu_kit, tmp_path, capsys, factor, expected
+):
+    # The held-out check compares the file with itself: a whole file scaled passes it.
+    measured = _scaled(_measure(mcu_kit, 168, models=12), factor)
+    assert main(_calibrate_m7(mcu_kit, tmp_path, measured)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert expected in err and "x the roofline of cortex-m7's public numbers" in err
+    assert "fix latency.macs_per_second and bytes_per_second in its YAML" in err
+    assert not (tmp_path / "results").exists()
+
+
+def test_calibrate_refuses_a_kit_of_another_device_and_records_its_input(mcu_kit, tmp_path, capsys):
+    import shutil
+
+    from evaluators.predictor import fitted_input_shape, predictor_dir
+
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    shutil.copyfile(mcu_kit / "probes.csv", kit / "probes.csv")
+    (kit / "kit.json").write_text(json.dumps({"device": "cortex-m7", "input_shape": [1, 16, 16]}))
+    (kit / "m.csv").write_text(_measure(mcu_kit, 168, models=12))
+    argv = ["calibrate", "--kit", str(kit), "--measurements", str(kit / "m.csv")]
+    argv += ["--results", str(tmp_path / "results")]
+    assert main([*argv, "--device", "cortex-a72"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert "was written for device cortex-m7, not cortex-a72; calibrate with --device" in err
+    assert not (tmp_path / "results").exists()
+
+    assert main([*argv, "--device", "cortex-m7"]) == 0
+    folder = predictor_dir("cortex-m7", tmp_path / "results")
+    assert fitted_input_shape(folder) == (1, 16, 16)
+    assert fitted_input_shape(tmp_path) is None  # nothing recorded
+
+
+@pytest.mark.parametrize(
+    ("csv", "expected"),
+    [
+        ("probe,median_ms\nempty.onnx,nan\n", "line 2: median_ms of empty.onnx is nan, not a"),
+        ("probe,median_ms\nempty.onnx,0.1\nempty.onnx,inf\n", "line 3: median_ms of empty"),
+        ("probe,median_ms\nempty.onnx,0\n", "line 2: median_ms of empty.onnx is 0, not a time"),
+        ("probe,median_ms\nempty.onnx,-1\n", "line 2: median_ms of empty.onnx is -1, not a"),
+        (
+            "probe,median_ms\nempty.onnx,0.1\nempty.onnx,0.2\n",
+            "line 3: probe empty.onnx is listed again (first on line 2); keep one row",
+        ),
+        # A spreadsheet's export: a byte-order mark, capitals, spaces around the names.
+        ("\ufeff Probe , Median_MS \nempty.onnx,0.1\n", "measures 0 of the kit's 2 layer"),
+    ],
+)
+def test_measurement_values_a_fit_cannot_use_are_one_line(
+    kit, tmp_path, monkeypatch, capsys, csv, expected
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.csv").write_text(csv, encoding="utf-8")
+    argv = ["calibrate", "--device", "cortex-a72", "--measurements", "m.csv", "--kit", str(kit)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert expected in err and "\n" not in err and "Traceback" not in err
+
+
+def test_measurements_given_a_folder_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kit").mkdir()
+    argv = ["calibrate", "--device", "cortex-a72", "--measurements", "kit"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--measurements: kit is a folder, give the CSV file" in err and "\n" not in err
+
+
+def test_a_predictor_folder_missing_a_file_is_one_clear_refusal(mcu_kit, tmp_path):
+    from evaluators.devices import get_device
+    from evaluators.latency import LatencyOracle
+    from evaluators.predictor import (
+        CalibrationError,
+        predictor_dir,
+        predictor_problem,
+    )
+
+    assert main(_calibrate_m7(mcu_kit, tmp_path, _measure(mcu_kit, 168, models=12))) == 0
+    folder = predictor_dir("cortex-m7", tmp_path / "results")
+    assert predictor_problem(folder) is None
+    (folder / "measurements.csv").unlink()
+    assert predictor_problem(folder) == "measurements.csv missing"
+    with pytest.raises(CalibrationError) as err:
+        LatencyOracle.for_device(get_device("cortex-m7"), tmp_path / "results")
+    assert f"the latency predictor in {folder} has no measurements.csv; calibrate again" in str(
+        err.value
+    )
+    (folder / "measurements.csv").write_text(_measure(mcu_kit, 1))
+    assert predictor_problem(folder) == "too few probes"

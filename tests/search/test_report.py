@@ -326,7 +326,7 @@ def test_report_says_what_no_candidate_met(tmp_path: Path):
     run_dir = _write_run(tmp_path / "run", over, [], params=False)
     text = write_report(run_dir).read_text(encoding="utf-8")
     assert NO_FEASIBLE in text
-    assert f"latency_ms 9 ms &gt; {BUDGET_LATENCY:g}" in text
+    assert f"latency_ms 9 ms (predicted) &gt; {BUDGET_LATENCY:g}" in text  # rejected untrained
     assert "No candidate of 1 met the budget" in text
 
 

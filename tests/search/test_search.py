@@ -491,3 +491,22 @@ def test_run_json_names_the_latency_model_the_run_used():
     roofline = LatencyOracle(get_device("cortex-m7"))
     assert _latency_model(roofline) == "roofline"
     assert _latency_model(replace(roofline, predictor=object())) == "predicted"
+
+
+def test_a_predictor_fitted_at_another_input_size_is_warned_about(tmp_path):
+    from dataclasses import replace
+
+    from evaluators.devices import get_device
+    from evaluators.latency import LatencyOracle
+    from evaluators.predictor import predictor_dir
+    from search.runner import predictor_input_mismatch
+
+    folder = predictor_dir("cortex-a72", tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({"input_shape": [1, 28, 28]}))
+    fitted = replace(LatencyOracle(get_device("cortex-a72")), predictor=object())
+    said = predictor_input_mismatch(fitted, tmp_path, (1, 8, 8))
+    assert said is not None and "probes of 1x28x28 inputs and this run's are 1x8x8" in said
+    assert predictor_input_mismatch(fitted, tmp_path, (1, 28, 28)) is None
+    roofline = LatencyOracle(get_device("cortex-a72"))
+    assert predictor_input_mismatch(roofline, tmp_path, (1, 8, 8)) is None
