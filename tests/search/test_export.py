@@ -21,6 +21,14 @@ def _note(tmp_path: Path, policy: StagePolicy, quantization: str | None) -> str:
     return _weights_note(tmp_path, yaml.safe_dump(config).encode())
 
 
+def _fake_artifacts(folder: Path, candidate: Candidate) -> None:
+    """A trial's artifact folder with placeholder files: what export copies, not runs."""
+    folder.mkdir(parents=True)
+    for name in ("model.onnx", "model.pt", "channels.json"):
+        (folder / name).write_bytes(b"x")
+    (folder / "candidate.json").write_text(candidate.to_json())
+
+
 @pytest.mark.parametrize(
     ("policy", "quantization", "says", "never"),
     [
@@ -56,11 +64,7 @@ def _run_folder(tmp_path: Path, front: list[int]) -> Path:
     candidate = Candidate(ARCH, CompressionPolicy((StagePolicy(),)))
     rows = []
     for number in (0, 1):
-        models = run / "models" / str(number)
-        models.mkdir(parents=True)
-        for name in ("model.onnx", "model.pt", "channels.json"):
-            (models / name).write_bytes(b"x")
-        (models / "candidate.json").write_text(candidate.to_json())
+        _fake_artifacts(run / "models" / str(number), candidate)
         rows.append({"number": number, "status": "ok", "genome": candidate.genome,
                      "artifacts": f"models/{number}", "test_accuracy": 0.9})  # fmt: skip
     pd.DataFrame(rows).to_csv(run / "trials.csv", index=False)
@@ -264,11 +268,7 @@ def _mcu_run(tmp_path: Path) -> Path:
     candidate = Candidate(ARCH, CompressionPolicy((StagePolicy(weight_bits=8, activation_bits=8),)))
     rows = []
     for number, baseline, accuracy, latency, memory, feasible in MCU_TRIALS:
-        models = run / "checkpoints" / str(number)
-        models.mkdir(parents=True)
-        for name in ("model.onnx", "model.pt", "channels.json"):
-            (models / name).write_bytes(b"x")
-        (models / "candidate.json").write_text(candidate.to_json())
+        _fake_artifacts(run / "checkpoints" / str(number), candidate)
         rows.append({"number": number, "status": "ok", "genome": candidate.genome,
                      "feasible": feasible, "artifacts": f"checkpoints/{number}",
                      "baseline": baseline, "accuracy": accuracy, "test_accuracy": accuracy,
