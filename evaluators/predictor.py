@@ -875,7 +875,7 @@ def predictor_problem(directory: str | Path) -> str | None:
     try:
         data = ProbeMeasurements.read(directory / "probes.csv", directory / "measurements.csv")
     except (CalibrationError, OSError, ValueError, KeyError):
-        return "unreadable measurements"
+        return "measurements this version refuses"
     coverage = data.coverage
     if coverage is not None and coverage.short():
         return "too few probes"
@@ -899,7 +899,16 @@ def load_predictor(directory: str | Path) -> LatencyPredictor:
             "under neither: give the search a new --name)"
         )
     meta = _read_json(directory / "meta.json")
-    data = ProbeMeasurements.read(directory / "probes.csv", directory / "measurements.csv")
+    try:
+        data = ProbeMeasurements.read(directory / "probes.csv", directory / "measurements.csv")
+    except CalibrationError as error:
+        # A cache written before calibration refused such rows: the cure is a new fit, not
+        # an edit of the cached file.
+        raise CalibrationError(
+            f"the latency predictor in {directory} was fitted on measurements this version "
+            f"refuses ({error}); calibrate again, or delete {directory} to do without it (a "
+            "run begun with it resumes under neither: give the search a new --name)"
+        ) from None
     data.require_coverage(
         f"the latency predictor in {directory} was fitted on",
         f"calibrate again, or delete {directory} to do without it (a run begun with it "

@@ -218,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
             paths, args.threads, args.warmup, args.runs, args.passes, report, best=measured
         )
     except KeyboardInterrupt:
+        if not measured:
+            print("\ninterrupted before any probe was timed: nothing saved", file=sys.stderr)
+            return 130
         # What was timed is kept, beside the full file's name: a complete measurements.csv
         # of an earlier run is not replaced by a partial one.
         partial = out.with_name(out.stem + ".partial.csv")

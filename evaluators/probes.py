@@ -558,21 +558,25 @@ def _set_aside_measurements(out: Path) -> None:
     measurements.old-<time>.csv: it timed an older kit's probes, whose names the new kit
     reuses for other shapes, so a calibrate given the folder would fit on stale times.
     Renamed rather than deleted: they may be the only copy of hours on a board."""
-    old = out / "measurements.csv"
-    if not old.is_file():
-        return
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    moved = out / f"measurements.old-{stamp}.csv"
-    os.replace(old, moved)
-    side = old.with_suffix(".json")
-    if side.is_file():
-        os.replace(side, moved.with_suffix(".json"))
-    log.warning(
-        "%s held measurements of an older kit: renamed to %s, so that calibrate does not "
-        "fit the new probes on them",
-        old,
-        moved.name,
-    )
+    for name in ("measurements", "measurements.partial"):  # the latter: an interrupted run
+        old = out / f"{name}.csv"
+        if not old.is_file():
+            continue
+        moved = out / f"{name}.old-{stamp}.csv"
+        serial = 1
+        while moved.exists():  # two kits written within one second
+            moved, serial = out / f"{name}.old-{stamp}-{serial}.csv", serial + 1
+        os.replace(old, moved)
+        side = old.with_suffix(".json")
+        if side.is_file():
+            os.replace(side, moved.with_suffix(".json"))
+        log.warning(
+            "%s held measurements of an older kit: renamed to %s, so that calibrate does "
+            "not fit the new probes on them",
+            old,
+            moved.name,
+        )
 
 
 _KIT_README = """\

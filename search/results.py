@@ -190,15 +190,12 @@ def export_pareto_models(run_dir: Path, pareto: pd.DataFrame) -> list[Path]:
     return exported
 
 
-def _latency_kind(trials: pd.DataFrame) -> str | None:
-    """Whether the trials' latencies were measured or predicted, from their sources."""
-    if "latency_source" not in trials:
+def _latency_kind(row: pd.Series) -> str | None:
+    """Whether a trial's latency was measured or predicted, from its source."""
+    source = row.get("latency_source")
+    if not isinstance(source, str) or not source:
         return None
-    sources = trials["latency_source"].dropna().astype(str)
-    sources = sources[sources != ""]
-    if sources.empty:
-        return None
-    return "predicted" if sources.str.startswith("predicted").all() else "measured"
+    return "predicted" if source.startswith("predicted") else "measured"
 
 
 def budget_unmet(trials: pd.DataFrame, budget: Mapping[str, float | None]) -> str | None:
@@ -220,7 +217,10 @@ def budget_unmet(trials: pd.DataFrame, budget: Mapping[str, float | None]) -> st
             continue
         lowest = float(trials[axis].min())
         if lowest > bound:
-            how = "computed" if axis != "latency_ms" else _latency_kind(trials)
+            # The lowest trial's own source: on the host, one rejected before training
+            # has a predicted latency and a trained one a measured latency.
+            lowest_row = trials.loc[trials[axis].idxmin()]
+            how = "computed" if axis != "latency_ms" else _latency_kind(lowest_row)
             said = f" ({how})" if how else ""
             seen.append(f"{axis} {lowest:.3g} {unit}{said} > {bound:g}")
     detail = f" (lowest seen: {'; '.join(seen)})" if seen else ""

@@ -253,6 +253,7 @@ def _open(config: RunConfig, url: str, *, worker: bool = False) -> optuna.Study:
     return study
 
 
+PRUNE_ALIGN = "prune_align"  # study user attribute: pruned channel counts' multiple
 LATENCY_MODEL = "latency_model"  # study user attribute: what predicts the run's latency
 DATA_SHAPE = "data_shape"  # study user attribute: the input and classes the run trains on
 
@@ -300,11 +301,12 @@ def _check_latency_model(
         )
     # Which way back depends on what changed: a predictor that appeared since (the run
     # used the roofline) is moved aside; one refitted or removed since is put back.
-    back = (
-        f"move {folder} aside while this run finishes"
-        if recorded.startswith("the roofline")
-        else f"put back the predictor folder it was fitted with at {folder}"
-    )
+    if latency.predictor is None and recorded.startswith("the roofline"):
+        back = f"put {config.device.name}'s device file (its public numbers) back as it was"
+    elif recorded.startswith("the roofline"):
+        back = f"move {folder} aside while this run finishes"
+    else:
+        back = f"put back the predictor folder it was fitted with at {folder}"
     raise ConfigError(
         f"run {config.name} costed its trials with {recorded}, but {config.device.name} "
         f"now has {latency.model}; continue with the new model under a new --name (the "
@@ -366,7 +368,7 @@ def predictor_input_mismatch(
     """A warning when the fitted predictor's probes were made at another input size than the
     run's: its error was measured on other shapes, and kernels at this size are
     extrapolated."""
-    if latency.predictor is None:
+    if latency.predictor is None or latency.measures:  # the host's only sits beside
         return None
     folder = predictor_dir(latency.device.name, results_dir)
     fitted = fitted_input_shape(folder)
@@ -734,12 +736,22 @@ def check_study_space(study: optuna.Study, config: RunConfig) -> None:
             tuple(distribution.choices) != dimension.options
         ):
             changed.append(f"{name} {list(distribution.choices)} now {list(dimension.options)}")
+    # Pruned counts are multiples of the device's channel_align too: a run begun when they
+    # followed compression.align alone (the recorded default) would build the same genome
+    # at other channel counts.
+    align = config.compression_config().align
+    has_trials = bool(study.get_trials(deepcopy=False))
+    before = study.user_attrs.get(PRUNE_ALIGN, config.compression.align if has_trials else align)
+    if before != align:
+        changed.append(f"pruned channel counts in multiples of {before} now {align}")
     if changed:
         raise ConfigError(
             f"study {config.name} drew its trials from another search space than this version "
             f"makes of its config ({'; '.join(changed[:3])}); start a new run (--name), or "
             "finish this one with the version that began it"
         )
+    if PRUNE_ALIGN not in study.user_attrs:
+        study.set_user_attr(PRUNE_ALIGN, align)
 
 
 def _changed_keys(saved: Any, config: RunConfig, source: str) -> list[str]:

@@ -44,7 +44,12 @@ def comparability_notes(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[str]
             )
         devices = (first.get("device") or {}, run.get("device") or {})
         same_device = devices[0].get("name") == devices[1].get("name")
-        if same_device and devices[0].get("description") != devices[1].get("description"):
+        models = (devices[0].get("latency"), devices[1].get("latency"))
+        if (
+            same_device
+            and models != ("measured", "measured")
+            and (devices[0].get("description") != devices[1].get("description"))
+        ):
             # Two devices are what an overlay compares; one device known two ways is not:
             # a roofline and a fitted predictor put the same network at different times.
             notes.append(

@@ -312,6 +312,7 @@ def test_probe_says_how_many_layer_probes_calibration_needs(tmp_path, monkeypatc
     # An older kit's times in the folder: set aside, or calibrate would fit on them.
     (tmp_path / "kit").mkdir()
     (tmp_path / "kit" / "measurements.csv").write_text("probe,median_ms\nempty.onnx,0.1\n")
+    (tmp_path / "kit" / "measurements.partial.csv").write_text("probe,median_ms\n")
     assert main(["probe", "--device", "cortex-m7", "--out", str(tmp_path / "kit")]) == 0
     info = json.loads((tmp_path / "kit" / "kit.json").read_text())
     needed = info["min_layer_probes"]
@@ -324,6 +325,8 @@ def test_probe_says_how_many_layer_probes_calibration_needs(tmp_path, monkeypatc
     assert not (tmp_path / "kit" / "measurements.csv").exists()
     (old,) = (tmp_path / "kit").glob("measurements.old-*.csv")
     assert old.read_text().startswith("probe,median_ms") and old.name in caplog.text
+    assert not (tmp_path / "kit" / "measurements.partial.csv").exists()  # an interrupted run's
+    assert len(list((tmp_path / "kit").glob("measurements.partial.old-*.csv"))) == 1
 
 
 def _scaled(measurements: str, factor: float) -> str:

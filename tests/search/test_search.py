@@ -285,6 +285,17 @@ def test_budget_unmet_says_nothing_once_a_candidate_fits():
     assert "latency_ms 5 ms > 1" in budget_unmet(trials, budget)
     trials["latency_source"] = ["predicted (roofline)", None]
     assert "latency_ms 5 ms (predicted) > 1" in budget_unmet(trials, budget)
+    # Each figure says how it was known, from the trial it comes from.
+    mixed = pd.DataFrame(
+        {
+            "status": ["infeasible", "infeasible"],
+            "latency_ms": [2.0, 9.0],
+            "latency_source": ["predicted (kernel model)", "measured: host"],
+        }
+    )
+    assert "latency_ms 2 ms (predicted) > 1" in budget_unmet(mixed, budget)
+    mixed["latency_ms"] = [9.0, 2.0]
+    assert "latency_ms 2 ms (measured) > 1" in budget_unmet(mixed, budget)
 
 
 def test_the_teacher_is_timed_once_per_run_and_every_rewrite_quotes_it(tmp_path, monkeypatch):
@@ -510,3 +521,35 @@ def test_a_predictor_fitted_at_another_input_size_is_warned_about(tmp_path):
     assert predictor_input_mismatch(fitted, tmp_path, (1, 28, 28)) is None
     roofline = LatencyOracle(get_device("cortex-a72"))
     assert predictor_input_mismatch(roofline, tmp_path, (1, 8, 8)) is None
+
+
+def test_a_roofline_changed_under_a_run_points_at_the_device_file():
+    from evaluators.devices import get_device
+    from evaluators.latency import LatencyOracle
+    from search.runner import LATENCY_MODEL, _check_latency_model
+
+    config = parse_config(
+        {"name": "m7", "device": "cortex-m7", "space": {"weight_bits": [8], "activation_bits": [8]}}
+    )
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    study.set_user_attr(LATENCY_MODEL, "the roofline of cortex-m7's public numbers deadbeef")
+    with pytest.raises(ConfigError) as error:
+        _check_latency_model(study, LatencyOracle(get_device("cortex-m7")), config)
+    assert str(error.value).endswith(
+        "put cortex-m7's device file (its public numbers) back as it was"
+    )
+
+
+def test_a_run_pruned_at_another_channel_multiple_is_refused():
+    from search.runner import PRUNE_ALIGN, check_study_space
+
+    bits = {"weight_bits": [8], "activation_bits": [8], "width": [16, 32], "stem_width": [16]}
+    config = parse_config({"name": "b", "device": "bitserial", "space": bits})
+    fresh = optuna.create_study()
+    check_study_space(fresh, config)
+    assert fresh.user_attrs[PRUNE_ALIGN] == 16  # recorded by the run's first start
+    begun = optuna.create_study()  # a run begun before pruning followed the device: 4
+    begun.add_trial(optuna.trial.create_trial(value=0.5))
+    with pytest.raises(ConfigError, match="pruned channel counts in multiples of 4 now 16"):
+        check_study_space(begun, config)
