@@ -16,7 +16,8 @@ more, may lose front members);
 this follows the run's own learning-rate schedule (a one-cycle schedule's last epochs gain
 the most) instead of assuming a shape. Before that, no candidate is stopped: extrapolating
 the last epoch's gain once stopped, after two flat epochs at chance, a candidate whose twin
-in the same run had been flat for six epochs and then reached 0.77. Compression after training only lowers accuracy, so
+in the same run had been flat for six epochs and then learned. Compression after training
+only lowers accuracy, so
 it is not counted: the bound (fp32, PyTorch, on the first ``pipeline.VAL_CHECK`` validation
 images) is held against what the front's members achieved as deployed (the ONNX file's
 accuracy on the whole validation split), which keeps the rule safe; comparing with their

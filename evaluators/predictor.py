@@ -599,9 +599,10 @@ class LatencyPredictor:
         )
 
     def held_out_error(self, data: ProbeMeasurements, seed: int = 0) -> dict | None:
-        """How far off this predictor is on probes it was not fitted on, as ``{"error":
-        median |predicted / measured - 1|, "probes": n, "of": "networks" | "kernels"}``;
-        None when too few probes were measured to tell.
+        """How far off this predictor is on probes it was not fitted on, as ``{"error": e,
+        "probes": n, "of": "networks" | "kernels", "how": "median" | "time-weighted"}``
+        (the median of |predicted / measured - 1| over networks; over kernels the summed
+        absolute error over the summed time); None when too few probes were measured.
 
         With ``MIN_HELD_OUT_MODELS`` model probes, on those: no network is among the layer
         probes the kernels were fitted on, so only the whole-model calibration is refitted,

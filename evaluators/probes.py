@@ -604,7 +604,8 @@ family the device's networks run. The layer probes come round-robin over the
 families, so the first {needed} of probes.csv cover them all, through
 {last}: time at least those, and the more the better.
 It also refuses a predictor that mispredicts the probes it was not fitted on by more
-than {max_error:.0%} (median): what mislabelled or mixed-up measurements look like.
+than {max_error:.0%} (median over networks; over layer probes weighted by their time):
+what mislabelled or mixed-up measurements look like.
 It refuses times implausible next to the device's roofline too: median_ms must be in
 milliseconds and timed on the device itself, not on the machine that wrote this kit.
 

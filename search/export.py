@@ -323,7 +323,7 @@ def manifest(
     signed: dict | None = None,
     data: RunData | None = None,
 ) -> dict[str, Any]:
-    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    run = _read_json(run_dir / "run.json")
     config_text = (
         (run_dir / "config.yaml").read_bytes() if (run_dir / "config.yaml").is_file() else b""
     )

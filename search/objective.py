@@ -24,7 +24,6 @@ from evaluators.metrics import Metrics
 from evaluators.pipeline import EvaluationContext, evaluate_candidate
 from search.config import OBJECTIVE_DIRECTIONS
 from search.pareto import hypervolume, pareto_mask
-from search.storage import mark_worker
 from spaces.candidate import Candidate
 from spaces.space import SearchSpace
 
@@ -47,7 +46,7 @@ class Objective:
         self.run_dir = Path(run_dir)
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
-        mark_worker(trial.study, trial._trial_id)
+        # The worker loop (search.worker.work) has marked the trial its own already.
         candidate = self.space.suggest(trial)
         trial.set_user_attr("genome", candidate.genome)
         trial.set_user_attr("candidate", candidate.to_dict())

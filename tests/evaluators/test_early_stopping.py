@@ -20,7 +20,7 @@ CURVES = ((0.5, 0.6, 0.65, 0.7),) * 3
 
 
 def test_without_three_finished_curves_no_shape_is_assumed():
-    # Flat at chance for two epochs, as a candidate was that then reached 0.77: the last
+    # Flat at chance for two epochs, as a candidate was that then learned: the last
     # epoch's gain (none) said it would end at 0.124, and it was stopped.
     assert optimistic_accuracy([0.104, 0.104], 20, 0.02) == 1.0
     assert optimistic_accuracy([0.5, 0.55], 4, 0.02, CURVES[:2]) == 1.0
