@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -53,12 +54,39 @@ def command() -> str:
     return " ".join([Path(sys.executable).name, *sys.argv])
 
 
+def _commit() -> str | None:
+    """The checkout's commit, ``+changes`` when files differ from it: read when a benchmark
+    starts, since a run of an hour outlives edits to the tree it was started from."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return f"{head}+changes" if changed else head
+
+
+COMMIT = _commit()
+
+
 def write_result(name: str, result: dict, out: str | Path | None = None) -> Path:
     path = Path(out) if out is not None else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "benchmark": name,
         "command": command(),
+        "commit": COMMIT,
         "machine": machine(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         **result,

@@ -22,11 +22,16 @@ candidates with and without early stopping, and on whole searches, in four steps
 4. confirmation: --confirm-seeds seeds after those, which chose nothing, at the live
    setting with --confirm-feedback, each against a whole search without early stopping.
 
+--confirm-only runs step 4 alone, at the live setting and at the default rule, into
+results/benchmarks/early_stopping_confirm.json and its own README table: what measures the
+product's settings again after a change to the stopper without repeating steps 1 to 3
+(which choose a setting, and take about three times as long).
+
 Fidelity, budget, reference point (accuracy 0, the budget's latency and memory) and teacher
 are search_quality.py's. Writes results/benchmarks/early_stopping.json and the README table.
 
     .venv/bin/python benchmarks/early_stopping.py [--seeds 6] [--live-seeds 6] [--confirm-seeds 6]
-        [--runs DIR]
+        [--runs DIR] [--confirm-only]
 """
 
 from __future__ import annotations
@@ -63,6 +68,12 @@ from benchmarks.search_quality import (  # noqa: E402
 QUANTILES = (1.0, 0.75, 0.5)
 MIN_GAINS = (0.0, 0.002, 0.005, 0.01, 0.02, 0.05)
 SAVED, KEPT = 0.30, 0.95
+MEASUREMENT = (
+    "hypervolume of the trained, within-budget trials (accuracy on the validation split of "
+    "the deployed ONNX file, latency measured on this host with ONNX Runtime, peak memory "
+    "computed), scaled by the reference point; training seconds: the train phase of "
+    "trials.csv, summed"
+)
 
 
 def off_search(results: Path, args, seed: int) -> str:
@@ -192,25 +203,84 @@ def live(results: Path, args) -> list[dict]:
     return rows
 
 
-def confirm(results: Path, args) -> list[dict]:
-    """Whole searches on --confirm-seeds seeds after the live ones, which chose nothing: the
-    live setting with --confirm-feedback against a search of the same seed without early
-    stopping."""
-    rows = []
+def confirm_seeds(args) -> range:
     first = args.seeds + args.live_seeds
-    for seed in range(first, first + args.confirm_seeds):
+    return range(first, first + args.confirm_seeds)
+
+
+def confirm(
+    results: Path, args, settings: list[tuple[float, float, str]] | None = None
+) -> list[dict]:
+    """Whole searches on --confirm-seeds seeds after the live ones, which chose nothing: each
+    setting (quantile, min_gain, feedback; by default the live setting with
+    --confirm-feedback) against a search of the same seed without early stopping."""
+    if settings is None:
+        settings = [(args.live_quantile, args.live_min_gain, args.confirm_feedback)]
+    rows = []
+    for seed in confirm_seeds(args):
         off = pd.read_csv(results / off_search(results, args, seed) / "trials.csv")
-        config = live_config(
-            results, args, seed, args.live_quantile, args.live_min_gain, args.confirm_feedback
-        )
-        on, _ = search(config)
-        rows.append({"seed": seed, **whole_pair(on, off)})
-        print(
-            f"confirm seed {seed}: training {rows[-1]['training_saved']:.0%} saved, "
-            f"hypervolume {rows[-1]['hypervolume_kept']:.1%} kept",
-            flush=True,
-        )
+        for quantile, min_gain, feedback in settings:
+            on, _ = search(live_config(results, args, seed, quantile, min_gain, feedback))
+            label = arm_label(quantile, min_gain, feedback)
+            rows.append({"seed": seed, "setting": label, **whole_pair(on, off)})
+            print(
+                f"confirm seed {seed}, {label}: training {rows[-1]['training_saved']:.0%} "
+                f"saved, hypervolume {rows[-1]['hypervolume_kept']:.1%} kept",
+                flush=True,
+            )
     return rows
+
+
+def confirm_only(results: Path, args) -> tuple[dict, str]:
+    """Step 4 alone, at the live setting and at the default rule: the record and its README
+    text."""
+    from search.config import TrainingSection
+
+    default = TrainingSection()
+    settings = list(
+        dict.fromkeys(
+            [
+                (args.live_quantile, args.live_min_gain, args.confirm_feedback),
+                (
+                    default.early_stopping_quantile,
+                    default.early_stopping_min_gain,
+                    default.early_stopping_feedback,
+                ),
+            ]
+        )
+    )
+    rows = confirm(results, args, settings)
+    seeds = confirm_seeds(args)
+    teacher = json.loads((results / f"tpe-{seeds[0]}-off" / "run.json").read_text())["teacher"]
+    frame = pd.DataFrame(rows)
+    by_setting = {
+        label: {
+            "rows": group.drop(columns="setting").to_dict("records"),
+            "summary": paired_means(group),
+        }
+        for label, group in frame.groupby("setting", sort=False)
+    }
+    what = f"training seconds saved >= {SAVED:.0%} with hypervolume kept >= {KEPT:.0%}"
+    held = {
+        f"{what}, whole searches at {label} (mean of {len(seeds)} seeds)": (
+            part["summary"]["training_saved_mean"] >= SAVED
+            and part["summary"]["hypervolume_kept_mean"] >= KEPT
+        )
+        for label, part in by_setting.items()
+    }
+    result = {
+        "fidelity": {"train_subset": args.subset, "epochs": args.epochs, "trials": args.trials},
+        "teacher": teacher,
+        "budget": BUDGET,
+        "reference_point": {"accuracy": 0.0, **BUDGET},
+        "seeds": list(seeds),
+        "settings": by_setting,
+        "goals": held,
+    }
+    markdown = "".join(
+        confirm_markdown(part["rows"], part["summary"], label) for label, part in by_setting.items()
+    ) + goals_markdown(held)
+    return result, markdown
 
 
 def paired_means(frame: pd.DataFrame) -> dict:
@@ -424,8 +494,33 @@ def main() -> int:
         help="keep the searches' runs in this folder; run again with the same folder, "
         "finished searches are read back instead of repeated",
     )
+    parser.add_argument(
+        "--confirm-only",
+        action="store_true",
+        help="step 4 alone, at the live setting and the default rule, into "
+        "early_stopping_confirm.json",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
+    if args.confirm_only:
+        with runs_folder(args.runs, prefix="paretonas-stopping-") as results:
+            result, markdown = confirm_only(results, args)
+        result["measurement"] = f"{MEASUREMENT}; all measured"
+        result["seconds"] = time.perf_counter() - started
+        path = write_result("early_stopping_confirm", result, args.out)
+        record = json.loads(path.read_text())
+        if args.out is None:
+            update_readme(
+                "early_stopping_confirm",
+                f"Fashion-MNIST, {args.subset} training images x {args.epochs} epochs per "
+                f"candidate, {args.trials} candidates per search, TPE, budget as above; KD "
+                f"from the cached teacher (test accuracy "
+                f"{result['teacher']['test_accuracy']:.4f}); {record['machine']['cpu']}; "
+                f"code {record.get('commit', 'unknown')}. {result['measurement']}. "
+                f"{source_line(path, record)}\n\n" + markdown,
+            )
+        print(path)
+        return 0
     with runs_folder(args.runs, prefix="paretonas-stopping-") as results:
         what_if_rows = what_if(results, args)
         live_rows = live(results, args)
@@ -442,11 +537,8 @@ def main() -> int:
         "budget": BUDGET,
         "reference_point": {"accuracy": 0.0, **BUDGET},
         "measurement": (
-            "hypervolume of the trained, within-budget trials (accuracy on the validation "
-            "split of the deployed ONNX file, latency measured on this host with ONNX "
-            "Runtime, peak memory computed), scaled by the reference point; training "
-            "seconds: the train phase of trials.csv, summed; what_if: exact epochs and "
-            "hypervolume for the recorded candidates, seconds estimated; live: measured"
+            f"{MEASUREMENT}; what_if: exact epochs and hypervolume for the recorded "
+            "candidates, seconds estimated; live: measured"
         ),
         "what_if": what_if_rows,
         "what_if_summary": summary,

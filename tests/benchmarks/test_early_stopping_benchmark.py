@@ -156,3 +156,50 @@ def test_the_confirming_seeds_get_a_goal_and_a_table_of_their_own():
     text = confirm_markdown(rows, confirmed, "rule, feedback expected")
     assert text.startswith("Confirmation on seeds 12 to 13") and "| 13 | 1 | 5 / 12 |" in text
     assert confirm_markdown([], None, "rule") == ""
+
+
+def test_confirm_only_measures_the_live_setting_and_the_default_on_the_confirming_seeds(
+    tmp_path, monkeypatch
+):
+    import json
+
+    import benchmarks.early_stopping as bench
+
+    off = _trials([("c", 0.8, 8.0, 4, "ok"), ("d", 0.4, 4.0, 4, "ok")])
+    # The default rule stops nothing; the live setting stops b after one epoch.
+    runs = {
+        "q1-g0": _trials([("a", 0.8, 8.0, 4, "ok"), ("b", 0.4, 4.0, 4, "ok")]),
+        "q1-g0.01-expected": _trials([("a", 0.8, 4.0, 4, "ok"), ("b", 0.3, 1.0, 1, "pruned")]),
+    }
+    searched = []
+
+    def fake_search(config):
+        searched.append(config["name"])
+        if config["name"].endswith("-off"):
+            (tmp_path / config["name"]).mkdir()
+            off.to_csv(tmp_path / config["name"] / "trials.csv", index=False)
+            (tmp_path / config["name"] / "run.json").write_text(
+                json.dumps({"teacher": {"test_accuracy": 0.9}})
+            )
+            return off, 1.0
+        return runs[config["name"].split("-", 2)[2]], 1.0
+
+    monkeypatch.setattr(bench, "search", fake_search)
+    args = argparse.Namespace(
+        trials=2, subset=100, epochs=4, seeds=6, live_seeds=6, confirm_seeds=2,
+        live_quantile=1.0, live_min_gain=0.01, confirm_feedback="expected",
+    )  # fmt: skip
+    result, markdown = bench.confirm_only(tmp_path, args)
+    assert searched == [
+        "tpe-12-off", "tpe-12-q1-g0.01-expected", "tpe-12-q1-g0",
+        "tpe-13-off", "tpe-13-q1-g0.01-expected", "tpe-13-q1-g0",
+    ]  # fmt: skip
+    assert result["seeds"] == [12, 13] and result["teacher"]["test_accuracy"] == 0.9
+    live = result["settings"]["quantile 1, min_gain 0.01, feedback expected"]
+    default = result["settings"]["quantile 1, min_gain 0, feedback stopped"]
+    assert [r["seed"] for r in live["rows"]] == [12, 13]
+    assert live["summary"]["training_saved_mean"] == pytest.approx(1 - 5 / 12)
+    assert default["summary"]["training_saved_mean"] == 0.0
+    assert list(result["goals"].values()) == [True, False]
+    assert markdown.count("Confirmation on seeds 12 to 13") == 2
+    assert "min_gain 0, feedback stopped (mean of 2 seeds): NO" in markdown
