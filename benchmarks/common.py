@@ -28,19 +28,17 @@ def machine() -> dict:
     import onnxruntime
     import torch
 
-    cpu = platform.processor()
+    from evaluators.hardware import cpu_name
+
     flags: list[str] = []
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu in ("", platform.processor()):
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
+            if line.startswith("flags"):
                 flags = line.split(":", 1)[1].split()
-    except OSError:
-        pass
+                break
     simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cpus": os.cpu_count(),
         "simd": simd,
         "system": f"{platform.system()} {platform.release()}",

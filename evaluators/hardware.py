@@ -6,8 +6,10 @@ measures it before training and rejects candidates over budget without training 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import platform
 import statistics
 import tempfile
 import time
@@ -173,6 +175,16 @@ def measure_onnx_latency(
     )
 
 
+def cpu_name() -> str:
+    """This machine's CPU model as the OS names it ("AMD EPYC 9R14"), else its architecture:
+    what tells one "host" from another when runs measured on two machines are compared."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 @dataclass(frozen=True)
 class Host:
     """This machine as a target: latency measured with ONNX Runtime on the CPU."""
@@ -192,7 +204,8 @@ class Host:
         import onnxruntime as ort
 
         return (
-            f"measured on this machine ({os.cpu_count()} CPUs): onnxruntime {ort.__version__} "
+            f"measured on this machine ({cpu_name()}, {os.cpu_count()} CPUs): onnxruntime "
+            f"{ort.__version__} "
             f"CPUExecutionProvider, {self.threads} thread(s), batch 1, "
             f"median of {self.runs} runs after {self.warmup} warm-up"
         )

@@ -19,6 +19,7 @@ timed the way a candidate is. Each probe's inputs are random tensors of the dtyp
 shape its graph declares (int8 probes take uint8 tensors).
 
     python run_probes.py [--dir KIT] [--threads 1] [--warmup 10] [--runs 50] [--passes 3]
+        [--resume]
 """
 
 from __future__ import annotations
@@ -108,24 +109,25 @@ def measure_passes(
     passes: int = 3,
     report=None,
     best: dict[str, tuple[float, float]] | None = None,
+    timed: dict[str, int] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """probe file name -> (median ms, p90 ms) of its fastest pass over ``paths``.
 
-    ``report(done, total)`` is called after every probe (progress). ``best``, where
-    given, is filled in place as probes are timed, so that a caller interrupted midway
-    (Ctrl-C) still holds what was timed.
+    ``report(done, total)`` is called after every probe (progress). ``best`` and ``timed``
+    (probe -> passes timed), where given, are filled in place as probes are timed, so that
+    a caller interrupted midway (Ctrl-C) still holds what was timed; given filled, from an
+    interrupted run, a probe is timed only in the passes it has not had yet.
     """
     best = {} if best is None else best
-    total = len(paths) * passes
-    done = 0
-    for _ in range(passes):
-        for path in paths:
-            median, p90 = measure(path, threads, warmup, runs)
-            if path.name not in best or median < best[path.name][0]:
-                best[path.name] = (median, p90)
-            done += 1
-            if report is not None:
-                report(done, total)
+    timed = {} if timed is None else timed
+    todo = [(n, path) for n in range(passes) for path in paths if timed.get(path.name, 0) <= n]
+    for done, (_, path) in enumerate(todo, start=1):
+        median, p90 = measure(path, threads, warmup, runs)
+        if path.name not in best or median < best[path.name][0]:
+            best[path.name] = (median, p90)
+        timed[path.name] = timed.get(path.name, 0) + 1
+        if report is not None:
+            report(done, len(todo))
     return best
 
 
@@ -139,6 +141,52 @@ def write_measurements(out: Path, measured: dict[str, tuple[float, float]], runs
             writer.writerow((name, f"{median:.6f}", f"{p90:.6f}", runs))
     os.replace(tmp, out)
     return out
+
+
+def read_measurements(path: Path) -> dict[str, tuple[float, float]]:
+    """probe -> (median ms, p90 ms) of a file written by ``write_measurements``."""
+    with path.open(newline="") as handle:
+        return {
+            row["probe"]: (float(row["median_ms"]), float(row["p90_ms"]))
+            for row in csv.DictReader(handle)
+        }
+
+
+# What must match for an interrupted run's times to be finished by another: the same
+# runtime, machine and timing settings (the pass count may change).
+_RESUME_KEYS = ("onnxruntime", "threads", "warmup", "runs", "machine", "cpus")
+
+
+def resume_from(
+    partial: Path, info: dict, paths: list[Path]
+) -> tuple[dict[str, tuple[float, float]], dict[str, int]]:
+    """The times and per-probe pass counts of an interrupted run, to go on from; ValueError,
+    in one sentence, when they cannot be finished by this run."""
+    side = partial.with_suffix(".json")
+    if not partial.is_file() or not side.is_file():
+        raise ValueError(
+            f"--resume: no interrupted run to go on from ({partial} and its .json are "
+            "written when a run is stopped with Ctrl-C); run without --resume"
+        )
+    saved = json.loads(side.read_text())
+    differ = [k for k in _RESUME_KEYS if saved.get(k) != info[k]]
+    if differ:
+        what = ", ".join(f"{k} {saved.get(k)!r} then, {info[k]!r} now" for k in differ)
+        raise ValueError(
+            f"--resume: {partial} was timed with other settings ({what}); times from both "
+            "would not be comparable: run again with the same options, or without --resume"
+        )
+    best = read_measurements(partial)
+    names = {p.name for p in paths}
+    # A run saved before pass counts were recorded: its probes count as timed once.
+    timed = {n: int(c) for n, c in saved.get("timed_passes", dict.fromkeys(best, 1)).items()}
+    unknown = sorted(set(best) - names)
+    if unknown:
+        raise ValueError(
+            f"--resume: {partial} times {len(unknown)} probe(s) this kit does not have "
+            f"(first {unknown[0]}): it belongs to another kit; run without --resume"
+        )
+    return best, timed
 
 
 def _duration(seconds: float) -> str:
@@ -182,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", default=None, help="the CSV to write (default: KIT/measurements.csv)"
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on from the times an interrupted run saved (OUT's .partial.csv): each probe "
+        "is timed only in the passes it has not had",
+    )
     args = parser.parse_args(argv)
     kit = Path(args.dir)
     out = Path(args.out) if args.out else kit / "measurements.csv"
@@ -195,6 +249,27 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()} {platform.processor()}".strip(),
         "cpus": os.cpu_count(),
     }
+    partial = out.with_name(out.stem + ".partial.csv")
+    measured: dict[str, tuple[float, float]] = {}
+    timed: dict[str, int] = {}
+    if args.resume:
+        try:
+            measured, timed = resume_from(partial, info, paths)
+        except ValueError as error:
+            print(error, file=sys.stderr)
+            return 2
+        left = sum(max(0, args.passes - timed.get(p.name, 0)) for p in paths)
+        print(
+            f"resuming {partial}: {len(measured)} of {len(paths)} probes timed, "
+            f"{left} timings to go",
+            file=sys.stderr,
+        )
+    elif partial.is_file():
+        print(
+            f"{partial} holds an interrupted run's times; this run starts over (--resume "
+            "would go on from them) and replaces them only if it is interrupted too",
+            file=sys.stderr,
+        )
     started = time.perf_counter()
     said = [started]
 
@@ -212,32 +287,48 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    measured: dict[str, tuple[float, float]] = {}
+    already = dict(timed)
     try:
         measure_passes(
-            paths, args.threads, args.warmup, args.runs, args.passes, report, best=measured
+            paths,
+            args.threads,
+            args.warmup,
+            args.runs,
+            args.passes,
+            report,
+            best=measured,
+            timed=timed,
         )
     except KeyboardInterrupt:
-        if not measured:
-            print("\ninterrupted before any probe was timed: nothing saved", file=sys.stderr)
+        if timed == already:
+            kept = f"; {partial} is as it was" if args.resume else ""
+            print(
+                f"\ninterrupted before any probe was timed: nothing saved{kept}",
+                file=sys.stderr,
+            )
             return 130
         # What was timed is kept, beside the full file's name: a complete measurements.csv
         # of an earlier run is not replaced by a partial one.
-        partial = out.with_name(out.stem + ".partial.csv")
         write_measurements(partial, measured, args.runs)
         info["measured"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         info["interrupted"] = True
+        info["timed_passes"] = timed
         partial.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
         print(
             f"\ninterrupted: saved the {len(measured)} of {len(paths)} probes timed so far to "
             f"{partial}; give it to `paretonas calibrate --measurements` (probes left out "
-            "are left out of the fit), or run again to time them all",
+            "are left out of the fit), or run again with --resume to time the rest",
             file=sys.stderr,
         )
         return 130
     write_measurements(out, measured, args.runs)
     info["measured"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
+    if args.resume:
+        # Finished: the partial times are in the full file now, and a later --resume must
+        # not go on from them.
+        partial.unlink()
+        partial.with_suffix(".json").unlink()
     print(f"wrote {out} (onnxruntime {ort.__version__}, {args.threads} thread(s))")
     return 0
 

@@ -589,6 +589,8 @@ On a device that runs Python (Python 3 with: pip install onnxruntime numpy):
 It times every probes/*.onnx listed in probes.csv with ONNX Runtime (CPU execution
 provider, all graph optimizations, sequential) and writes measurements.csv
 (probe, median_ms, p90_ms, runs). Use the thread count the device will run with.
+Ctrl-C saves what was timed to measurements.partial.csv; the same command with
+--resume goes on from it, timing each probe only in the passes it has not had.
 
 On a device without Python (a microcontroller): convert each probe with the toolchain
 the model will ship with (e.g. to TensorFlow Lite Micro or CMSIS-NN), time it on the

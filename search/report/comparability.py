@@ -58,6 +58,15 @@ def comparability_notes(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[str]
                 f"{devices[1].get('latency')}: {devices[1].get('description')}): their latency "
                 "axes are not comparable."
             )
+        elif same_device and devices[0].get("description") != devices[1].get("description"):
+            # Both measured, but "host" is whichever machine ran the search, and threads or
+            # the runtime change a time as much as an architecture does.
+            notes.append(
+                f"{pair} measured {devices[0].get('name')}'s latency under different "
+                f"conditions ({devices[0].get('description')}; against "
+                f"{devices[1].get('description')}): a gap between their latencies is partly "
+                "the measurement's."
+            )
     return notes
 
 

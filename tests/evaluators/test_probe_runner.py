@@ -53,3 +53,58 @@ def test_ctrl_c_saves_what_was_timed(kit, monkeypatch, capsys):
     assert [r["probe"] for r in rows] == ["empty.onnx", "layer_00000_conv_int8.onnx"]
     assert (kit / "measurements.partial.json").is_file()
     assert "0.4" in (kit / "measurements.csv").read_text()  # not replaced by the partial
+
+
+def test_resume_times_each_probe_only_in_the_passes_it_missed(kit, monkeypatch, capsys):
+    calls = []
+
+    def measure(path, *args):
+        calls.append(path.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return (0.5 + len(calls), 0.6 + len(calls))
+
+    monkeypatch.setattr(probe_runner, "measure", measure)
+    assert probe_runner.main(["--dir", str(kit), "--passes", "2"]) == 130
+    assert "run again with --resume" in capsys.readouterr().err
+    # Only the first probe was timed (once); the second's timing was cut off.
+    calls.clear()
+    monkeypatch.setattr(
+        probe_runner, "measure", lambda path, *a: calls.append(path.name) or (1.0, 1.1)
+    )
+    assert probe_runner.main(["--dir", str(kit), "--passes", "2", "--resume"]) == 0
+    assert "1 of 3 probes timed, 5 timings to go" in capsys.readouterr().err
+    assert calls.count("empty.onnx") == 1 and len(calls) == 5
+    rows = {
+        r["probe"]: float(r["median_ms"]) for r in csv.DictReader((kit / "measurements.csv").open())
+    }
+    assert rows == {
+        "empty.onnx": 1.0,
+        "layer_00000_conv_int8.onnx": 1.0,
+        "layer_00001_dwconv_int8.onnx": 1.0,
+    }
+    assert not (kit / "measurements.partial.csv").exists()
+    assert not (kit / "measurements.partial.json").exists()
+
+
+def test_resume_refuses_other_settings_and_a_missing_partial(kit, monkeypatch, capsys):
+    assert probe_runner.main(["--dir", str(kit), "--resume"]) == 2
+    assert "no interrupted run to go on from" in capsys.readouterr().err
+    calls = []
+
+    def measure(path, *args):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return (0.5, 0.6)
+
+    monkeypatch.setattr(probe_runner, "measure", measure)
+    assert probe_runner.main(["--dir", str(kit)]) == 130
+    capsys.readouterr()
+    assert probe_runner.main(["--dir", str(kit), "--resume", "--threads", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "other settings (threads 1 then, 2 now)" in err and "Traceback" not in err
+    # Without --resume a run starts over and says where the interrupted times are.
+    monkeypatch.setattr(probe_runner, "measure", lambda *a: (0.5, 0.6))
+    assert probe_runner.main(["--dir", str(kit)]) == 0
+    assert "holds an interrupted run's times" in capsys.readouterr().err

@@ -789,6 +789,23 @@ def test_one_device_known_two_ways_is_noted():
     assert note.endswith("their latency axes are not comparable.")
 
 
+def test_one_device_measured_under_other_conditions_is_noted():
+    def host(threads: int, cpu: str = "AMD EPYC") -> dict:
+        description = f"measured on this machine ({cpu}, 2 CPUs): onnxruntime, {threads} thread(s)"
+        return {"name": "host", "latency": "measured", "description": description}
+
+    def run(label: str, device: dict) -> tuple[str, dict]:
+        return (label, {**RUN, "data_splits": SPLITS, "device": device})
+
+    assert comparability_notes([run("a", host(1)), run("b", host(1))]) == []
+    [note] = comparability_notes([run("one", host(1)), run("four", host(4))])
+    assert note.startswith("one and four measured host's latency under different conditions")
+    assert "1 thread(s); against" in note and "4 thread(s)" in note
+    assert note.endswith("partly the measurement's.")
+    [note] = comparability_notes([run("a", host(1)), run("laptop", host(1, "Intel Core i7"))])
+    assert "Intel Core i7" in note
+
+
 def test_a_note_names_the_splits_the_seed_and_the_recipe_that_differ():
     first = ("a", {**RUN, "data_splits": SPLITS})
     reseeded = ("b", {**RUN, "seed": 1, "data_splits": {"validation": "v1", "test": "t"}})
