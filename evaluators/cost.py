@@ -15,21 +15,22 @@ What counts (and why):
   layer; a fixed allowance per layer for its shapes and quantization parameters.
 - peak activation memory (``evaluators.memory.activation_schedule``): the largest sum of
   live tensors at any step of the execution schedule, at the producing stage's activation
-  bits, where a tensor lives from its producer to its last consumer, so the input of a
+  bits (given a device, the width its kernels hold them at: ``Device.held_widths``), where a tensor lives from its producer to its last consumer, so the input of a
   residual block counts across the block body. Batch norm and activations fold or fuse
   in place; every other kernel, residual adds included, writes a buffer of its own.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
+from evaluators.devices import Device
 from evaluators.factorize import build_deployed
 from evaluators.memory import activation_schedule, candidate_activation_bits, flash_bytes
-from spaces.candidate import Candidate
+from spaces.candidate import Candidate, CompressionPolicy
 from spaces.channels import plan_channels
 
 
@@ -53,21 +54,40 @@ class Cost:
 
 
 def estimate_cost(
-    candidate: Candidate, input_shape: tuple[int, int, int], num_classes: int, align: int = 4
+    candidate: Candidate,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    align: int = 4,
+    device: Device | None = None,
 ) -> Cost:
     """Cost of ``candidate`` as deployed (pruned by its policy, channel counts rounded to
-    ``align``) for one image of ``input_shape`` (C, H, W)."""
+    ``align``) for one image of ``input_shape`` (C, H, W), on ``device`` (``module_cost``)."""
     plan = plan_channels(candidate, align)
     model = build_deployed(candidate, input_shape[0], num_classes, plan=plan, device="meta").eval()
-    return module_cost(model, candidate, input_shape)
+    return module_cost(model, candidate, input_shape, device)
 
 
-def module_cost(model: nn.Module, candidate: Candidate, input_shape: tuple[int, int, int]) -> Cost:
+def held_candidate(candidate: Candidate, device: Device) -> Candidate:
+    """``candidate`` with each stage at the widths ``device`` holds it at
+    (``Device.held_widths``): what its memory and flash are computed at."""
+    stages = tuple(device.held_widths(stage) for stage in candidate.policy.stages)
+    return replace(candidate, policy=CompressionPolicy(stages))
+
+
+def module_cost(
+    model: nn.Module,
+    candidate: Candidate,
+    input_shape: tuple[int, int, int],
+    device: Device | None = None,
+) -> Cost:
     """Cost of an already-built ``CandidateNet`` (on any device, meta included).
 
     One pass through the traced graph gives both the memory schedule and, through forward
-    hooks on the conv / linear modules it calls, the MACs.
+    hooks on the conv / linear modules it calls, the MACs. With ``device``, memory and flash
+    are at the widths it holds each stage at (``held_candidate``); without, at the policy's.
     """
+    if device is not None:
+        candidate = held_candidate(candidate, device)
     macs = 0
 
     def count_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:

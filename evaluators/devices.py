@@ -50,6 +50,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from spaces.candidate import StagePolicy
 from spaces.params import Choice
 from spaces.space import SearchSpace
 
@@ -258,6 +259,21 @@ class Device(_Frozen):
             f"device {self.name} cannot execute {bits}-bit operands; "
             f"its native bit-widths are {list(self.executes.native_bits)}"
         )
+
+    def held_widths(self, stage: StagePolicy) -> StagePolicy:
+        """``stage`` at the widths this device holds it at, which memory and flash are
+        computed at. A kernel runs at the native width of its wider operand (``mac_rate``),
+        so its activations are held at that width: a w32a8 stage runs fp32 kernels on fp32
+        tensors, whatever its 8-bit activation grid. Its weights keep their own width
+        (packed) when that width's native width is the kernel's, as a 4-bit weight stored
+        packed beside int8 kernels; otherwise they are stored at the kernel's width, as a
+        w8a32 stage's weights are fp32 in the file ONNX Runtime runs. A bit-serial device
+        runs each operand at its own width: nothing changes."""
+        if self.latency.scaling == "bit_serial":
+            return stage
+        kernel = self.executed_bits(max(stage.weight_bits, stage.activation_bits))
+        weights = stage.weight_bits if self.executed_bits(stage.weight_bits) == kernel else kernel
+        return dataclasses.replace(stage, weight_bits=weights, activation_bits=kernel)
 
     def mac_rate(self, weight_bits: int, activation_bits: int) -> float:
         """Peak MAC/s for a layer with these operand widths, from the roofline numbers."""

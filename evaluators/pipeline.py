@@ -26,6 +26,7 @@ import torch
 
 from evaluators.budget import Budget
 from evaluators.cost import module_cost
+from evaluators.devices import Device, get_device
 from evaluators.distill import TrainConfig, check_deadline, evaluate_accuracy, train
 from evaluators.early_stopping import (
     EarlyStopping,
@@ -167,7 +168,7 @@ def evaluate_candidate(
     plan = plan_channels(candidate, settings.align)
     pruned = plan != ChannelPlan.full(candidate.arch)
     meta_model = build_deployed(candidate, channels, classes, plan=plan, device="meta").eval()
-    cost = module_cost(meta_model, candidate, shape)
+    cost = module_cost(meta_model, candidate, shape, _target(context))
     seconds["cost"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -378,6 +379,12 @@ def _export(
         context.calibration_images,
         dynamic_linear=context.compression.dynamic_linear,
     )
+
+
+def _target(context: EvaluationContext) -> Device:
+    """The device the candidate is costed for: the latency oracle's, else this host (whose
+    latency is then measured without one)."""
+    return context.latency.device if context.latency is not None else get_device("host")
 
 
 def _measure(artifact: DeployedArtifact, context: EvaluationContext) -> LatencyMeasurement:

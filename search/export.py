@@ -372,11 +372,14 @@ def manifest(
             "(ranked on) and the test split (test_accuracy)",
             "latency_ms": latency_how,
             "peak_memory_kb": "computed: peak of live activation bytes over the execution "
-            "schedule (evaluators.memory), at the policy's activation bits, in a perfectly "
+            "schedule (evaluators.memory), at the width the device runs each stage's "
+            "kernels at (a stage quantized on weights or activations alone runs fp32 on "
+            "the host: metrics.executed), in a perfectly "
             "packed arena without the runtime's scratch buffers (im2col), overhead or stack: "
             "a lower bound; peak_memory_at names the kernel (module path) during which it is "
             "reached",
-            "flash_kb": "computed: weights packed at the policy's bit-widths (+ sparse index), "
+            "flash_kb": "computed: weights packed at the bit-widths the device stores them "
+            "at (a stage the host runs in fp32 keeps fp32 weights) (+ sparse index), "
             "32-bit biases and scales, 64 bytes of metadata per layer",
             "artifact_bytes": "measured: size of model.onnx, an ONNX Runtime file with its "
             "graph and per-node metadata; not what a microcontroller's flash holds (flash_kb "
@@ -512,8 +515,26 @@ def write_signed(data: RunData, row: pd.Series, out: Path) -> dict[str, Any] | N
         },
         "input": quantization_format(target).get("input"),
     }
+    fp32 = _fp32_stages(row.get("executed"))
+    if fp32:
+        # The rewrite changes the int8 layers only: a runtime with no float kernels cannot
+        # run the rest.
+        found["mixed_precision"] = (
+            f"stage(s) {', '.join(map(str, fp32))} run in fp32 in this file, as in "
+            "model.onnx (the stem follows stage 0, the classifier the last stage): an "
+            "integer-only runtime needs w8a8 in every stage "
+            "(search with space.weight_bits: [8] and activation_bits: [8])"
+        )
     found["check"] = _compare_signed(data, row, out)
     return found
+
+
+def _fp32_stages(executed: Any) -> list[int]:
+    """The stages the host file runs in fp32, from a trial's ``executed`` ("fp32, w8a8 int8",
+    one entry per stage, numbered from 0 as in the genome)."""
+    if not isinstance(executed, str) or not executed:
+        return []
+    return [i for i, how in enumerate(executed.split(", ")) if "int8" not in how.split(" (")[0]]
 
 
 def _compare_signed(data: RunData, row: pd.Series, out: Path) -> dict[str, Any]:

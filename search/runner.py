@@ -250,7 +250,30 @@ def _open(config: RunConfig, url: str, *, worker: bool = False) -> optuna.Study:
     study = open_study(config.name, storage, config.directions, config.sampler, seed, identity)
     if not latency.measures:
         _check_latency_model(study, latency, config, worker=worker)
+    _check_cost_model(study, config, worker=worker)
     return study
+
+
+COST_MODEL = "cost_model"  # study user attribute: how memory and flash were computed
+HELD_WIDTHS = "held widths"  # evaluators.cost.held_candidate, from 2026-11-29
+
+
+def _check_cost_model(study: optuna.Study, config: RunConfig, *, worker: bool = False) -> None:
+    """A run begun before memory and flash were computed at the widths the device holds a
+    stage at has trials whose mixed-width stages (8-bit weights or activations alone) were
+    costed at their 8-bit side: said once, since its front may compare the two."""
+    if study.user_attrs.get(COST_MODEL) == HELD_WIDTHS:
+        return
+    if any(t.state.is_finished() for t in study.trials):
+        log.warning(
+            "run %s began before memory and flash were computed at the bit-widths the device "
+            "runs a stage at: its earlier trials with 8-bit weights or activations alone were "
+            "costed as 8-bit, later ones as the fp32 they run as; start a new run (--name) "
+            "to compare like with like",
+            config.name,
+        )
+    if not worker:
+        study.set_user_attr(COST_MODEL, HELD_WIDTHS)
 
 
 PRUNE_ALIGN = "prune_align"  # study user attribute: pruned channel counts' multiple

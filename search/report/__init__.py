@@ -6,7 +6,8 @@ The page embeds plotly.js once (first figure) and nothing else from outside, so 
 mailed or archived as a single file.
 
 Every number says where it came from: latency is measured on the device named in
-``run.json``; peak memory and flash are computed from the model at its bit-widths; accuracy
+``run.json``; peak memory and flash are computed from the model at the bit-widths the device
+runs each stage at (``evaluators.devices.Device.held_widths``); accuracy
 shown to the reader is the held-out test accuracy, while the search ranked on validation.
 
 One module per part of the page: ``files`` (read a run, write the page), ``run_page`` (one

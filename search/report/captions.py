@@ -33,7 +33,7 @@ def scatter_caption(
     picks: Sequence[Pick] = (),
 ) -> str:
     parts = [
-        f"Each dot is one trial. Coloured dots were trained and are within every budget "
+        f"Each dot is one trial. Coloured dots were trained and are within the configured budget "
         f"(colour = {colour.noun}); red rings are the Pareto members and the red step is the "
         f"best accuracy reachable at each {x.noun}. Grey marks were over budget, failed or "
         f"stopped early; those without an accuracy (never trained) sit along the bottom."

@@ -40,7 +40,7 @@ def trial_counts(trials: pd.DataFrame) -> str:
         )
     within = feasible(trials)
     repeated = int((within & repeats(trials)).sum())
-    text += f". {int(within.sum()) - repeated} trained trial(s) are within every budget"
+    text += f". {int(within.sum()) - repeated} trained trial(s) are within the configured budget"
     if repeated:
         text += f" (and {repeated} repeat(s) of one of them, proposed again and not retrained)"
     text += "."
@@ -56,6 +56,8 @@ _TABLE_COLUMNS: Sequence[tuple[str, str]] = (
     ("latency_ms", "latency ms (measured)"),
     ("peak_memory_kb", "peak memory KB (computed)"),
     ("flash_kb", "flash KB (computed)"),
+    # What the measured file runs per stage (empty where latency is predicted).
+    ("executed", "runs as (per stage)"),
     ("params", "params"),
     ("macs", "multiply-adds"),
     ("seconds_total", "search seconds (train + measure)"),
@@ -68,16 +70,19 @@ def pareto_table(pareto: pd.DataFrame, highlights: list[tuple[str, Any]], kind: 
     if pareto.empty:
         return '<p class="note">No Pareto members yet.</p>'
     titles = dict(_TABLE_COLUMNS, latency_ms=f"latency ms ({kind})")
+    columns = [
+        column
+        for column, _ in _TABLE_COLUMNS
+        if column != "executed" or pareto.get("executed", pd.Series(dtype=object)).notna().any()
+    ]
     labels: dict[Any, list[str]] = {}
     for label, index in highlights:
         labels.setdefault(index, []).append(label)
-    head = "".join(
-        f'<th title="click to sort">{esc(titles[column])}</th>' for column, _ in _TABLE_COLUMNS
-    )
+    head = "".join(f'<th title="click to sort">{esc(titles[column])}</th>' for column in columns)
     rows = []
     for index, row in pareto.iterrows():
         cells = []
-        for column, _ in _TABLE_COLUMNS:
+        for column in columns:
             if column == "genome":
                 tags = "".join(
                     f' <span class="tag">{esc(tag)}</span>' for tag in labels.get(index, [])
@@ -94,6 +99,10 @@ def pareto_table(pareto: pd.DataFrame, highlights: list[tuple[str, Any]], kind: 
                 )
                 continue
             value = row[column]
+            if column == "executed":
+                shown = "" if pd.isna(value) else str(value)
+                cells.append(f'<td data-sort="{esc(shown)}">{esc(shown)}</td>')
+                continue
             if column in ("accuracy", "test_accuracy"):
                 shown = pct(value)
             elif column in ("number", "params", "macs"):

@@ -48,6 +48,17 @@ def recommendation(
             False: "fp32 and unpruned: no Pareto member of this run is pruned or quantized",
             None: "compressed as its policy says",
         }[_compressed(pareto)]
+        if (
+            pareto.get("executed", pd.Series(dtype=object))
+            .astype(str)
+            .str.contains("executed as fp32")
+            .any()
+        ):
+            shipped = (
+                "with its pruning applied, and its quantization where ONNX Runtime runs it: a "
+                "stage with 8-bit weights or activations alone runs in fp32 and is costed "
+                "so, as the table's 'runs as' column says"
+            )
         latency = f"Latency is measured ({how}) on the file a user would ship ({shipped})"
         measured = f"Latency was measured on {device_name} ({how})."
     else:
@@ -63,8 +74,8 @@ def recommendation(
             "the real latency is higher"
         )
     provenance = (
-        f"{latency}; peak memory and flash are computed from the model at its "
-        "bit-widths (peak memory for a perfectly packed arena without the runtime's scratch "
+        f"{latency}; peak memory and flash are computed from the model at the "
+        "bit-widths the device runs each stage at (peak memory for a perfectly packed arena without the runtime's scratch "
         "buffers: a lower bound); accuracy is that same file run by ONNX Runtime on the "
         "held-out test split; the search ranked candidates on the validation split."
     )

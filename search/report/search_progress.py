@@ -47,7 +47,7 @@ def hypervolume_figure(progress: pd.DataFrame) -> go.Figure:
 
 def hypervolume_caption(progress: pd.DataFrame) -> str:
     if progress.empty:
-        text = "Hypervolume appears once a trained trial is within every budget."
+        text = "Hypervolume appears once a trained trial is within the configured budget."
         return f'<p class="note">{esc(text)}</p>'
     reference = progress.attrs.get("reference") or {}
     ideal = progress.attrs.get("ideal") or {}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from evaluators.cost import estimate_cost
+from evaluators.devices import get_device
 from evaluators.memory import BIAS_BYTES, LAYER_METADATA_BYTES, SCALE_BYTES
 from spaces import ArchSpec, Candidate, CompressionPolicy, StagePolicy, StageSpec, build_model
 
@@ -53,6 +54,26 @@ def test_bit_widths_scale_stored_weights_and_activations():
     assert int8.weight_bytes == (36 + 288 + 80) * 1 + BIASES + SCALES + METADATA
     assert int8.peak_activation_bytes == full.peak_activation_bytes / 4
     assert int8.macs == full.macs and int8.params == full.params
+
+
+def test_on_a_device_a_stage_is_costed_at_the_widths_its_kernels_hold():
+    host = get_device("host")  # runs int8 (w <= 8 with a8) and fp32, nothing between
+    full = estimate_cost(_one_conv_stage(), (1, 8, 8), 10, device=host)
+    # w32a8 runs fp32 kernels on fp32 tensors; w8a32's file holds fp32 weights.
+    for mixed in (_one_conv_stage(32, 8), _one_conv_stage(8, 32)):
+        assert estimate_cost(mixed, (1, 8, 8), 10, device=host) == full
+        assert estimate_cost(mixed, (1, 8, 8), 10) != full  # at the policy's own widths
+    int8 = estimate_cost(_one_conv_stage(8, 8), (1, 8, 8), 10, device=host)
+    assert int8 == estimate_cost(_one_conv_stage(8, 8), (1, 8, 8), 10)
+    # 4-bit weights beside int8 kernels stay packed at 4 bits.
+    int4 = estimate_cost(_one_conv_stage(4, 8), (1, 8, 8), 10, device=host)
+    assert int4.weight_bytes < int8.weight_bytes
+    assert int4.peak_activation_bytes == int8.peak_activation_bytes
+    # A bit-serial device runs each operand at its own width.
+    serial = host.model_copy(
+        update={"latency": host.latency.model_copy(update={"scaling": "bit_serial"})}
+    )
+    assert estimate_cost(_one_conv_stage(32, 8), (1, 8, 8), 10, device=serial) != full
 
 
 def test_four_bit_weights_store_in_half_the_eight_bit_weight_bytes():

@@ -60,6 +60,33 @@ def test_memory_budget_is_checked_from_the_computed_cost(digits, monkeypatch):
     )
 
 
+def test_memory_and_flash_are_of_the_stage_widths_the_host_runs(digits, monkeypatch):
+    # Weight-only or activation-only 8 bits: ONNX Runtime runs (and stores) the stage in
+    # fp32, so it is costed as fp32, not at its 8-bit grid.
+    from dataclasses import replace
+
+    from evaluators.cost import estimate_cost
+    from spaces import CompressionPolicy, StagePolicy
+
+    monkeypatch.setattr(pipeline, "train", lambda *a, **k: pytest.fail("must not train"))
+    base = get_candidate("tiny_dsconv")
+    stages = len(base.arch.stages)
+
+    def with_widths(weights: int, activations: int):
+        policy = StagePolicy(weight_bits=weights, activation_bits=activations)
+        return replace(base, policy=CompressionPolicy((policy,) * stages))
+
+    context = _context(digits, Budget(peak_memory_kb=0.01))
+    shape, classes = digits.input_shape, digits.num_classes
+    fp32 = estimate_cost(with_widths(32, 32), shape, classes)
+    for widths in ((32, 8), (8, 32)):
+        metrics = evaluate_candidate(with_widths(*widths), context)
+        assert metrics.peak_memory_kb == pytest.approx(fp32.peak_memory_kb)
+        assert metrics.flash_kb == pytest.approx(fp32.flash_kb)
+    int8 = evaluate_candidate(with_widths(8, 8), context)
+    assert int8.peak_memory_kb < fp32.peak_memory_kb and int8.flash_kb < fp32.flash_kb
+
+
 def test_a_feasible_candidate_is_trained_and_saved(digits, tmp_path):
     metrics = evaluate_candidate(
         get_candidate("tiny_dsconv"), _context(digits, Budget(latency_ms=1000)), tmp_path

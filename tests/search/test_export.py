@@ -233,6 +233,30 @@ def test_a_signed_rewrite_that_fails_is_said_and_the_export_goes_on(tmp_path, mo
     assert not (tmp_path / "model.s8s8.onnx").exists()
 
 
+def test_a_signed_file_of_a_mixed_model_says_which_stages_stay_fp32(tmp_path):
+    import pandas as pd
+
+    from evaluators.probes import export_candidate
+    from evaluators.quantize import describe_execution
+    from search.export import RunData, _fp32_stages, write_signed
+
+    policies = (StagePolicy(), StagePolicy(weight_bits=8, activation_bits=8))
+    two = ArchSpec(8, (StageSpec("dsconv", 1, 16, 3, stride=2), StageSpec("dsconv", 1, 16, 3)))
+    mixed = Candidate(two, CompressionPolicy(policies))
+    export_candidate(mixed, (1, 8, 8), 10, tmp_path / "model.onnx")
+    executed = ", ".join(describe_execution(p) for p in policies)
+    row = pd.Series({"executed": executed})
+    found = write_signed(RunData(tmp_path), row, tmp_path)
+    assert found["file"] == "model.s8s8.onnx"
+    assert found["mixed_precision"].startswith("stage(s) 0 run in fp32 in this file")
+    assert "w8a8 in every stage" in found["mixed_precision"]
+    weight_only = StagePolicy(weight_bits=8, activation_bits=32)
+    four_bit = StagePolicy(weight_bits=4, activation_bits=8)
+    text = ", ".join(describe_execution(p) for p in (weight_only, four_bit, StagePolicy()))
+    assert _fp32_stages(text) == [0, 2] and _fp32_stages(None) == []
+    assert _fp32_stages("w8a8 int8, w8a8 int8") == []
+
+
 # -- the walkthrough's run: an int8-only MCU, its latency a roofline, two baselines --------------
 
 ROOFLINE = "predicted (roofline of cortex-m7's public numbers)"

@@ -267,6 +267,19 @@ def test_a_run_without_compression_says_its_models_are_fp32_and_unpruned(tmp_pat
     assert "compressed as its policy says" in page
 
 
+def test_stages_the_host_runs_in_fp32_are_said_in_the_summary_and_the_table(tmp_path):
+    # The default report (no executed column): no "runs as" column, the plain wording.
+    plain = write_report(_write_run(tmp_path / "plain", PARETO, PARETO)).read_text("utf-8")
+    assert "runs as (per stage)" not in plain and "pruning and quantization applied" in plain
+    executed = ["w8a8 int8", "w8a32 executed as fp32", "fp32"]
+    rows = [{**row, "executed": how} for row, how in zip(PARETO, executed, strict=True)]
+    page = write_report(_write_run(tmp_path / "mixed", rows, rows)).read_text("utf-8")
+    assert "runs as (per stage)" in page and '<td data-sort="w8a32 executed as fp32">' in page
+    summary = page.split("<h2>Summary</h2>")[1].split("<h2>")[0]
+    assert "a stage with 8-bit weights or activations alone runs in fp32 and is costed" in summary
+    assert "pruning and quantization applied" not in summary
+
+
 def test_report_marks_the_knee_point_with_a_star(report: str):
     assert report.count('"name":"knee point (trial 2)"') == 3  # both 2-D figures and the 3-D
     assert report.count('"symbol":"star"') == 2
@@ -294,7 +307,7 @@ def test_report_counts_and_escapes(report: str):
     )
     assert "RuntimeError: &lt;boom&gt; &amp; more" in report
     assert "<boom>" not in report
-    assert "4 trained trial(s) are within every budget." in report
+    assert "4 trained trial(s) are within the configured budget." in report
 
 
 def test_a_repeated_candidate_is_not_counted_as_another_trained_model():
@@ -309,7 +322,10 @@ def test_a_repeated_candidate_is_not_counted_as_another_trained_model():
     )
     text = trial_counts(trials)
     assert "3 trials: 3 ok" in text
-    assert "2 trained trial(s) are within every budget (and 1 repeat(s) of one of them" in text
+    assert (
+        "2 trained trial(s) are within the configured budget (and 1 repeat(s) of one of them"
+        in text
+    )
 
 
 def test_report_with_no_feasible_trial(tmp_path: Path):
@@ -972,7 +988,7 @@ def test_baselines_are_counted_apart_from_the_searchs_trials(tmp_path: Path):
     assert (
         "7 trials: 4 ok, 1 infeasible (over budget), 1 failed, 1 pruned (stopped early); "
         "besides them, 2 hand-designed baseline(s), not counted as trials (2 ok). "
-        "4 trained trial(s) are within every budget."
+        "4 trained trial(s) are within the configured budget."
     ) in page
     # The overlay: the same 7 searched trials in both runs, so no note of unequal effort.
     other = _write_run(tmp_path / "b", PARETO + OTHERS, PARETO)

@@ -395,6 +395,28 @@ def test_a_run_without_trials_records_its_latency_model_again_but_a_worker_never
     assert study.user_attrs[LATENCY_MODEL] == "the head's fitted predictor"
 
 
+def test_a_run_costed_before_held_widths_is_warned_of_once(tmp_path, caplog):
+    import optuna
+
+    from search.runner import COST_MODEL, HELD_WIDTHS, _open
+    from search.storage import default_storage
+
+    config = _mcu_config(tmp_path)
+    (tmp_path / "mcu").mkdir()
+    url = default_storage(tmp_path / "mcu")
+    study = _open(config, url)
+    assert study.user_attrs[COST_MODEL] == HELD_WIDTHS and "began before" not in caplog.text
+    # A run of an earlier version: a finished trial and no record of the cost model.
+    study.add_trial(
+        optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={}, distributions={})
+    )
+    study.set_user_attr(COST_MODEL, None)
+    _open(config, url)
+    assert caplog.text.count("began before memory and flash were computed") == 1
+    _open(config, url)  # recorded now: said once
+    assert caplog.text.count("began before memory and flash were computed") == 1
+
+
 def test_a_run_refuses_to_resume_on_data_of_another_shape_or_classes(tmp_path):
     import optuna
 
