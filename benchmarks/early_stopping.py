@@ -23,9 +23,9 @@ candidates with and without early stopping, and on whole searches, in four steps
    setting with --confirm-feedback, each against a whole search without early stopping.
 
 --confirm-only runs step 4 alone, at the live setting and at the default rule, into
-results/benchmarks/early_stopping_confirm.json and its own README table: what measures the
-product's settings again after a change to the stopper without repeating steps 1 to 3
-(which choose a setting, and take about three times as long).
+results/benchmarks/early_stopping_confirm.json and its own README table; --what-if-only
+runs step 1 alone, into early_stopping_what_if.json: what measures the product's settings
+again after a change to the stopper without repeating step 3, the longest.
 
 Fidelity, budget, reference point (accuracy 0, the budget's latency and memory) and teacher
 are search_quality.py's. Writes results/benchmarks/early_stopping.json and the README table.
@@ -229,6 +229,27 @@ def confirm(
                 flush=True,
             )
     return rows
+
+
+def what_if_only(results: Path, args) -> tuple[dict, str]:
+    """Step 1 alone: the record and its README text."""
+    rows = what_if(results, args)
+    teacher = json.loads((results / "tpe-0-off" / "run.json").read_text())["teacher"]
+    summary = what_if_summary(rows)
+    result = {
+        "fidelity": {"train_subset": args.subset, "epochs": args.epochs, "trials": args.trials},
+        "teacher": teacher,
+        "budget": BUDGET,
+        "reference_point": {"accuracy": 0.0, **BUDGET},
+        "seeds": list(range(args.seeds)),
+        "what_if": rows,
+        "what_if_summary": summary,
+    }
+    markdown = (
+        f"What-if ({args.seeds} searches without early stopping, seeds 0 to {args.seeds - 1}, "
+        "each setting replayed on their candidates):\n\n" + what_if_table(summary)
+    )
+    return result, markdown
 
 
 def confirm_only(results: Path, args) -> tuple[dict, str]:
@@ -495,6 +516,12 @@ def main() -> int:
         "finished searches are read back instead of repeated",
     )
     parser.add_argument(
+        "--what-if-only",
+        action="store_true",
+        help="step 1 alone (the grid judged on searches without early stopping), into "
+        "early_stopping_what_if.json",
+    )
+    parser.add_argument(
         "--confirm-only",
         action="store_true",
         help="step 4 alone, at the live setting and the default rule, into "
@@ -502,16 +529,22 @@ def main() -> int:
     )
     args = parser.parse_args()
     started = time.perf_counter()
-    if args.confirm_only:
+    parts = {
+        "early_stopping_what_if": (args.what_if_only, what_if_only, "seconds estimated"),
+        "early_stopping_confirm": (args.confirm_only, confirm_only, "all measured"),
+    }
+    for name, (chosen, step, how) in parts.items():
+        if not chosen:
+            continue
         with runs_folder(args.runs, prefix="paretonas-stopping-") as results:
-            result, markdown = confirm_only(results, args)
-        result["measurement"] = f"{MEASUREMENT}; all measured"
+            result, markdown = step(results, args)
+        result["measurement"] = f"{MEASUREMENT}; {how}"
         result["seconds"] = time.perf_counter() - started
-        path = write_result("early_stopping_confirm", result, args.out)
+        path = write_result(name, result, args.out)
         record = json.loads(path.read_text())
         if args.out is None:
             update_readme(
-                "early_stopping_confirm",
+                name,
                 f"Fashion-MNIST, {args.subset} training images x {args.epochs} epochs per "
                 f"candidate, {args.trials} candidates per search, TPE, budget as above; KD "
                 f"from the cached teacher (test accuracy "

@@ -78,11 +78,11 @@ def recommended_trial(run_dir: str | Path, tier: str = CONFIGURED) -> tuple[int,
     (chosen,) = matches
     if chosen.get("trial") is None:
         raise ConfigError(
-            f"no model of {run_dir} meets the {chosen['name']} ({_bounds(chosen)}): "
+            f"no model of {run_dir} meets the {chosen['name']}, {_bounds(chosen)}: "
             + _instead(run_dir, summary, tiers)
         )
     why = (
-        f"recommended for the {chosen['name']} ({_bounds(chosen)}): the most accurate Pareto "
+        f"recommended for the {chosen['name']}, {_bounds(chosen)}: the most accurate Pareto "
         "member within it, on validation accuracy"
     )
     return int(chosen["trial"]), why

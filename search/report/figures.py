@@ -327,7 +327,7 @@ def hover_text(row: pd.Series) -> str:
         # The typical rest of its curve, not the optimistic bound it was stopped on.
         lines.append(
             f"expected val acc by the end {pct(row['expected_accuracy'])} (predicted: the "
-            "typical rest of the run's finished curves; 'at most' below is the optimistic "
+            "typical rest of the run's finished curves; 'at best' below is the optimistic "
             "bound it was stopped on)"
         )
     if row["reason"]:

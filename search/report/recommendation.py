@@ -188,7 +188,7 @@ def glance_table(tiers: Sequence[dict[str, Any]], teacher: dict[str, Any], kind:
             cells = "".join(f"<td>{esc(cell(tier))}</td>" for _, cell in columns)
             rows.append(f"<tr>{name}{cells}</tr>")
     note = (
-        f"The teacher: {pct(teacher.get('test_accuracy'))} test accuracy, "
+        f"The teacher: {pct(teacher.get('test_accuracy'))} test accuracy (fp32), "
         f"{integer(teacher.get('params'))} parameters"
     )
     if teacher.get("latency_ms") is not None:

@@ -203,3 +203,32 @@ def test_confirm_only_measures_the_live_setting_and_the_default_on_the_confirmin
     assert list(result["goals"].values()) == [True, False]
     assert markdown.count("Confirmation on seeds 12 to 13") == 2
     assert "min_gain 0, feedback stopped (mean of 2 seeds): NO" in markdown
+
+
+def test_what_if_only_judges_the_grid_on_the_searches_without_early_stopping(
+    tmp_path, monkeypatch
+):
+    import json
+
+    import benchmarks.early_stopping as bench
+
+    searched = []
+
+    def fake_search(config):
+        searched.append(config["name"])
+        assert config["training"]["early_stopping"] is False
+        (tmp_path / config["name"]).mkdir()
+        (tmp_path / config["name"] / "run.json").write_text(
+            json.dumps({"teacher": {"test_accuracy": 0.9}})
+        )
+        return None, 1.0
+
+    monkeypatch.setattr(bench, "search", fake_search)
+    monkeypatch.setattr(bench, "replay_metrics", lambda run_dir, name: RUN)
+    args = argparse.Namespace(trials=4, subset=100, epochs=4, seeds=2, live_seeds=6)
+    result, markdown = bench.what_if_only(tmp_path, args)
+    assert searched == ["tpe-0-off", "tpe-1-off"] and result["seeds"] == [0, 1]
+    grid = len(bench.QUANTILES) * len(bench.MIN_GAINS)
+    assert len(result["what_if"]) == 2 * grid and len(result["what_if_summary"]) == grid
+    assert markdown.startswith("What-if (2 searches without early stopping, seeds 0 to 1")
+    assert "| 1 | 0.05 | 2 |" in markdown

@@ -101,7 +101,7 @@ def test_the_recommended_trial_is_the_tiers_or_one_clear_sentence(tmp_path):
     run = _run_folder(tmp_path, front=[1])
     trial, why = recommended_trial(run)
     assert trial == 1 and why.startswith(
-        "recommended for the configured budget (latency \u2264 1 ms, peak memory: no"
+        "recommended for the configured budget, latency \u2264 1 ms, peak memory: no"
     )
     with pytest.raises(ConfigError, match=r"no model of .* meets the tighter .*--tier"):
         recommended_trial(run, "TIGHT")

@@ -228,7 +228,7 @@ def test_the_summary_opens_with_a_table_of_each_budgets_pick(report: str):
     looser = report.split("<b>Looser (bounds ×2)</b>")[1].split("</li>")[0]
     assert "the same model as for Configured budget above: trial 3." in looser
     assert "fp32 and unpruned" not in report  # trials 1 and 2 are int8
-    assert "The teacher: 98.1% test accuracy, 120,000 parameters (trained here)." in report
+    assert "The teacher: 98.1% test accuracy (fp32), 120,000 parameters (trained here)." in report
 
 
 def test_the_summary_gives_the_test_splits_interval_when_the_run_knows_its_size(tmp_path):
