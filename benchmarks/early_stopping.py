@@ -252,6 +252,17 @@ def what_if_only(results: Path, args) -> tuple[dict, str]:
     return result, markdown
 
 
+def parse_setting(text: str) -> tuple[float, float, str]:
+    """``QUANTILE,MIN_GAIN,FEEDBACK`` (``--confirm-also``) as a setting."""
+    try:
+        quantile, min_gain, feedback = text.split(",")
+        return float(quantile), float(min_gain), feedback.strip()
+    except ValueError:
+        raise SystemExit(
+            f"--confirm-also {text!r}: give QUANTILE,MIN_GAIN,FEEDBACK, e.g. 0.75,0.01,expected"
+        ) from None
+
+
 def confirm_only(results: Path, args) -> tuple[dict, str]:
     """Step 4 alone, at the live setting and at the default rule: the record and its README
     text."""
@@ -262,6 +273,7 @@ def confirm_only(results: Path, args) -> tuple[dict, str]:
         dict.fromkeys(
             [
                 (args.live_quantile, args.live_min_gain, args.confirm_feedback),
+                *map(parse_setting, getattr(args, "confirm_also", None) or ()),
                 (
                     default.early_stopping_quantile,
                     default.early_stopping_min_gain,
@@ -526,6 +538,12 @@ def main() -> int:
         action="store_true",
         help="step 4 alone, at the live setting and the default rule, into "
         "early_stopping_confirm.json",
+    )
+    parser.add_argument(
+        "--confirm-also",
+        action="append",
+        metavar="QUANTILE,MIN_GAIN,FEEDBACK",
+        help="with --confirm-only, one more setting to confirm (repeatable)",
     )
     args = parser.parse_args()
     started = time.perf_counter()

@@ -176,7 +176,7 @@ def test_confirm_only_measures_the_live_setting_and_the_default_on_the_confirmin
     def fake_search(config):
         searched.append(config["name"])
         if config["name"].endswith("-off"):
-            (tmp_path / config["name"]).mkdir()
+            (tmp_path / config["name"]).mkdir(exist_ok=True)
             off.to_csv(tmp_path / config["name"] / "trials.csv", index=False)
             (tmp_path / config["name"] / "run.json").write_text(
                 json.dumps({"teacher": {"test_accuracy": 0.9}})
@@ -203,6 +203,16 @@ def test_confirm_only_measures_the_live_setting_and_the_default_on_the_confirmin
     assert list(result["goals"].values()) == [True, False]
     assert markdown.count("Confirmation on seeds 12 to 13") == 2
     assert "min_gain 0, feedback stopped (mean of 2 seeds): NO" in markdown
+    # One more setting, its runs read back where kept: only its own searches are new.
+    runs["q1-g0.02"] = runs["q1-g0.01-expected"]
+    searched.clear()
+    args.confirm_also = ["1,0.02,stopped"]
+    result, _ = bench.confirm_only(tmp_path, args)
+    assert "quantile 1, min_gain 0.02, feedback stopped" in result["settings"]
+    assert searched.count("tpe-12-q1-g0.02") == 1 and len(result["settings"]) == 3
+    assert bench.parse_setting("0.75,0.01,expected") == (0.75, 0.01, "expected")
+    with pytest.raises(SystemExit, match="give QUANTILE,MIN_GAIN,FEEDBACK"):
+        bench.parse_setting("0.75")
 
 
 def test_what_if_only_judges_the_grid_on_the_searches_without_early_stopping(
