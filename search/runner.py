@@ -23,6 +23,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution
 
 from evaluators.data import Dataset
+from evaluators.devices import Device
 from evaluators.distill import resolve_device
 from evaluators.early_stopping import EarlyStopping
 from evaluators.files import write_text_atomic
@@ -58,6 +59,7 @@ from search.study import open_study
 from search.summary import write_importance
 from search.worker import TARGET, work
 from search.worker import progress as worker_progress
+from spaces.candidate import StagePolicy
 from spaces.params import Choice
 
 log = logging.getLogger("paretonas")
@@ -254,6 +256,25 @@ def _open(config: RunConfig, url: str, *, worker: bool = False) -> optuna.Study:
     return study
 
 
+def _costed_otherwise(study: optuna.Study, device: Device) -> bool:
+    """Whether a finished trial has a stage the device holds at other widths than its
+    policy's (``p<i>_weight_bits`` / ``p<i>_activation_bits``; a width the space fixed is
+    taken as 32): one the costing before held widths got wrong."""
+    for trial in study.trials:
+        if not trial.state.is_finished():
+            continue
+        stages = {key.split("_", 1)[0] for key in trial.params if key.endswith("_bits")}
+        for stage in stages:
+            widths = StagePolicy(
+                weight_bits=int(trial.params.get(f"{stage}_weight_bits", 32)),
+                activation_bits=int(trial.params.get(f"{stage}_activation_bits", 32)),
+            )
+            with contextlib.suppress(Exception):  # widths the device cannot run: not ours
+                if device.held_widths(widths) != widths:
+                    return True
+    return False
+
+
 COST_MODEL = "cost_model"  # study user attribute: how memory and flash were computed
 HELD_WIDTHS = "held widths"  # evaluators.cost.held_candidate, from 2026-11-29
 
@@ -264,7 +285,7 @@ def _check_cost_model(study: optuna.Study, config: RunConfig, *, worker: bool = 
     costed at their 8-bit side: said once, since its front may compare the two."""
     if study.user_attrs.get(COST_MODEL) == HELD_WIDTHS:
         return
-    if any(t.state.is_finished() for t in study.trials):
+    if _costed_otherwise(study, config.target()):
         log.warning(
             "run %s began before memory and flash were computed at the bit-widths the device "
             "runs a stage at: its earlier trials with 8-bit weights or activations alone were "

@@ -215,9 +215,7 @@ def test_confirm_only_measures_the_live_setting_and_the_default_on_the_confirmin
         bench.parse_setting("0.75")
 
 
-def test_what_if_only_judges_the_grid_on_the_searches_without_early_stopping(
-    tmp_path, monkeypatch
-):
+def test_what_if_only_judges_the_grid_on_the_searches_without_early_stopping(tmp_path, monkeypatch):
     import json
 
     import benchmarks.early_stopping as bench

@@ -398,19 +398,36 @@ def test_a_run_without_trials_records_its_latency_model_again_but_a_worker_never
 def test_a_run_costed_before_held_widths_is_warned_of_once(tmp_path, caplog):
     import optuna
 
+    from search.config import parse_config
     from search.runner import COST_MODEL, HELD_WIDTHS, _open
     from search.storage import default_storage
 
-    config = _mcu_config(tmp_path)
-    (tmp_path / "mcu").mkdir()
-    url = default_storage(tmp_path / "mcu")
+    config = parse_config({"name": "host", "results_dir": str(tmp_path)})
+    (tmp_path / "host").mkdir()
+    url = default_storage(tmp_path / "host")
     study = _open(config, url)
     assert study.user_attrs[COST_MODEL] == HELD_WIDTHS and "began before" not in caplog.text
-    # A run of an earlier version: a finished trial and no record of the cost model.
-    study.add_trial(
-        optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={}, distributions={})
-    )
+    # A run of an earlier version: no record of the cost model, and a trial with 8-bit
+    # activations beside fp32 weights, which the host runs as fp32.
     study.set_user_attr(COST_MODEL, None)
+    bits = optuna.distributions.CategoricalDistribution([8, 32])
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL,
+            params={"p0_weight_bits": 8, "p0_activation_bits": 8},
+            distributions={"p0_weight_bits": bits, "p0_activation_bits": bits},
+        )
+    )
+    _open(config, url)  # w8a8 is held as it is: nothing to say
+    assert "began before" not in caplog.text
+    study.set_user_attr(COST_MODEL, None)
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL,
+            params={"p0_weight_bits": 32, "p0_activation_bits": 8},
+            distributions={"p0_weight_bits": bits, "p0_activation_bits": bits},
+        )
+    )
     _open(config, url)
     assert caplog.text.count("began before memory and flash were computed") == 1
     _open(config, url)  # recorded now: said once
