@@ -264,6 +264,7 @@ def summarise(
         "objectives": list(run.get("objectives") or []),
         "pareto_members": 0 if pareto is None else len(pareto),
         "peak_memory_note": PEAK_MEMORY_NOTE,
+        "teacher_ratios_note": TEACHER_RATIOS_NOTE,
         "updated": run.get("updated"),
     }
     if trials is not None:
@@ -328,6 +329,15 @@ def latency_is_lower_bound(
 PEAK_MEMORY_NOTE = (
     "computed: the peak of live activations in a perfectly packed arena, without the "
     "runtime's scratch buffers (im2col), its own overhead or stack: a lower bound"
+)
+
+
+# What the ratios to the teacher compare: "smaller" is parameters, not stored bytes (the
+# teacher has no flash figure).
+TEACHER_RATIOS_NOTE = (
+    "smaller_than_teacher: the teacher's parameter count over the model's (not bytes); "
+    "faster_than_teacher: the teacher's latency over the model's, each as run.json's "
+    "device knows it; accuracy_vs_teacher_points: test accuracy, model minus teacher"
 )
 
 

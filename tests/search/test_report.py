@@ -572,6 +572,7 @@ def test_summary_json_is_written_next_to_the_report(tmp_path: Path):
     assert configured["budget"] == {"latency_ms": 2.75, "peak_memory_kb": 64.0, "flash_kb": None}
     assert configured["latency_kind"] == "measured"
     assert configured["smaller_than_teacher"] == pytest.approx(4.0)
+    assert "parameter count" in summary["teacher_ratios_note"]
     assert configured["faster_than_teacher"] is None
     assert configured["accuracy_vs_teacher_points"] == pytest.approx(-1.62)
     assert summary["knee"]["trial"] == 2
