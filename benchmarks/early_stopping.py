@@ -279,7 +279,7 @@ def confirm_only(results: Path, args) -> tuple[dict, str]:
                     default.early_stopping_min_gain,
                     default.early_stopping_feedback,
                 ),
-            ]
+            ][: None if getattr(args, "with_default", True) else -1]
         )
     )
     rows = confirm(results, args, settings)
@@ -540,6 +540,19 @@ def main() -> int:
         "early_stopping_confirm.json",
     )
     parser.add_argument(
+        "--record",
+        default=None,
+        help="with --what-if-only or --confirm-only, the record's name (its JSON under "
+        "results/benchmarks/ and its README block) instead of the step's own, so that "
+        "another set of seeds does not replace it",
+    )
+    parser.add_argument(
+        "--without-default",
+        dest="with_default",
+        action="store_false",
+        help="with --confirm-only, leave the default rule out",
+    )
+    parser.add_argument(
         "--confirm-also",
         action="append",
         metavar="QUANTILE,MIN_GAIN,FEEDBACK",
@@ -554,6 +567,7 @@ def main() -> int:
     for name, (chosen, step, how) in parts.items():
         if not chosen:
             continue
+        name = args.record or name
         with runs_folder(args.runs, prefix="paretonas-stopping-") as results:
             result, markdown = step(results, args)
         result["measurement"] = f"{MEASUREMENT}; {how}"

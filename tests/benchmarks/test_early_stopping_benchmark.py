@@ -210,6 +210,8 @@ def test_confirm_only_measures_the_live_setting_and_the_default_on_the_confirmin
     result, _ = bench.confirm_only(tmp_path, args)
     assert "quantile 1, min_gain 0.02, feedback stopped" in result["settings"]
     assert searched.count("tpe-12-q1-g0.02") == 1 and len(result["settings"]) == 3
+    args.with_default = False
+    assert len(bench.confirm_only(tmp_path, args)[0]["settings"]) == 2
     assert bench.parse_setting("0.75,0.01,expected") == (0.75, 0.01, "expected")
     with pytest.raises(SystemExit, match="give QUANTILE,MIN_GAIN,FEEDBACK"):
         bench.parse_setting("0.75")
