@@ -55,21 +55,15 @@ def command() -> str:
 def _commit() -> str | None:
     """The checkout's commit, ``+changes`` when files differ from it: read when a benchmark
     starts, since a run of an hour outlives edits to the tree it was started from."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        head = git("rev-parse", "--short=12", "HEAD")
+        # Code only: results and the README a benchmark rewrites are not what it ran.
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", "*.py", "*.toml")
     except (OSError, subprocess.CalledProcessError):
         return None
     return f"{head}+changes" if changed else head

@@ -256,10 +256,13 @@ def parse_setting(text: str) -> tuple[float, float, str]:
     """``QUANTILE,MIN_GAIN,FEEDBACK`` (``--confirm-also``) as a setting."""
     try:
         quantile, min_gain, feedback = text.split(",")
+        if feedback.strip() not in ("stopped", "expected"):
+            raise ValueError
         return float(quantile), float(min_gain), feedback.strip()
     except ValueError:
         raise SystemExit(
-            f"--confirm-also {text!r}: give QUANTILE,MIN_GAIN,FEEDBACK, e.g. 0.75,0.01,expected"
+            f"--confirm-also {text!r}: give QUANTILE,MIN_GAIN,FEEDBACK (stopped or "
+            "expected), e.g. 0.75,0.01,expected"
         ) from None
 
 
@@ -559,6 +562,14 @@ def main() -> int:
         help="with --confirm-only, one more setting to confirm (repeatable)",
     )
     args = parser.parse_args()
+    if args.what_if_only and args.confirm_only:
+        parser.error("--what-if-only and --confirm-only: give one (run twice for both)")
+    if not args.confirm_only and (args.confirm_also or not args.with_default):
+        parser.error("--confirm-also and --without-default go with --confirm-only")
+    if args.record and not (args.what_if_only or args.confirm_only):
+        parser.error("--record goes with --what-if-only or --confirm-only")
+    if args.confirm_only and args.confirm_seeds < 1:
+        parser.error("--confirm-only needs --confirm-seeds of 1 or more")
     started = time.perf_counter()
     parts = {
         "early_stopping_what_if": (args.what_if_only, what_if_only, "seconds estimated"),
@@ -574,15 +585,20 @@ def main() -> int:
         result["seconds"] = time.perf_counter() - started
         path = write_result(name, result, args.out)
         record = json.loads(path.read_text())
-        if args.out is None:
-            update_readme(
-                name,
-                f"Fashion-MNIST, {args.subset} training images x {args.epochs} epochs per "
-                f"candidate, {args.trials} candidates per search, TPE, budget as above; KD "
-                f"from the cached teacher (test accuracy "
-                f"{result['teacher']['test_accuracy']:.4f}); {record['machine']['cpu']}; "
-                f"code {record.get('commit', 'unknown')}. {result['measurement']}. "
-                f"{source_line(path, record)}\n\n" + markdown,
+        if args.out is None and not update_readme(
+            name,
+            f"Fashion-MNIST, {args.subset} training images x {args.epochs} epochs per "
+            f"candidate, {args.trials} candidates per search, TPE, budget as above; KD "
+            f"from the cached teacher (test accuracy "
+            f"{result['teacher']['test_accuracy']:.4f}); {record['machine']['cpu']}; "
+            f"code {record.get('commit', 'unknown')}. {result['measurement']}. "
+            f"{source_line(path, record)}\n\n" + markdown,
+        ):
+            print(
+                f"README.md has no <!-- bench:{name} --> block: the table was not written "
+                "there (add the two markers and run again; finished searches are read back "
+                "from --runs)",
+                file=sys.stderr,
             )
         print(path)
         return 0

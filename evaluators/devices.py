@@ -264,15 +264,16 @@ class Device(_Frozen):
         """``stage`` at the widths this device holds it at, which memory and flash are
         computed at. A kernel runs at the native width of its wider operand (``mac_rate``),
         so its activations are held at that width: a w32a8 stage runs fp32 kernels on fp32
-        tensors, whatever its 8-bit activation grid. Its weights keep their own width
-        (packed) when that width's native width is the kernel's, as a 4-bit weight stored
-        packed beside int8 kernels; otherwise they are stored at the kernel's width, as a
-        w8a32 stage's weights are fp32 in the file ONNX Runtime runs. A bit-serial device
-        runs each operand at its own width: nothing changes."""
+        tensors, whatever its 8-bit activation grid. Beside integer kernels (narrower than
+        32 bits) weights keep their own width, packed, as 4-bit weights beside int8 kernels;
+        float kernels take float weights, so a stage whose kernels run at 32 bits stores
+        them at 32 whatever its weight bits (a w8a32 or w16a16 stage's weights are fp32 in
+        the file ONNX Runtime runs). So fewer weight bits never cost more flash. A
+        bit-serial device runs each operand at its own width: nothing changes."""
         if self.latency.scaling == "bit_serial":
             return stage
         kernel = self.executed_bits(max(stage.weight_bits, stage.activation_bits))
-        weights = stage.weight_bits if self.executed_bits(stage.weight_bits) == kernel else kernel
+        weights = stage.weight_bits if kernel < 32 else kernel
         return dataclasses.replace(stage, weight_bits=weights, activation_bits=kernel)
 
     def mac_rate(self, weight_bits: int, activation_bits: int) -> float:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from evaluators.cost import held_candidate
 from evaluators.devices import Device, DeviceError
 from evaluators.layer_features import layer_features
 from evaluators.predictor import (
@@ -87,7 +88,9 @@ class LatencyOracle:
             return self.predictor.predict_candidate(candidate, input_shape, num_classes, align)
         if self.device.latency.source != "roofline":
             return None
-        rows = layer_features(candidate, input_shape, num_classes, align=align)
+        # Bytes moved at the widths the device holds each stage at, as memory is computed.
+        held = held_candidate(candidate, self.device)
+        rows = layer_features(held, input_shape, num_classes, align=align)
         roofline = roofline_latency_ms(rows, self.device.latency, self.device.mac_rate)
         return replace(
             roofline, source=f"predicted (roofline of {self.device.name}'s public numbers)"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import math
 import os
@@ -152,9 +153,26 @@ def read_measurements(path: Path) -> dict[str, tuple[float, float]]:
         }
 
 
-# What must match for an interrupted run's times to be finished by another: the same
-# runtime, machine and timing settings (the pass count may change).
-_RESUME_KEYS = ("onnxruntime", "threads", "warmup", "runs", "machine", "cpus")
+# What must match for an interrupted run's times to be finished by another: the same kit
+# (a new kit reuses probe names for other graphs), runtime, machine and timing settings
+# (the pass count may change).
+_RESUME_KEYS = ("kit", "onnxruntime", "threads", "warmup", "runs", "machine", "cpus")
+
+
+def _cpu() -> str:
+    """The CPU model where the OS names it (two x86_64 machines must not look alike)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _kit_digest(kit: Path) -> str | None:
+    listing = kit / "probes.csv"
+    return hashlib.sha256(listing.read_bytes()).hexdigest()[:16] if listing.is_file() else None
 
 
 def resume_from(
@@ -246,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         "runs": args.runs,
         "passes": args.passes,
-        "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "machine": f"{platform.machine()} {_cpu()}".strip(),
+        "kit": _kit_digest(kit),
         "cpus": os.cpu_count(),
     }
     partial = out.with_name(out.stem + ".partial.csv")
@@ -267,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     elif partial.is_file():
         print(
             f"{partial} holds an interrupted run's times; this run starts over (--resume "
-            "would go on from them) and replaces them only if it is interrupted too",
+            "would go on from them) and replaces them when it is interrupted too or "
+            "finishes",
             file=sys.stderr,
         )
     started = time.perf_counter()
@@ -324,11 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     write_measurements(out, measured, args.runs)
     info["measured"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     out.with_suffix(".json").write_text(json.dumps(info, indent=2) + "\n")
-    if args.resume:
-        # Finished: the partial times are in the full file now, and a later --resume must
-        # not go on from them.
-        partial.unlink()
-        partial.with_suffix(".json").unlink()
+    # Finished: an interrupted run's times are superseded (or, resumed, in the full file
+    # now), and a later --resume must not go on from them.
+    partial.unlink(missing_ok=True)
+    partial.with_suffix(".json").unlink(missing_ok=True)
     print(f"wrote {out} (onnxruntime {ort.__version__}, {args.threads} thread(s))")
     return 0
 

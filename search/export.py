@@ -373,8 +373,8 @@ def manifest(
             "latency_ms": latency_how,
             "peak_memory_kb": "computed: peak of live activation bytes over the execution "
             "schedule (evaluators.memory), at the width the device runs each stage's "
-            "kernels at (a stage quantized on weights or activations alone runs fp32 on "
-            "the host: metrics.executed), in a perfectly "
+            "kernels at (on the host a stage runs int8 only with weights of 8 bits or fewer "
+            "and 8-bit activations, any other fp32: metrics.executed), in a perfectly "
             "packed arena without the runtime's scratch buffers (im2col), overhead or stack: "
             "a lower bound; peak_memory_at names the kernel (module path) during which it is "
             "reached",

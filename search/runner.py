@@ -23,7 +23,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution
 
 from evaluators.data import Dataset
-from evaluators.devices import Device
+from evaluators.devices import Device, DeviceError
 from evaluators.distill import resolve_device
 from evaluators.early_stopping import EarlyStopping
 from evaluators.files import write_text_atomic
@@ -59,7 +59,7 @@ from search.study import open_study
 from search.summary import write_importance
 from search.worker import TARGET, work
 from search.worker import progress as worker_progress
-from spaces.candidate import StagePolicy
+from spaces.candidate import Candidate
 from spaces.params import Choice
 
 log = logging.getLogger("paretonas")
@@ -257,21 +257,19 @@ def _open(config: RunConfig, url: str, *, worker: bool = False) -> optuna.Study:
 
 
 def _costed_otherwise(study: optuna.Study, device: Device) -> bool:
-    """Whether a finished trial has a stage the device holds at other widths than its
-    policy's (``p<i>_weight_bits`` / ``p<i>_activation_bits``; a width the space fixed is
-    taken as 32): one the costing before held widths got wrong."""
+    """Whether a finished trial (baselines included) has a stage the device holds at other
+    widths than its policy's, read from the candidate the trial recorded: one the costing
+    before held widths got wrong."""
     for trial in study.trials:
-        if not trial.state.is_finished():
+        recorded = trial.user_attrs.get("candidate")
+        if not trial.state.is_finished() or not isinstance(recorded, dict):
             continue
-        stages = {key.split("_", 1)[0] for key in trial.params if key.endswith("_bits")}
-        for stage in stages:
-            widths = StagePolicy(
-                weight_bits=int(trial.params.get(f"{stage}_weight_bits", 32)),
-                activation_bits=int(trial.params.get(f"{stage}_activation_bits", 32)),
-            )
-            with contextlib.suppress(Exception):  # widths the device cannot run: not ours
-                if device.held_widths(widths) != widths:
-                    return True
+        try:
+            stages = Candidate.from_dict(recorded).policy.stages
+            if any(device.held_widths(stage) != stage for stage in stages):
+                return True
+        except (DeviceError, KeyError, TypeError, ValueError):
+            continue  # another version's record, or widths this device cannot run
     return False
 
 

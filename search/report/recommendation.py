@@ -55,9 +55,10 @@ def recommendation(
             .any()
         ):
             shipped = (
-                "with its pruning applied, and its quantization where ONNX Runtime runs it: a "
-                "stage with 8-bit weights or activations alone runs in fp32 and is costed "
-                "so, as the table's 'runs as' column says"
+                "with its compression applied, its quantization where ONNX Runtime runs it: "
+                "a stage runs int8 only with weights of 8 bits or fewer and 8-bit "
+                "activations, any other runs in fp32 and is costed so, as the table's 'runs "
+                "as' column says"
             )
         latency = f"Latency is measured ({how}) on the file a user would ship ({shipped})"
         measured = f"Latency was measured on {device_name} ({how})."

@@ -69,6 +69,13 @@ def test_on_a_device_a_stage_is_costed_at_the_widths_its_kernels_hold():
     int4 = estimate_cost(_one_conv_stage(4, 8), (1, 8, 8), 10, device=host)
     assert int4.weight_bytes < int8.weight_bytes
     assert int4.peak_activation_bytes == int8.peak_activation_bytes
+    # Fewer weight bits never cost more flash: in fp32 kernels every width is stored fp32.
+    for activations in host.activation_bits:
+        flash = [
+            estimate_cost(_one_conv_stage(w, activations), (1, 8, 8), 10, device=host).weight_bytes
+            for w in sorted(host.weight_bits)
+        ]
+        assert flash == sorted(flash), (activations, flash)
     # A bit-serial device runs each operand at its own width.
     serial = host.model_copy(
         update={"latency": host.latency.model_copy(update={"scaling": "bit_serial"})}

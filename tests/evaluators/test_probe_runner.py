@@ -108,3 +108,12 @@ def test_resume_refuses_other_settings_and_a_missing_partial(kit, monkeypatch, c
     monkeypatch.setattr(probe_runner, "measure", lambda *a: (0.5, 0.6))
     assert probe_runner.main(["--dir", str(kit)]) == 0
     assert "holds an interrupted run's times" in capsys.readouterr().err
+    assert not (kit / "measurements.partial.csv").exists()  # superseded by the full file
+    # A partial of another kit (probes.csv changed since) is refused.
+    monkeypatch.setattr(probe_runner, "measure", measure)
+    calls.clear()
+    assert probe_runner.main(["--dir", str(kit)]) == 130
+    (kit / "probes.csv").write_text("probe,role\nempty.onnx,x\n")
+    capsys.readouterr()
+    assert probe_runner.main(["--dir", str(kit), "--resume"]) == 2
+    assert "other settings (kit" in capsys.readouterr().err

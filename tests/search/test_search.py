@@ -401,6 +401,7 @@ def test_a_run_costed_before_held_widths_is_warned_of_once(tmp_path, caplog):
     from search.config import parse_config
     from search.runner import COST_MODEL, HELD_WIDTHS, _open
     from search.storage import default_storage
+    from spaces import ArchSpec, Candidate, CompressionPolicy, StagePolicy, StageSpec
 
     config = parse_config({"name": "host", "results_dir": str(tmp_path)})
     (tmp_path / "host").mkdir()
@@ -410,24 +411,21 @@ def test_a_run_costed_before_held_widths_is_warned_of_once(tmp_path, caplog):
     # A run of an earlier version: no record of the cost model, and a trial with 8-bit
     # activations beside fp32 weights, which the host runs as fp32.
     study.set_user_attr(COST_MODEL, None)
-    bits = optuna.distributions.CategoricalDistribution([8, 32])
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=optuna.trial.TrialState.FAIL,
-            params={"p0_weight_bits": 8, "p0_activation_bits": 8},
-            distributions={"p0_weight_bits": bits, "p0_activation_bits": bits},
+
+    def recorded(weights: int, activations: int) -> optuna.trial.FrozenTrial:
+        policy = StagePolicy(weight_bits=weights, activation_bits=activations)
+        candidate = Candidate(
+            ArchSpec(8, (StageSpec("conv", 1, 8, 3),)), CompressionPolicy((policy,))
         )
-    )
+        return optuna.trial.create_trial(
+            state=optuna.trial.TrialState.FAIL, user_attrs={"candidate": candidate.to_dict()}
+        )
+
+    study.add_trial(recorded(8, 8))
     _open(config, url)  # w8a8 is held as it is: nothing to say
     assert "began before" not in caplog.text
     study.set_user_attr(COST_MODEL, None)
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=optuna.trial.TrialState.FAIL,
-            params={"p0_weight_bits": 32, "p0_activation_bits": 8},
-            distributions={"p0_weight_bits": bits, "p0_activation_bits": bits},
-        )
-    )
+    study.add_trial(recorded(32, 8))
     _open(config, url)
     assert caplog.text.count("began before memory and flash were computed") == 1
     _open(config, url)  # recorded now: said once
