@@ -118,8 +118,8 @@ class TrainingSection(_Section):
         description="also stop a candidate that, at its optimistic accuracy, would add less "
         "than this share to the front's hypervolume (reference: accuracy 0 and the budget); "
         "0 stops only candidates the front dominates; 0.02 with early_stopping_feedback "
-        "expected saved 39% of training for 99% of the hypervolume (README, early stopping "
-        "by setting)",
+        "expected saved 30-39% of training for 96-99% of the hypervolume (README, early "
+        "stopping by setting)",
     )
     early_stopping_feedback: Literal["stopped", "expected"] = Field(
         "stopped",
