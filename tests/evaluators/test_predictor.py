@@ -103,6 +103,7 @@ _ALLOWED_RUNNER_IMPORTS = {
     "__future__",
     "argparse",
     "csv",
+    "hashlib",
     "json",
     "math",
     "os",
