@@ -28,7 +28,7 @@ def machine() -> dict:
     import onnxruntime
     import torch
 
-    from evaluators.hardware import cpu_name
+    from evaluators.probe_runner import cpu_name
 
     flags: list[str] = []
     with contextlib.suppress(OSError):

@@ -31,7 +31,8 @@ Fidelity, budget, reference point (accuracy 0, the budget's latency and memory) 
 are search_quality.py's. Writes results/benchmarks/early_stopping.json and the README table.
 
     .venv/bin/python benchmarks/early_stopping.py [--seeds 6] [--live-seeds 6] [--confirm-seeds 6]
-        [--runs DIR] [--confirm-only]
+        [--runs DIR] [--what-if-only | --confirm-only [--confirm-also Q,G,FEEDBACK]
+        [--without-default]] [--record NAME]
 """
 
 from __future__ import annotations
@@ -231,16 +232,24 @@ def confirm(
     return rows
 
 
+def _record_head(args, teacher: dict) -> dict:
+    """What every record of this benchmark states first: fidelity, teacher, budget and the
+    hypervolume's reference point."""
+    return {
+        "fidelity": {"train_subset": args.subset, "epochs": args.epochs, "trials": args.trials},
+        "teacher": teacher,
+        "budget": BUDGET,
+        "reference_point": {"accuracy": 0.0, **BUDGET},
+    }
+
+
 def what_if_only(results: Path, args) -> tuple[dict, str]:
     """Step 1 alone: the record and its README text."""
     rows = what_if(results, args)
     teacher = json.loads((results / "tpe-0-off" / "run.json").read_text())["teacher"]
     summary = what_if_summary(rows)
     result = {
-        "fidelity": {"train_subset": args.subset, "epochs": args.epochs, "trials": args.trials},
-        "teacher": teacher,
-        "budget": BUDGET,
-        "reference_point": {"accuracy": 0.0, **BUDGET},
+        **_record_head(args, teacher),
         "seeds": list(range(args.seeds)),
         "what_if": rows,
         "what_if_summary": summary,
@@ -305,10 +314,7 @@ def confirm_only(results: Path, args) -> tuple[dict, str]:
         for label, part in by_setting.items()
     }
     result = {
-        "fidelity": {"train_subset": args.subset, "epochs": args.epochs, "trials": args.trials},
-        "teacher": teacher,
-        "budget": BUDGET,
-        "reference_point": {"accuracy": 0.0, **BUDGET},
+        **_record_head(args, teacher),
         "seeds": list(seeds),
         "settings": by_setting,
         "goals": held,
@@ -572,7 +578,11 @@ def main() -> int:
         parser.error("--confirm-only needs --confirm-seeds of 1 or more")
     started = time.perf_counter()
     parts = {
-        "early_stopping_what_if": (args.what_if_only, what_if_only, "seconds estimated"),
+        "early_stopping_what_if": (
+            args.what_if_only,
+            what_if_only,
+            "exact epochs and hypervolume for the recorded candidates, seconds estimated",
+        ),
         "early_stopping_confirm": (args.confirm_only, confirm_only, "all measured"),
     }
     for name, (chosen, step, how) in parts.items():
@@ -613,10 +623,7 @@ def main() -> int:
     confirmed_label = arm_label(args.live_quantile, args.live_min_gain, args.confirm_feedback)
     held = goals(checked, confirmed_label, confirmed)
     result = {
-        "fidelity": {"train_subset": args.subset, "epochs": args.epochs, "trials": args.trials},
-        "teacher": teacher,
-        "budget": BUDGET,
-        "reference_point": {"accuracy": 0.0, **BUDGET},
+        **_record_head(args, teacher),
         "measurement": (
             f"{MEASUREMENT}; what_if: exact epochs and hypervolume for the recorded "
             "candidates, seconds estimated; live: measured"

@@ -15,7 +15,8 @@ What counts (and why):
   layer; a fixed allowance per layer for its shapes and quantization parameters.
 - peak activation memory (``evaluators.memory.activation_schedule``): the largest sum of
   live tensors at any step of the execution schedule, at the producing stage's activation
-  bits (given a device, the width its kernels hold them at: ``Device.held_widths``), where a tensor lives from its producer to its last consumer, so the input of a
+  bits (given a device, the width its kernels hold them at: ``Device.held_widths``),
+  where a tensor lives from its producer to its last consumer, so the input of a
   residual block counts across the block body. Batch norm and activations fold or fuse
   in place; every other kernel, residual adds included, writes a buffer of its own.
 """

@@ -6,10 +6,8 @@ measures it before training and rejects candidates over budget without training 
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -22,6 +20,7 @@ import torch
 from torch import nn
 
 from evaluators.files import write_atomic
+from evaluators.probe_runner import cpu_name
 from evaluators.timing_lock import timing
 
 INPUT_NAME = "input"
@@ -173,16 +172,6 @@ def measure_onnx_latency(
         threads=threads,
         runtime=f"onnxruntime {ort.__version__} CPUExecutionProvider",
     )
-
-
-def cpu_name() -> str:
-    """This machine's CPU model as the OS names it ("AMD EPYC 9R14"), else its architecture:
-    what tells one "host" from another when runs measured on two machines are compared."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 @dataclass(frozen=True)

@@ -159,15 +159,18 @@ def read_measurements(path: Path) -> dict[str, tuple[float, float]]:
 _RESUME_KEYS = ("kit", "onnxruntime", "threads", "warmup", "runs", "machine", "cpus")
 
 
-def _cpu() -> str:
-    """The CPU model where the OS names it (two x86_64 machines must not look alike)."""
+def cpu_name() -> str:
+    """This machine's CPU model as the OS names it ("AMD EPYC 9R14"), else its architecture:
+    what tells one machine from another (two x86_64 hosts must not look alike). Here, not
+    in ``evaluators.hardware``, because the kit's copy of this file imports nothing of the
+    project; hardware describes the host with it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor()
+    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def _kit_digest(kit: Path) -> str | None:
@@ -264,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         "warmup": args.warmup,
         "runs": args.runs,
         "passes": args.passes,
-        "machine": f"{platform.machine()} {_cpu()}".strip(),
+        "machine": f"{platform.machine()} {cpu_name()}".strip(),
         "kit": _kit_digest(kit),
         "cpus": os.cpu_count(),
     }

@@ -33,16 +33,21 @@ def test_runner_progress_says_what_the_total_counts_and_time_left(kit, monkeypat
     assert (kit / "measurements.csv").is_file()
 
 
-def test_ctrl_c_saves_what_was_timed(kit, monkeypatch, capsys):
-    calls = []
+def _ctrl_c_at(call: int, calls: list):
+    """A fake ``measure`` that lists the probes it is given and is interrupted (Ctrl-C) at
+    call number ``call``."""
 
     def measure(path, *args):
         calls.append(path)
-        if len(calls) == 3:
+        if len(calls) == call:
             raise KeyboardInterrupt
         return (0.5, 0.6)
 
-    monkeypatch.setattr(probe_runner, "measure", measure)
+    return measure
+
+
+def test_ctrl_c_saves_what_was_timed(kit, monkeypatch, capsys):
+    monkeypatch.setattr(probe_runner, "measure", _ctrl_c_at(3, []))
     (kit / "measurements.csv").write_text("probe,median_ms\nempty.onnx,0.4\n")  # a full run's
     assert probe_runner.main(["--dir", str(kit)]) == 130
     err = capsys.readouterr().err
@@ -91,13 +96,7 @@ def test_resume_refuses_other_settings_and_a_missing_partial(kit, monkeypatch, c
     assert probe_runner.main(["--dir", str(kit), "--resume"]) == 2
     assert "no interrupted run to go on from" in capsys.readouterr().err
     calls = []
-
-    def measure(path, *args):
-        calls.append(path)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return (0.5, 0.6)
-
+    measure = _ctrl_c_at(2, calls)
     monkeypatch.setattr(probe_runner, "measure", measure)
     assert probe_runner.main(["--dir", str(kit)]) == 130
     capsys.readouterr()
