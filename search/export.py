@@ -20,12 +20,12 @@ from typing import Any
 
 import pandas as pd
 
-from evaluators.files import write_text_atomic
+from evaluators.files import write_atomic, write_text_atomic
 from evaluators.hardware import INPUT_NAME, OUTPUT_NAME
 from evaluators.signed_int8 import SIGNED_FILE
 from search.config import ConfigError
 from search.report.run_facts import budget_text
-from search.results import BASELINE, METRIC_COLUMNS, budget_unmet
+from search.results import BASELINE, INTEGER_METRICS, METRIC_COLUMNS, budget_unmet
 from search.storage import worker_host
 from search.summary import (
     CONFIGURED,
@@ -43,6 +43,8 @@ ROOFLINE_NOTE = (
     "device will be slower"
 )
 ARTIFACT_FILES = ("model.onnx", "model.pt", "candidate.json", "channels.json")
+GOLDEN_FILE = "golden.npz"
+GOLDEN_IMAGES = 8  # enough to tell a wrong port (layout, normalisation) from rounding
 _LIBRARIES = ("torch", "onnx", "onnxruntime", "optuna", "paretonas")
 
 
@@ -192,7 +194,8 @@ def export_trial(
         shutil.copy2(source / name, out / name)
     data = RunData(run_dir)
     signed = write_signed(data, row, out)
-    text = json.dumps(manifest(run_dir, row, out, why, signed, data), indent=2)
+    golden = write_golden(data, out)
+    text = json.dumps(manifest(run_dir, row, out, why, signed, data, golden), indent=2)
     write_text_atomic(out / "manifest.json", text)
     return out
 
@@ -322,12 +325,13 @@ def manifest(
     why: str = "",
     signed: dict | None = None,
     data: RunData | None = None,
+    golden: dict | None = None,
 ) -> dict[str, Any]:
     run = _read_json(run_dir / "run.json")
     config_text = (
         (run_dir / "config.yaml").read_bytes() if (run_dir / "config.yaml").is_file() else b""
     )
-    metrics = {key: _plain(row.get(key)) for key in METRIC_COLUMNS}
+    metrics = {key: _plain(row.get(key), integer=key in INTEGER_METRICS) for key in METRIC_COLUMNS}
     shape = run.get("input_shape")
     device = run.get("device") or {}
     predicted = latency_kind(run, row) == "predicted"
@@ -356,6 +360,7 @@ def manifest(
             "latency": device.get("latency"),
             "memory_limits_kb": device.get("memory_limits"),
         },
+        "onnx": onnx_format(out / "model.onnx"),
         "quantization": quantization_format(out / "model.onnx"),
         "signed_int8": _with_pixel_map(signed, _preprocessing(run, data)),
         "preprocessing": _preprocessing(run, data),
@@ -366,6 +371,7 @@ def manifest(
             "softmax gives probabilities",
         },
         "class_names": run.get("class_names"),
+        "golden": golden,
         "metrics": metrics,
         "how_measured": {
             "accuracy": "top-1 of model.onnx run by ONNX Runtime on the validation split "
@@ -396,7 +402,7 @@ def manifest(
         "teacher": run.get("teacher"),
         "files": {
             name: _sha256(out / name)
-            for name in (*ARTIFACT_FILES, SIGNED_FILE)
+            for name in (*ARTIFACT_FILES, SIGNED_FILE, GOLDEN_FILE)
             if (out / name).is_file()
         },
         "config_sha256": hashlib.sha256(config_text).hexdigest() if config_text else None,
@@ -405,6 +411,21 @@ def manifest(
         # Where the export ran: not the target (``target`` is), nor where it was measured.
         "exported_on": f"{platform.system()} {platform.machine()}",
         "exported": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def onnx_format(model_path: Path) -> dict[str, Any]:
+    """The ONNX versions ``model_path`` was written with: what a converter checks first."""
+    import onnx
+
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception as error:  # a damaged file: said in the manifest, the export goes on
+        return {"read": f"not read ({type(error).__name__}: {str(error)[:120]})"}
+    return {
+        "ir_version": int(model.ir_version),
+        "opsets": {(entry.domain or "ai.onnx"): int(entry.version) for entry in model.opset_import},
+        "producer": f"{model.producer_name} {model.producer_version}".strip() or None,
     }
 
 
@@ -529,6 +550,62 @@ def write_signed(data: RunData, row: pd.Series, out: Path) -> dict[str, Any] | N
     return found
 
 
+def write_golden(data: RunData, out: Path) -> dict[str, Any]:
+    """Write ``GOLDEN_FILE``: the first test images as the model takes them and the logits
+    ONNX Runtime gives for them here, from model.onnx and (when written) the signed file.
+    A port of the model to another runtime is checked against it before any accuracy run:
+    a wrong layout or normalisation changes the logits at once."""
+    import numpy as np
+
+    from evaluators.quantize import onnx_logits
+
+    target = out / GOLDEN_FILE
+    target.unlink(missing_ok=True)  # an earlier export's, for another trial
+    dataset = data.get()
+    if dataset is None:
+        log.warning("no %s: %s", GOLDEN_FILE, data.missing)
+        return {"file": None, "why": f"the run's test split did not load here: {data.missing}"}
+    images = dataset.test.images[:GOLDEN_IMAGES]
+    arrays = {
+        "inputs": images.numpy().astype(np.float32),
+        "labels": dataset.test.labels[:GOLDEN_IMAGES].numpy().astype(np.int64),
+    }
+    described = {
+        "inputs": f"float32 {list(images.shape)}: the first {len(images)} images of the run's "
+        "test split, preprocessed (the model's input, fed one at a time)",
+        "labels": "int64: their classes (indices into class_names)",
+        "logits": "float32: model.onnx's output for each input",
+    }
+    files = {"logits": out / "model.onnx"}
+    if (out / SIGNED_FILE).is_file():
+        files["signed_logits"] = out / SIGNED_FILE
+        described["signed_logits"] = f"float32: {SIGNED_FILE}'s output for each input"
+    try:
+        for name, path in files.items():
+            arrays[name] = onnx_logits(path, images).numpy().astype(np.float32)
+    except Exception as error:  # ONNX Runtime refused a file: said, not raised
+        reason = _sentence(error)
+        log.warning("no %s: %s", GOLDEN_FILE, reason)
+        return {"file": None, "why": f"ONNX Runtime could not run the model here ({reason})"}
+
+    def save(path: Path) -> None:
+        with open(path, "wb") as handle:  # a name would get ".npz" appended
+            np.savez(handle, **arrays)
+
+    write_atomic(target, save)
+    agree = int((arrays["logits"].argmax(1) == arrays["labels"]).sum())
+    return {
+        "file": GOLDEN_FILE,
+        "arrays": described,
+        "load": "numpy.load(path, allow_pickle=False)",
+        "how": f"run by ONNX Runtime {_version('onnxruntime')} on {platform.system()} "
+        f"{platform.machine()} (this export's machine), one image at a time; model.onnx "
+        f"predicts the label for {agree} of {len(images)}",
+        "use": "a port of the model should predict the same classes on these inputs; its "
+        "logits differ from these by its kernels' rounding (more where it computes in int8)",
+    }
+
+
 def _fp32_stages(executed: Any) -> list[int]:
     """The stages the host file runs in fp32, from a trial's ``executed`` ("fp32, w8a8 int8",
     one entry per stage, numbered from 0 as in the genome)."""
@@ -627,10 +704,15 @@ def _weights_note(out: Path, config_text: bytes) -> str:
     return note
 
 
-def _plain(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
+def _plain(value: Any, integer: bool = False) -> Any:
+    """A trials.csv value as JSON takes it; ``integer``: a count read back from a column
+    with blanks, which pandas reads as floats (53477.0 bytes), as the count it is."""
+    if value is None or value is pd.NA or (isinstance(value, float) and pd.isna(value)):
         return None
-    return value.item() if hasattr(value, "item") else value
+    value = value.item() if hasattr(value, "item") else value
+    if integer and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _sha256(path: Path) -> str:

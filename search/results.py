@@ -123,14 +123,21 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         row["datetime_start"] = trial.datetime_start.isoformat() if trial.datetime_start else None
         rows.append(row)
     frame = pd.DataFrame(rows)
-    for column in _TRIAL_NUMBERS:
-        if column in frame:
+    for column in (*_TRIAL_NUMBERS, *INTEGER_METRICS):
+        if column in frame and _whole(frame[column]):
             # Trial numbers, blank where there is none: 3, not the 3.0 of a float column.
             frame[column] = frame[column].astype("Int64")
     return frame
 
 
+def _whole(column: pd.Series) -> bool:
+    values = pd.to_numeric(column, errors="coerce")
+    return bool(values.notna().sum() == column.notna().sum() and (values.dropna() % 1 == 0).all())
+
+
 _TRIAL_NUMBERS = ("duplicate_of", "retry_of")
+# Counts among the metrics: blank for a trial that was not trained, else whole.
+INTEGER_METRICS = ("params", "macs", "artifact_bytes", "train_subset", "epochs")
 
 
 def pareto_frame(

@@ -153,6 +153,11 @@ def test_quickstart_twice_resumes_to_twelve_trials(tmp_path):
     assert onnx_acc == pytest.approx(best["test_accuracy"], abs=1e-6)
     model = load_exported(ship)
     assert model(dataset.test.images[:4]).shape == (4, 10)
+    # Reference inputs and outputs for checking a port: the test split's first images.
+    golden = np.load(ship / "golden.npz", allow_pickle=False)
+    assert np.array_equal(golden["inputs"], dataset.test.images[:8].numpy())
+    assert ("signed_logits" in golden.files) == bool(best["int8"])
+    assert isinstance(manifest["metrics"]["params"], int) and manifest["onnx"]["opsets"]
     # The manifest alone says how to feed it raw images: digits' raw pixels are 0..16.
     pre = manifest["preprocessing"]
     mean = np.asarray(pre["mean"], dtype=np.float32).reshape(1, -1, 1, 1)

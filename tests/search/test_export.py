@@ -413,3 +413,65 @@ def test_the_pixel_map_folds_preprocessing_and_input_quantization():
     one_step = np.clip(np.round(pixels * multiplier + offset), -128, 127)
     assert (one_step == two_steps).mean() > 0.99  # all but float ties at a half
     assert np.abs(one_step - two_steps).max() <= 1
+
+
+def test_the_golden_file_holds_test_inputs_and_the_files_own_logits(tmp_path):
+    import hashlib
+    import json
+    import shutil
+
+    import numpy as np
+    import onnxruntime as ort
+
+    from evaluators.probes import export_candidate
+    from search.config import parse_config
+    from search.export import export_trial
+
+    run = _run_folder(tmp_path, front=[1])
+    config = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
+    shutil.copy(config, run / "config.yaml")
+    int8 = Candidate(ARCH, CompressionPolicy((StagePolicy(weight_bits=8, activation_bits=8),)))
+    export_candidate(int8, (1, 8, 8), 10, run / "models" / "1" / "model.onnx")
+    out = export_trial(run, 1, tmp_path / "ship")
+    manifest = json.loads((out / "manifest.json").read_text())
+
+    golden = np.load(out / "golden.npz", allow_pickle=False)
+    test = parse_config(yaml.safe_load(config.read_text()), str(config)).load_dataset().test
+    assert np.array_equal(golden["inputs"], test.images[:8].numpy())
+    assert np.array_equal(golden["labels"], test.labels[:8].numpy())
+    for name, file in (("logits", "model.onnx"), ("signed_logits", "model.s8s8.onnx")):
+        session = ort.InferenceSession(str(out / file), providers=["CPUExecutionProvider"])
+        ran = [session.run(None, {"input": x[None]})[0][0] for x in golden["inputs"]]
+        assert np.array_equal(golden[name], np.stack(ran)), name
+    assert manifest["golden"]["file"] == "golden.npz"
+    assert set(manifest["golden"]["arrays"]) == set(golden.files)
+    digest = hashlib.sha256((out / "golden.npz").read_bytes()).hexdigest()
+    assert manifest["files"]["golden.npz"] == digest
+    assert manifest["onnx"]["opsets"]["ai.onnx"] >= 13 and manifest["onnx"]["ir_version"] > 0
+
+    # Without the run's data there is no golden file, and the manifest says why.
+    (run / "config.yaml").unlink()
+    out = export_trial(run, 1, tmp_path / "ship")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["golden"]["file"] is None and "did not load here" in manifest["golden"]["why"]
+    assert not (out / "golden.npz").exists() and "golden.npz" not in manifest["files"]
+
+
+def test_counts_read_back_from_a_column_with_blanks_are_whole_numbers(tmp_path):
+    import json
+
+    import pandas as pd
+
+    from search.export import export_trial
+
+    run = _run_folder(tmp_path, front=[1])
+    trials = pd.read_csv(run / "trials.csv")
+    trials["artifact_bytes"] = [None, 53477]  # blank for one trial: pandas reads floats
+    trials["epochs"] = [None, 4]
+    trials.to_csv(run / "trials.csv", index=False)
+    assert pd.read_csv(run / "trials.csv")["artifact_bytes"].dtype == float
+    metrics = json.loads((export_trial(run, 1, tmp_path / "s") / "manifest.json").read_text())
+    assert metrics["metrics"]["artifact_bytes"] == 53477
+    assert isinstance(metrics["metrics"]["artifact_bytes"], int)
+    assert isinstance(metrics["metrics"]["epochs"], int)
+    assert isinstance(metrics["metrics"]["test_accuracy"], float)

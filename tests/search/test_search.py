@@ -182,16 +182,23 @@ def test_trial_number_columns_are_written_as_whole_numbers(tmp_path):
     from search.results import trials_frame, write_tables
 
     study = optuna.create_study(directions=["maximize"])
-    trained = {"status": "ok", "val_curve": [0.8]}
+    trained = {"status": "ok", "val_curve": [0.8], "params": 506, "artifact_bytes": 9000}
     study.add_trial(optuna.trial.create_trial(value=0.8, user_attrs={"metrics": trained}))
     study.add_trial(
         optuna.trial.create_trial(value=0.8, user_attrs={"metrics": trained, "duplicate_of": 0})
     )
+    infeasible = {"status": "infeasible", "params": 90000}  # never exported: no file size
+    study.add_trial(optuna.trial.create_trial(value=0.0, user_attrs={"metrics": infeasible}))
     trials = trials_frame(study)
     write_tables(tmp_path, trials, trials.iloc[:0])
     lines = (tmp_path / "trials.csv").read_text().splitlines()
-    column = lines[0].split(",").index("duplicate_of")
-    assert [line.split(",")[column] for line in lines[1:]] == ["", "0"]  # not 0.0
+
+    def column(name):
+        index = lines[0].split(",").index(name)
+        return [line.split(",")[index] for line in lines[1:]]
+
+    assert column("duplicate_of") == ["", "0", ""]  # not 0.0
+    assert column("artifact_bytes") == ["9000", "9000", ""]  # counts too, blank or whole
 
 
 @pytest.mark.parametrize(
