@@ -541,7 +541,8 @@ def write_signed(data: RunData, row: pd.Series, out: Path) -> dict[str, Any] | N
         # The rewrite changes the int8 layers only: a runtime with no float kernels cannot
         # run the rest.
         found["mixed_precision"] = (
-            f"stage(s) {', '.join(map(str, fp32))} run in fp32 in this file, as in "
+            f"{'stage' if len(fp32) == 1 else 'stages'} {', '.join(map(str, fp32))} "
+            f"{'runs' if len(fp32) == 1 else 'run'} in fp32 in this file, as in "
             "model.onnx (the stem follows stage 0, the classifier the last stage): an "
             "integer-only runtime needs w8a8 in every stage "
             "(search with space.weight_bits: [8] and activation_bits: [8])"

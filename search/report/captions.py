@@ -12,7 +12,7 @@ import pandas as pd
 
 from search.report.architecture import parse_genome
 from search.report.figures import Axis
-from search.report.formatting import esc, pct
+from search.report.formatting import counted, esc, pct
 from search.report.frames import faded_groups, feasible, searched
 from search.report.marks import beyond
 from search.report.picks import Pick
@@ -52,7 +52,8 @@ def scatter_caption(
     if len(past):
         parts.append(
             f"So that the rest can be read, the {x.noun} axis stops at {x.limit:,.4g} {x.unit}: "
-            f"{len(past)} trial(s) lie beyond its right edge, the furthest at "
+            f"{counted(len(past), 'trial')} {'lies' if len(past) == 1 else 'lie'} beyond its "
+            "right edge, the furthest at "
             f"{past.max():,.4g} {x.unit}."
         )
     if (trials["baseline"] != "").any():
@@ -60,7 +61,8 @@ def scatter_caption(
     drawable = feasible(trials) | np.logical_or.reduce([m for _, m, _ in faded_groups(trials)])
     missing = int((drawable & trials[x.column].isna()).sum())
     if missing:
-        parts.append(f"{missing} trial(s) without a {x.noun} value are not drawn.")
+        verb = "is" if missing == 1 else "are"
+        parts.append(f"{counted(missing, 'trial')} without a {x.noun} value {verb} not drawn.")
     return f'<p class="caption">{esc(" ".join(parts))}</p>'
 
 
@@ -88,21 +90,21 @@ def _baseline_training(trials: pd.DataFrame, fidelity: dict[str, Any]) -> str:
     if had["qat"] is None:
         had["qat"] = quantized and bool(fidelity.get("qat_epochs"))
     if quantized and had["qat"]:
-        text += f", then {_epochs(fidelity, 'qat_epochs')} QAT epoch(s), as a quantized "
+        text += f", then {_epochs(fidelity, 'qat_epochs', 'QAT')}, as a quantized "
         text += "candidate had"
     elif quantized:
         text += ", then quantized after training (no QAT epoch)"
     if _had_or_configured(trials[own], "finetune", fidelity) and not had["finetune"]:
         text += (
-            f"; a pruned or factorized candidate also had {_epochs(fidelity, 'finetune_epochs')}"
-            " fine-tune epoch(s) after it, which the baselines"
+            "; a pruned or factorized candidate also had "
+            f"{_epochs(fidelity, 'finetune_epochs', 'fine-tune')} after it, which the baselines"
             + ("" if compressed else ", unpruned,")
             + " did not"
         )
     if _had_or_configured(trials[own], "qat", fidelity) and not had["qat"]:
         text += (
-            f"; a quantized candidate also had {_epochs(fidelity, 'qat_epochs')} QAT "
-            "epoch(s), which the baselines" + ("" if quantized else ", in fp32,") + " did not"
+            f"; a quantized candidate also had {_epochs(fidelity, 'qat_epochs', 'QAT')}, "
+            "which the baselines" + ("" if quantized else ", in fp32,") + " did not"
         )
     return text + "."
 
@@ -145,8 +147,11 @@ def _had_or_configured(rows: pd.DataFrame, phase: str, fidelity: dict[str, Any])
     return bool(fidelity.get(f"{phase}_epochs")) if had is None else had
 
 
-def _epochs(fidelity: dict[str, Any], key: str) -> str:
-    return str(fidelity[key]) if fidelity.get(key) else "the configured"
+def _epochs(fidelity: dict[str, Any], key: str, kind: str) -> str:
+    """ "2 QAT epochs", "1 QAT epoch"; "the configured QAT epochs" when the run did not say."""
+    if not fidelity.get(key):
+        return f"the configured {kind} epochs"
+    return counted(int(fidelity[key]), f"{kind} epoch")
 
 
 def caption_3d(picks: Sequence[Pick] = ()) -> str:

@@ -13,7 +13,15 @@ import plotly.graph_objects as go
 from search.report.colours import BUDGET, RUN_COLOURS
 from search.report.comparability import comparability_notes, effort_notes
 from search.report.figures import Axis, accuracy_layout, front_line, hover_text
-from search.report.formatting import esc, fixed, integer, pct, pct_interval, to_number
+from search.report.formatting import (
+    counted,
+    esc,
+    fixed,
+    integer,
+    pct,
+    pct_interval,
+    to_number,
+)
 from search.report.frames import feasible, normalise, repeats, searched
 from search.report.page import embed_figures, html_page
 from search.report.prediction import latency_kind
@@ -112,7 +120,7 @@ def _search_text(run: dict[str, Any], trials: pd.DataFrame) -> str:
     )
     baselines = int((~searched(trials)).sum())
     if baselines:
-        text += f"; {baselines} hand-designed baseline(s) besides"
+        text += f"; {counted(baselines, 'hand-designed baseline')} besides"
     return text
 
 

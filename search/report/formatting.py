@@ -34,6 +34,11 @@ def fixed(value: Any, digits: int) -> str:
     return "\u2014" if number is None else f"{number:,.{digits}f}"
 
 
+def counted(number: int, noun: str, plural: str | None = None) -> str:
+    """``number`` with its noun in the right number: "1 trial", "3 trials"."""
+    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
+
+
 def integer(value: Any) -> str:
     """A number rounded to a whole one, with thousands separators; a dash when missing."""
     number = to_number(value)

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from search.report.architecture import architecture_strip
-from search.report.formatting import esc, fixed, integer, pct, to_number
+from search.report.formatting import counted, esc, fixed, integer, pct, to_number
 from search.report.frames import feasible, repeats, searched
 
 
@@ -20,10 +21,12 @@ def trial_counts(trials: pd.DataFrame) -> str:
     trials = trials[searched(trials)]
     status = trials["status"]
     known = ("ok", "infeasible", "failed", "pruned")
-    # "pruned" is also what compression does to channels; the counts say what it means here.
+    # "pruned" is also what compression does to channels: the counts say what happened in
+    # words, with the status trials.csv gives it.
     shown = {"infeasible": "over budget", "pruned": "stopped early"}
-    text = f"{len(trials)} trials: " + ", ".join(
-        f"{int((status == s).sum())} {s}" + (f" ({shown[s]})" if s in shown else "") for s in known
+    text = f"{counted(len(trials), 'trial')}: " + ", ".join(
+        f"{int((status == s).sum())} {shown.get(s, s)}" + (f" ({s})" if s in shown else "")
+        for s in known
     )
     interrupted = int((status == "interrupted").sum())
     if interrupted:
@@ -35,14 +38,18 @@ def trial_counts(trials: pd.DataFrame) -> str:
     if len(baselines):
         ended = baselines["status"].value_counts()
         text += (
-            f"; besides them, {len(baselines)} hand-designed baseline(s), not counted as "
+            f"; besides them, {counted(len(baselines), 'hand-designed baseline')}, not counted as "
             "trials (" + ", ".join(f"{count} {name}" for name, count in ended.items()) + ")"
         )
     within = feasible(trials)
     repeated = int((within & repeats(trials)).sum())
-    text += f". {int(within.sum()) - repeated} trained trial(s) are within the configured budget"
+    trained = int(within.sum()) - repeated
+    text += f". {counted(trained, 'trained trial')} {'is' if trained == 1 else 'are'} within the "
+    text += "configured budget"
     if repeated:
-        text += f" (and {repeated} repeat(s) of one of them, proposed again and not retrained)"
+        text += (
+            f" (and {counted(repeated, 'repeat')} of one of them, proposed again and not retrained)"
+        )
     text += "."
     return f'<p class="counts">{esc(text)}</p>'
 
@@ -123,6 +130,23 @@ def pareto_table(pareto: pd.DataFrame, highlights: list[tuple[str, Any]], kind: 
     )
 
 
+_OVER_PREFIX = "over budget: "  # evaluators.pipeline's reason for an infeasible candidate
+_OVER_BUDGET = re.compile(r"(\w+) ([-+.\deE]+) > ([-+.\deE]+)")
+
+
+def _seen(key: str, reasons: list[str]) -> str:
+    """A group's line: the reason itself, or for trials over the same bounds, the range of
+    the figures they reached on each."""
+    if not key.startswith("over budget on ") or len(reasons) == 1:
+        return reasons[0]
+    figures: dict[str, list[float]] = {}
+    for reason in reasons:
+        for axis, value, _ in _OVER_BUDGET.findall(reason):
+            figures.setdefault(axis, []).append(float(value))
+    seen = "; ".join(f"{axis} {min(v):.4g} to {max(v):.4g}" for axis, v in figures.items())
+    return f"{key}: {seen}"
+
+
 def reasons(trials: pd.DataFrame) -> str:
     """Why trials were turned down, grouped: the first place to look when few are feasible."""
     rejected = trials[
@@ -130,10 +154,18 @@ def reasons(trials: pd.DataFrame) -> str:
     ]
     if rejected.empty:
         return ""
-    counts = rejected.groupby(["status", "reason"]).size().sort_values(ascending=False)
+    groups: dict[tuple[str, str], list[str]] = {}
+    for status, reason in zip(rejected["status"], rejected["reason"], strict=True):
+        over = _OVER_BUDGET.findall(reason) if reason.startswith(_OVER_PREFIX) else []
+        # Over-budget trials differ in their figures only: one line per set of bounds broken.
+        key = (
+            "over budget on " + " and ".join(f"{a} (> {b})" for a, _, b in over) if over else reason
+        )
+        groups.setdefault((status, key), []).append(reason)
+    ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
     items = [
-        f"<li>{count} {esc(status)}: {esc(reason[:300])}</li>"
-        for (status, reason), count in counts.head(10).items()
+        f"<li>{counted(len(found), 'trial')} {esc(status)}: {esc(_seen(key, found)[:300])}</li>"
+        for (status, key), found in ordered[:10]
     ]
     return (
         "<details><summary>Why trials were over budget or failed</summary>\n<ul>\n"

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from search.report.colours import BUDGET, FRONT
 from search.report.figures import hover_text
-from search.report.formatting import esc, fixed
+from search.report.formatting import counted, esc, fixed
 
 
 def latency_kind(run: dict[str, Any], trials: pd.DataFrame) -> str:
@@ -123,7 +123,8 @@ def prediction_caption(run: dict[str, Any], trials: pd.DataFrame, compared: pd.D
     error = prediction_error(compared)
     sources = sorted({s for s in compared["predicted_latency_source"] if s})
     text = (
-        f"{int(error['count'])} trial(s) were measured and also predicted. Median error "
+        f"{counted(int(error['count']), 'trial')} "
+        f"{'was' if int(error['count']) == 1 else 'were'} measured and also predicted. Median error "
         f"{100 * error['median_error']:.1f}%, {100 * error['within_10pct']:.0f}% within "
         f"\u00b110%, Spearman rank correlation {fixed(error['spearman'], 3)} (how well the "
         "predictor orders candidates, which is what the search relies on off-host). "

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from search.report.architecture import parse_genome
-from search.report.formatting import esc, fixed, integer, pct, pct_interval
+from search.report.formatting import counted, esc, fixed, integer, pct, pct_interval
 from search.report.frames import feasible, searched
 from search.report.picks import Pick, row_label
 from search.report.run_facts import budget_text
@@ -91,7 +91,8 @@ def recommendation(
             lines.append(f'<p class="warn">{esc(unmet[0].upper() + unmet[1:])}.</p>')
     elif pareto.empty:
         lines.append(
-            f'<p class="warn">{int(within.sum())} trial(s) are within budget, but '
+            f'<p class="warn">{counted(int(within.sum()), "trial")} '
+            f"{'is' if int(within.sum()) == 1 else 'are'} within budget, but "
             "pareto.csv lists no members yet; rebuild the report once the search has written "
             "it.</p>"
         )

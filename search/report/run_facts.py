@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from search.report.formatting import esc, fixed, integer, pct, to_number
+from search.report.formatting import counted, esc, fixed, integer, pct, to_number
 
 
 def header(run: dict[str, Any], device: str) -> str:
@@ -66,7 +66,13 @@ def footer(run: dict[str, Any]) -> str:
     text = (
         f"Search: sampler {run.get('sampler', '?')}, seed {run.get('seed', '?')}; each "
         f"candidate trained on {integer(fidelity.get('train_subset'))} images for "
-        f"{integer(fidelity.get('epochs'))} epoch(s); objectives: {objectives or '?'}. "
+        f"{_count(fidelity.get('epochs'), 'epoch')}; objectives: {objectives or '?'}. "
         f"Updated {run.get('updated', '?')}."
     )
     return f'<p class="footer">{esc(text)}</p>'
+
+
+def _count(value: Any, noun: str) -> str:
+    """A count from run.json with its noun; a dash and the plural where it is missing."""
+    number = to_number(value)
+    return f"{integer(value)} {noun}s" if number is None else counted(round(number), noun)

@@ -248,7 +248,7 @@ def test_a_signed_file_of_a_mixed_model_says_which_stages_stay_fp32(tmp_path):
     row = pd.Series({"executed": executed})
     found = write_signed(RunData(tmp_path), row, tmp_path)
     assert found["file"] == "model.s8s8.onnx"
-    assert found["mixed_precision"].startswith("stage(s) 0 run in fp32 in this file")
+    assert found["mixed_precision"].startswith("stage 0 runs in fp32 in this file")
     assert "w8a8 in every stage" in found["mixed_precision"]
     weight_only = StagePolicy(weight_bits=8, activation_bits=32)
     four_bit = StagePolicy(weight_bits=4, activation_bits=8)

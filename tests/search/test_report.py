@@ -303,11 +303,12 @@ def test_report_says_how_much_faster_when_the_teacher_latency_is_known(tmp_path:
 
 def test_report_counts_and_escapes(report: str):
     assert (
-        "7 trials: 4 ok, 1 infeasible (over budget), 1 failed, 1 pruned (stopped early)" in report
+        "7 trials: 4 ok, 1 over budget (infeasible), 1 failed, 1 stopped early (pruned)"
+        in report
     )
     assert "RuntimeError: &lt;boom&gt; &amp; more" in report
     assert "<boom>" not in report
-    assert "4 trained trial(s) are within the configured budget." in report
+    assert "4 trained trials are within the configured budget." in report
 
 
 def test_a_repeated_candidate_is_not_counted_as_another_trained_model():
@@ -322,10 +323,36 @@ def test_a_repeated_candidate_is_not_counted_as_another_trained_model():
     )
     text = trial_counts(trials)
     assert "3 trials: 3 ok" in text
-    assert (
-        "2 trained trial(s) are within the configured budget (and 1 repeat(s) of one of them"
-        in text
+    assert "2 trained trials are within the configured budget (and 1 repeat of one of them" in text
+
+
+def test_trials_over_the_same_bounds_are_one_line_with_the_range_they_reached():
+    from search.report.frames import normalise
+    from search.report.members import reasons
+
+    def over(number, text):
+        return _trial(number, "infeasible", "c8,a|p", reason="over budget: " + text)
+
+    trials = normalise(
+        pd.DataFrame(
+            [
+                over(0, "latency_ms 0.5425 > 0.15"),
+                over(1, "latency_ms 0.238 > 0.15"),
+                over(2, "peak_memory_kb 784 > 200"),
+                over(3, "latency_ms 0.3 > 0.15, peak_memory_kb 392 > 200"),
+                over(4, "latency_ms 0.31 > 0.15, peak_memory_kb 300 > 200"),
+                _trial(5, "failed", "c8,a|p", reason="RuntimeError: out of memory"),
+            ]
+        )
     )
+    items = re.findall(r"<li>(.*?)</li>", reasons(trials))
+    assert items == [
+        "2 trials infeasible: over budget on latency_ms (&gt; 0.15): latency_ms 0.238 to 0.5425",
+        "2 trials infeasible: over budget on latency_ms (&gt; 0.15) and peak_memory_kb (&gt; "
+        "200): latency_ms 0.3 to 0.31; peak_memory_kb 300 to 392",
+        "1 trial infeasible: over budget: peak_memory_kb 784 &gt; 200",
+        "1 trial failed: RuntimeError: out of memory",
+    ]
 
 
 def test_report_with_no_feasible_trial(tmp_path: Path):
@@ -392,7 +419,7 @@ def test_report_compares_predicted_and_measured_latency(tmp_path: Path):
     text = write_report(run_dir).read_text(encoding="utf-8")
     assert 'id="figure-prediction"' in text and text.count("Plotly.newPlot(") == 5
     caption = text.split("Predicted against measured latency")[1]
-    assert "4 trial(s) were measured and also predicted" in caption
+    assert "4 trials were measured and also predicted" in caption
     assert "Median error 5.0%, 75% within \u00b110%" in caption
     # Order: measured 0.5 < 1.0 < 1.5 < 2.5, predicted 0.525 < 1.05 = 1.05 < 2.625.
     assert "Spearman rank correlation 0.949" in caption
@@ -911,11 +938,11 @@ def test_the_caption_says_what_int8_baselines_were_and_that_they_had_qat():
 
     text = _baseline_training(_baseline_rows("w8a8", 0.3), FIDELITY)
     assert "baselines (int8 weights and activations, unpruned)" in text
-    assert "for 4 epochs, then 1 QAT epoch(s), as a quantized candidate had" in text
+    assert "for 4 epochs, then 1 QAT epoch, as a quantized candidate had" in text
     assert "fp32" not in text and "uncompressed" not in text
     # What the candidates had and the baselines did not: only the fine-tune after pruning.
-    assert "a pruned or factorized candidate also had 2 fine-tune epoch(s)" in text
-    assert "QAT epoch(s), which" not in text
+    assert "a pruned or factorized candidate also had 2 fine-tune epochs" in text
+    assert "QAT epoch, which" not in text and "QAT epochs, which" not in text
 
 
 def test_the_caption_says_fp32_baselines_skip_the_compressed_candidates_fine_tunes():
@@ -923,8 +950,8 @@ def test_the_caption_says_fp32_baselines_skip_the_compressed_candidates_fine_tun
 
     text = _baseline_training(_baseline_rows("w32a32", None), FIDELITY)
     assert "baselines (fp32, unpruned), trained with the run's KD recipe for 4 epochs;" in text
-    assert "2 fine-tune epoch(s) after it, which the baselines, unpruned, did not" in text
-    assert "1 QAT epoch(s), which the baselines, in fp32, did not" in text
+    assert "2 fine-tune epochs after it, which the baselines, unpruned, did not" in text
+    assert "1 QAT epoch, which the baselines, in fp32, did not" in text
     # A run whose candidates did no QAT (none quantized): nothing about QAT is claimed.
     plain = _baseline_rows("w32a32", None).assign(seconds_qat=None)
     assert "QAT" not in _baseline_training(plain, FIDELITY)
@@ -987,16 +1014,16 @@ def test_baselines_are_counted_apart_from_the_searchs_trials(tmp_path: Path):
     run_dir = _write_run(tmp_path / "a", [*PARETO, *OTHERS, *_baselines()], PARETO)
     page = write_report(run_dir).read_text(encoding="utf-8")
     assert (
-        "7 trials: 4 ok, 1 infeasible (over budget), 1 failed, 1 pruned (stopped early); "
-        "besides them, 2 hand-designed baseline(s), not counted as trials (2 ok). "
-        "4 trained trial(s) are within the configured budget."
+        "7 trials: 4 ok, 1 over budget (infeasible), 1 failed, 1 stopped early (pruned); "
+        "besides them, 2 hand-designed baselines, not counted as trials (2 ok). "
+        "4 trained trials are within the configured budget."
     ) in page
     # The overlay: the same 7 searched trials in both runs, so no note of unequal effort.
     other = _write_run(tmp_path / "b", PARETO + OTHERS, PARETO)
     (other / "run.json").write_text(json.dumps({**RUN, "name": "digits-b"}))
     assert main(["report", str(run_dir), str(other), "--out", str(tmp_path / "c.html")]) == 0
     text = (tmp_path / "c.html").read_text(encoding="utf-8")
-    assert "tpe, sampler seed 0; 7 trials, 4 trained; 2 hand-designed baseline(s) besides" in text
+    assert "tpe, sampler seed 0; 7 trials, 4 trained; 2 hand-designed baselines besides" in text
     assert "different numbers of trials" not in text
     assert '"name":"digits-mcu: within budget (4)"' in text
 

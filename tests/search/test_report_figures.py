@@ -176,12 +176,12 @@ def test_an_outlier_is_cut_off_and_the_caption_counts_what_lies_beyond(figures, 
     # beyond it trials 5 (9 ms), 8 (40 ms) and 9 (12 ms).
     assert figures["figure-1"][1]["xaxis"]["range"][1] == pytest.approx(5.5)
     caption = _caption(page, "Accuracy against latency")
-    assert "the latency axis stops at 5.5 ms: 3 trial(s) lie beyond its right edge" in caption
+    assert "the latency axis stops at 5.5 ms: 3 trials lie beyond its right edge" in caption
     assert "the furthest at 40 ms." in caption
     # Peak memory: budget 64 KB -> 128 KB; beyond it 300, 900 and 1,200 KB.
     assert figures["figure-2"][1]["xaxis"]["range"][1] == pytest.approx(128.0)
     caption = _caption(page, "Accuracy against peak memory")
-    assert "stops at 128 KB: 3 trial(s) lie beyond its right edge, the furthest at 1,200 KB" in (
+    assert "stops at 128 KB: 3 trials lie beyond its right edge, the furthest at 1,200 KB" in (
         caption
     )
     # The 3-D view, turned by hand, keeps every trial.
