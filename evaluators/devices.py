@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from spaces.candidate import StagePolicy
 from spaces.params import Choice
-from spaces.space import SearchSpace
+from spaces.space import SearchSpace, parse_precision, precision_name
 
 __all__ = [
     "BITS",
@@ -598,10 +598,83 @@ def restrict_space(space: SearchSpace, device: Device) -> SearchSpace:
     and from learning nothing from them. A device with ``channel_align`` 1 (the host)
     keeps the space's widths as they are, so its runs' genomes do not change.
     """
+    if space.precision is not None:
+        bits = {"precision": Choice(_executable_pairs(space.precision.values, device))}
+    else:
+        bits = {
+            "weight_bits": Choice(_intersect(space.weight_bits.values, device, "weight_bits")),
+            "activation_bits": Choice(
+                _intersect(space.activation_bits.values, device, "activation_bits")
+            ),
+        }
+        _say_alike_pairs(bits["weight_bits"].values, bits["activation_bits"].values, device)
     restricted = dataclasses.replace(
-        space,
-        weight_bits=Choice(_intersect(space.weight_bits.values, device, "weight_bits")),
-        activation_bits=Choice(_intersect(space.activation_bits.values, device, "activation_bits")),
-        kind=Choice(_executable_kinds(space.kind.values, device)),
+        space, **bits, kind=Choice(_executable_kinds(space.kind.values, device))
     )
     return _aligned(restricted, device)
+
+
+def _executable_pairs(precisions: tuple[str, ...], device: Device) -> tuple[str, ...]:
+    executes = device.executes
+    kept = tuple(
+        p
+        for p in precisions
+        if parse_precision(p)[0] in executes.weight_bits
+        and parse_precision(p)[1] in executes.activation_bits
+    )
+    if not kept:
+        raise DeviceError(
+            f"device {device.name} executes weight bits {list(executes.weight_bits)} and "
+            f"activation bits {list(executes.activation_bits)}; none of space.precisions "
+            f"{list(precisions)} is among them: add one such as "
+            f"{precision_name(max(executes.weight_bits), max(executes.activation_bits))}"
+        )
+    return kept
+
+
+def alike_pairs(
+    weight_bits: tuple[int, ...], activation_bits: tuple[int, ...], device: Device
+) -> dict[str, tuple[str, ...]]:
+    """The (weight, activation) pairs of ``weight_bits`` x ``activation_bits`` that
+    ``device`` holds at the same widths (``Device.held_widths``), by those widths, where
+    two or more are: the pairs of a group cost the same, and those narrower than the held
+    widths only round more."""
+    groups: dict[str, list[str]] = {}
+    for w in weight_bits:
+        for a in activation_bits:
+            held = device.held_widths(StagePolicy(weight_bits=w, activation_bits=a))
+            key = precision_name(held.weight_bits, held.activation_bits)
+            groups.setdefault(key, []).append(precision_name(w, a))
+    return {held: tuple(pairs) for held, pairs in groups.items() if len(pairs) > 1}
+
+
+_SAID_ALIKE: set[tuple] = set()
+
+
+def _say_alike_pairs(
+    weight_bits: tuple[int, ...], activation_bits: tuple[int, ...], device: Device
+) -> None:
+    alike = alike_pairs(weight_bits, activation_bits, device)
+    key = (device.name, weight_bits, activation_bits)
+    if not alike or key in _SAID_ALIKE:
+        return
+    _SAID_ALIKE.add(key)
+    said, dropped = [], set()
+    for held, pairs in alike.items():
+        # Keep the pair that rounds least: the widths the device holds them at, else the widest.
+        kept = held if held in pairs else max(pairs, key=parse_precision)
+        others = [p for p in pairs if p != kept]
+        dropped.update(others)
+        listed = ", ".join(others[:-1]) + " and " + others[-1] if len(others) > 1 else others[0]
+        said.append(f"{listed} like {kept}")
+    pairs = [precision_name(w, a) for w in weight_bits for a in activation_bits]
+    log.warning(
+        "device %s runs %s, at the same cost: drawn apart, space.weight_bits %s and "
+        "activation_bits %s spend trials on pairs that only round more; draw the pairs "
+        "together instead, with space.precisions: [%s]",
+        device.name,
+        "; ".join(said),
+        list(weight_bits),
+        list(activation_bits),
+        ", ".join(p for p in pairs if p not in dropped),
+    )

@@ -23,7 +23,7 @@ from evaluators.pipeline import CompressionConfig
 from evaluators.teacher import TeacherConfig
 from spaces.candidate import ACTIVATION_BITS, BLOCK_KINDS, KERNELS, WEIGHT_BITS
 from spaces.params import Choice, Int
-from spaces.space import SearchSpace
+from spaces.space import SearchSpace, parse_precision, precision_name
 
 OBJECTIVE_DIRECTIONS = {
     "accuracy": "maximize",
@@ -151,6 +151,13 @@ class SpaceSection(_Section):
     prune_ratio: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
     weight_bits: list[int] = Field(default_factory=lambda: [32], min_length=1)
     activation_bits: list[int] = Field(default_factory=lambda: [32], min_length=1)
+    precisions: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="per-stage weight and activation bit-widths drawn together, e.g. "
+        "[w8a8, w32a32], instead of weight_bits x activation_bits, whose mixed pairs the "
+        "host runs as fp32 (w8a32, w32a8): the same cost, more rounding",
+    )
     sparsity: list[float] = Field(default_factory=lambda: [0.0], min_length=1)
     rank_ratio: list[float] = Field(
         default_factory=lambda: [1.0],
@@ -188,6 +195,38 @@ class SpaceSection(_Section):
     @classmethod
     def _activation_bits(cls, bits: list[int]) -> list[int]:
         return _subset_of(bits, ACTIVATION_BITS, "activation bit-width")
+
+    @field_validator("precisions")
+    @classmethod
+    def _precisions(cls, values: list[str] | None) -> list[str] | None:
+        if values is None:
+            return None
+        return list(dict.fromkeys(precision_name(*parse_precision(v)) for v in values))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bits_one_way(cls, data: Any) -> Any:
+        """With precisions, weight_bits and activation_bits are the widths its pairs use
+        (so a saved config reads back as it was written); other values are refused."""
+        if not isinstance(data, dict) or not data.get("precisions"):
+            return data
+        try:
+            pairs = [parse_precision(p) for p in data["precisions"]]
+        except (TypeError, ValueError):
+            return data  # the field's own check says what is wrong
+        implied = {
+            "weight_bits": list(dict.fromkeys(w for w, _ in pairs)),
+            "activation_bits": list(dict.fromkeys(a for _, a in pairs)),
+        }
+        for name, widths in implied.items():
+            given = data.get(name)
+            same = isinstance(given, list) and sorted(map(str, given)) == sorted(map(str, widths))
+            if given is not None and not same:
+                raise ValueError(
+                    f"precisions draws the bit-widths in pairs, so {name} {given} would be "
+                    f"ignored: keep one of the two, e.g. precisions: [w8a8, w32a32]"
+                )
+        return {**data, **implied}
 
     @field_validator("num_stages", "depth")
     @classmethod
@@ -240,6 +279,7 @@ class SpaceSection(_Section):
             prune_ratio=Choice(tuple(self.prune_ratio)),
             weight_bits=Choice(tuple(self.weight_bits)),
             activation_bits=Choice(tuple(self.activation_bits)),
+            precision=Choice(tuple(self.precisions)) if self.precisions else None,
             sparsity=Choice(tuple(self.sparsity)),
             rank_ratio=Choice(tuple(self.rank_ratio)),
             factorize_kxk=Choice(tuple(self.factorize_kxk)),

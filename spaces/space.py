@@ -7,6 +7,7 @@ renaming one breaks resuming an existing study.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -43,8 +44,21 @@ class SearchSpace:
     sparsity: Choice = field(default_factory=lambda: Choice((0.0,)))
     rank_ratio: Choice = field(default_factory=lambda: Choice((1.0,)))
     factorize_kxk: Choice = field(default_factory=lambda: Choice((False,)))
+    # Weight and activation widths drawn together ("w8a8", "w32a32") instead of apart: a
+    # device runs some pairs alike (the host runs w8a32 as fp32), and drawn apart every
+    # such pair is a trial that costs what fp32 costs and can only lose accuracy.
+    precision: Choice | None = None
 
     def __post_init__(self) -> None:
+        if self.precision is not None:
+            pairs = list(dict.fromkeys(parse_precision(p) for p in self.precision.values))
+            object.__setattr__(self, "precision", Choice(tuple(precision_name(*p) for p in pairs)))
+            object.__setattr__(
+                self, "weight_bits", Choice(tuple(dict.fromkeys(w for w, _ in pairs)))
+            )
+            object.__setattr__(
+                self, "activation_bits", Choice(tuple(dict.fromkeys(a for _, a in pairs)))
+            )
         bad_kinds = [k for k in self.kind.values if k not in _known_kinds()]
         if bad_kinds:
             raise ValueError(f"unknown block kinds {bad_kinds}; known: {sorted(_known_kinds())}")
@@ -92,8 +106,7 @@ class SearchSpace:
             policies.append(
                 StagePolicy(
                     prune_ratio=self.prune_ratio.suggest(trial, f"p{i}_prune_ratio"),
-                    weight_bits=self.weight_bits.suggest(trial, f"p{i}_weight_bits"),
-                    activation_bits=self.activation_bits.suggest(trial, f"p{i}_activation_bits"),
+                    **self._bits(trial, i),
                     sparsity=self.sparsity.suggest(trial, f"p{i}_sparsity"),
                     **self._factorization(trial, i),
                 )
@@ -104,6 +117,15 @@ class SearchSpace:
             stages=tuple(stages),
         )
         return Candidate(arch, CompressionPolicy(tuple(policies)))
+
+    def _bits(self, trial: SuggestsValues, stage: int) -> dict[str, int]:
+        if self.precision is None:
+            return {
+                "weight_bits": self.weight_bits.suggest(trial, f"p{stage}_weight_bits"),
+                "activation_bits": self.activation_bits.suggest(trial, f"p{stage}_activation_bits"),
+            }
+        weights, activations = parse_precision(self.precision.suggest(trial, f"p{stage}_precision"))
+        return {"weight_bits": weights, "activation_bits": activations}
 
     def _factorization(self, trial: SuggestsValues, stage: int) -> dict[str, Any]:
         rank_ratio = self.rank_ratio.suggest(trial, f"p{stage}_rank_ratio")
@@ -132,7 +154,34 @@ class SearchSpace:
 
     def describe(self) -> dict[str, list]:
         """The space as plain lists, for the saved config and the report."""
-        return {f.name: list(getattr(self, f.name).values) for f in fields(self)}
+        return {
+            f.name: list(getattr(self, f.name).values)
+            for f in fields(self)
+            if getattr(self, f.name) is not None
+        }
+
+
+_PRECISION = re.compile(r"w(\d+)a(\d+)")
+
+
+def parse_precision(text: str) -> tuple[int, int]:
+    """``"w8a8"`` -> (8, 8): a stage's weight and activation bit-widths, as genomes write them."""
+    match = _PRECISION.fullmatch(str(text).strip().lower())
+    if not match:
+        raise ValueError(
+            f"a precision is written w<weight bits>a<activation bits>, e.g. w8a8; got {text!r}"
+        )
+    weights, activations = int(match[1]), int(match[2])
+    if weights not in WEIGHT_BITS or activations not in ACTIVATION_BITS:
+        raise ValueError(
+            f"precision {text!r}: weight bits must be among {list(WEIGHT_BITS)} and activation "
+            f"bits among {list(ACTIVATION_BITS)}"
+        )
+    return weights, activations
+
+
+def precision_name(weight_bits: int, activation_bits: int) -> str:
+    return f"w{weight_bits}a{activation_bits}"
 
 
 def _known_kinds() -> set[str]:

@@ -243,6 +243,53 @@ def test_restriction_keeps_the_space_order_of_what_survives():
     assert restricted.activation_bits.values == (32, 8)
 
 
+def test_pairs_drawn_together_are_the_only_pairs_sampled(sampled_candidates):
+    space = SearchSpace(precision=Choice(("W8A8", "w32a32", "w8a8")))
+    assert space.precision.values == ("w8a8", "w32a32")  # written as genomes write them
+    assert space.weight_bits.values == (8, 32) and space.describe()["precision"] == [
+        "w8a8",
+        "w32a32",
+    ]
+    pairs = set()
+    for candidate in sampled_candidates(60, space=restrict_space(space, get_device("host"))):
+        pairs |= {(s.weight_bits, s.activation_bits) for s in candidate.policy.stages}
+    assert pairs == {(8, 8), (32, 32)}
+    # On an int8-only microcontroller only the int8 pair is left; with none left, one sentence.
+    mcu = get_device("cortex-m7")
+    assert restrict_space(space, mcu).precision.values == ("w8a8",)
+    with pytest.raises(DeviceError) as err:
+        restrict_space(SearchSpace(precision=Choice(("w4a8", "w32a32"))), mcu)
+    assert_one_line(
+        err.value,
+        "device cortex-m7 executes weight bits [8] and activation bits [8]; none of "
+        "space.precisions ['w4a8', 'w32a32'] is among them: add one such as w8a8",
+    )
+
+
+def test_pairs_a_device_runs_alike_are_found_and_said_once_with_the_pairs_to_draw(caplog):
+    from evaluators.devices import alike_pairs
+
+    host = get_device("host")
+    assert alike_pairs((8, 32), (8, 32), host) == {"w32a32": ("w8a32", "w32a8", "w32a32")}
+    assert alike_pairs((4, 8), (8,), host) == {}  # 4-bit weights are packed beside int8 kernels
+    assert alike_pairs((8, 32), (8, 32), get_device("bitserial")) == {}  # each width its own
+    space = SearchSpace(weight_bits=Choice((8, 32)), activation_bits=Choice((8, 32)))
+    devices._SAID_ALIKE.clear()
+    restrict_space(space, host)
+    restrict_space(space, host)
+    said = [r.getMessage() for r in caplog.records if "at the same cost" in r.getMessage()]
+    assert said == [
+        "device host runs w8a32 and w32a8 like w32a32, at the same cost: drawn apart, "
+        "space.weight_bits [8, 32] and activation_bits [8, 32] spend trials on pairs that "
+        "only round more; draw the pairs together instead, with space.precisions: "
+        "[w8a8, w32a32]"
+    ]
+    caplog.clear()
+    restrict_space(SearchSpace(precision=Choice(("w8a8", "w32a32"))), host)
+    restrict_space(SearchSpace(weight_bits=Choice((4, 8)), activation_bits=Choice((8,))), host)
+    assert "at the same cost" not in caplog.text
+
+
 def test_empty_intersection_says_what_to_add():
     space = SearchSpace(weight_bits=Choice((4,)), activation_bits=Choice((8,)))
     with pytest.raises(DeviceError) as err:

@@ -24,6 +24,19 @@ def test_resolved_config_round_trips_through_yaml():
     assert again == config
 
 
+def test_precisions_are_drawn_in_pairs_and_a_saved_config_reads_back():
+    config = parse_config({"space": {"precisions": ["W8A8", "w32a32", "w8a8"]}})
+    assert config.space.precisions == ["w8a8", "w32a32"]
+    # weight_bits and activation_bits say the widths its pairs use, and may say so again.
+    assert config.space.weight_bits == [8, 32] and config.space.activation_bits == [8, 32]
+    assert parse_config(yaml.safe_load(config.to_yaml())) == config
+    again = {"precisions": ["w8a8"], "weight_bits": [8], "activation_bits": [8]}
+    assert parse_config({"space": again}).space.precisions == ["w8a8"]
+    assert config.search_space().precision.values == ("w8a8", "w32a32")
+    with pytest.raises(ConfigError, match="activation_bits \\[32\\] would be ignored"):
+        parse_config({"space": {"precisions": ["w8a8"], "activation_bits": [32]}})
+
+
 def test_overrides_replace_top_level_settings():
     config = load_config(ROOT / "configs" / "quickstart.yaml", name="other", trials=None)
     assert config.name == "other"
@@ -44,6 +57,8 @@ def test_overrides_replace_top_level_settings():
         ({"training": {"early_stopping_min_gain": 1.5}}, "training.early_stopping_min_gain"),
         ({"training": {"early_stopping_feedback": "best"}}, "training.early_stopping_feedback"),
         ({"execution": {"backend": "ray", "workers": 2}}, "execution.ray.concurrent"),
+        ({"space": {"precisions": ["int8"]}}, "space.precisions"),
+        ({"space": {"precisions": ["w8a8"], "weight_bits": [4, 8]}}, "space"),
     ],
 )
 def test_mistakes_name_the_field(data, field):

@@ -303,8 +303,7 @@ def test_report_says_how_much_faster_when_the_teacher_latency_is_known(tmp_path:
 
 def test_report_counts_and_escapes(report: str):
     assert (
-        "7 trials: 4 ok, 1 over budget (infeasible), 1 failed, 1 stopped early (pruned)"
-        in report
+        "7 trials: 4 ok, 1 over budget (infeasible), 1 failed, 1 stopped early (pruned)" in report
     )
     assert "RuntimeError: &lt;boom&gt; &amp; more" in report
     assert "<boom>" not in report
