@@ -38,6 +38,7 @@ named by ``PARETONAS_DEVICES`` (folders separated by ``os.pathsep``: ``:`` on Li
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import inspect
 import logging
@@ -374,7 +375,11 @@ def load_device_file(path: str | Path) -> Device:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
-        raise DeviceError(f"{path}: cannot read the device file ({err.strerror or err})") from None
+        where = "" if path.is_absolute() else f", relative to {Path.cwd()}"
+        raise DeviceError(
+            f"{path}: cannot read the device file ({err.strerror or err}{where}); give its "
+            "path from the folder the command runs in, or an absolute one"
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as err:
@@ -393,13 +398,31 @@ def load_device_file(path: str | Path) -> Device:
         # A misspelt key is both unknown and, under its right name, missing: the unknown
         # one names the typo, so it is said first.
         errors = sorted(err.errors(), key=lambda error: error["type"] != "extra_forbidden")
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        rest = [e for e in errors[1:] if not _same_typo(e, errors)]
+        more = f"; also {_describe(rest[0])}" if rest else ""
+        more += f" (and {len(rest) - 1} more)" if len(rest) > 1 else ""
         raise DeviceError(_one_line(f"{path}: {_describe(errors[0])}{more}")) from None
     if device.name != path.stem:
         raise DeviceError(
             f"{path}: name: must match the file name {path.stem!r} (got {device.name!r})"
         )
     return device
+
+
+def _same_typo(error: Any, errors: list[Any]) -> bool:
+    """Whether ``error`` is a required key that an unknown key beside it misspells: the
+    unknown one says it already."""
+    if error["type"] != "missing":
+        return False
+    parent, name = error["loc"][:-1], str(error["loc"][-1])
+    unknown = [
+        str(e["loc"][-1])
+        for e in errors
+        if e["type"] == "extra_forbidden" and e["loc"][:-1] == parent
+    ]
+    return bool(
+        difflib.get_close_matches(name.lower(), [u.lower() for u in unknown], n=1, cutoff=0.6)
+    )
 
 
 # --- the registry ---------------------------------------------------------------------------

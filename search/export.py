@@ -75,8 +75,8 @@ def recommended_trial(run_dir: str | Path, tier: str = CONFIGURED) -> tuple[int,
     ]
     if len(matches) != 1:
         what = "no budget tier" if not matches else "more than one budget tier named"
-        listed = ", ".join(repr(name) for name in names) or "none"
-        raise ConfigError(f"{run_dir} has {what} {tier!r}; its tiers are {listed}")
+        listed = ", ".join(_short(name) for name in names) or "none"
+        raise ConfigError(f"{run_dir} has {what} {tier!r}; pass --tier {listed} (or knee)")
     (chosen,) = matches
     if chosen.get("trial") is None:
         raise ConfigError(
@@ -194,7 +194,7 @@ def export_trial(
         shutil.copy2(source / name, out / name)
     data = RunData(run_dir)
     signed = write_signed(data, row, out)
-    golden = write_golden(data, out)
+    golden = write_golden(data, row, out)
     text = json.dumps(manifest(run_dir, row, out, why, signed, data, golden), indent=2)
     write_text_atomic(out / "manifest.json", text)
     return out
@@ -376,6 +376,8 @@ def manifest(
         "how_measured": {
             "accuracy": "top-1 of model.onnx run by ONNX Runtime on the validation split "
             "(ranked on) and the test split (test_accuracy)",
+            "expected_accuracy": "predicted, for a trial stopped early only: the validation "
+            "accuracy it would have ended at, from the run's finished learning curves (median)",
             "latency_ms": latency_how,
             "peak_memory_kb": "computed: peak of live activation bytes over the execution "
             "schedule (evaluators.memory), at the width the device runs each stage's "
@@ -425,7 +427,9 @@ def onnx_format(model_path: Path) -> dict[str, Any]:
     return {
         "ir_version": int(model.ir_version),
         "opsets": {(entry.domain or "ai.onnx"): int(entry.version) for entry in model.opset_import},
-        "producer": f"{model.producer_name} {model.producer_version}".strip() or None,
+        # ONNX's producer field: the tool that wrote the file last (ONNX Runtime's quantizer
+        # for an int8 file), named so it is not read as an ONNX version.
+        "written_by": f"{model.producer_name} {model.producer_version}".strip() or None,
     }
 
 
@@ -551,7 +555,31 @@ def write_signed(data: RunData, row: pd.Series, out: Path) -> dict[str, Any] | N
     return found
 
 
-def write_golden(data: RunData, out: Path) -> dict[str, Any]:
+def golden_indices(labels: Any, count: int) -> list[int]:
+    """Up to ``count`` positions in a split, taken from each class in turn (each class's
+    first images, classes in index order): a port that mixes up classes, or a channel order
+    that only some classes show, changes some of their predictions."""
+    by_class: dict[int, list[int]] = {}
+    for index, label in enumerate(labels.tolist()):
+        by_class.setdefault(int(label), []).append(index)
+    queues = [iter(by_class[label]) for label in sorted(by_class)]
+    picked: list[int] = []
+    while queues and len(picked) < count:
+        for queue in list(queues):
+            index = next(queue, None)
+            if index is None:
+                queues.remove(queue)
+            elif len(picked) < count:
+                picked.append(index)
+    return sorted(picked)
+
+
+def _test_accuracy_text(row: pd.Series) -> str:
+    value = _plain(row.get("test_accuracy")) if row is not None else None
+    return "not recorded" if value is None else f"{100 * float(value):.1f}%"
+
+
+def write_golden(data: RunData, row: pd.Series, out: Path) -> dict[str, Any]:
     """Write ``GOLDEN_FILE``: the first test images as the model takes them and the logits
     ONNX Runtime gives for them here, from model.onnx and (when written) the signed file.
     A port of the model to another runtime is checked against it before any accuracy run:
@@ -566,15 +594,18 @@ def write_golden(data: RunData, out: Path) -> dict[str, Any]:
     if dataset is None:
         log.warning("no %s: %s", GOLDEN_FILE, data.missing)
         return {"file": None, "why": f"the run's test split did not load here: {data.missing}"}
-    images = dataset.test.images[:GOLDEN_IMAGES]
+    indices = golden_indices(dataset.test.labels, GOLDEN_IMAGES)
+    images = dataset.test.images[indices]
     arrays = {
         "inputs": images.numpy().astype(np.float32),
-        "labels": dataset.test.labels[:GOLDEN_IMAGES].numpy().astype(np.int64),
+        "labels": dataset.test.labels[indices].numpy().astype(np.int64),
+        "indices": np.asarray(indices, dtype=np.int64),
     }
     described = {
-        "inputs": f"float32 {list(images.shape)}: the first {len(images)} images of the run's "
-        "test split, preprocessed (the model's input, fed one at a time)",
+        "inputs": f"float32 {list(images.shape)}: {len(images)} images of the run's test "
+        "split, from each class in turn, preprocessed (the model's input, fed one at a time)",
         "labels": "int64: their classes (indices into class_names)",
+        "indices": "int64: their positions in the test split",
         "logits": "float32: model.onnx's output for each input",
     }
     files = {"logits": out / "model.onnx"}
@@ -601,7 +632,8 @@ def write_golden(data: RunData, out: Path) -> dict[str, Any]:
         "load": "numpy.load(path, allow_pickle=False)",
         "how": f"run by ONNX Runtime {_version('onnxruntime')} on {platform.system()} "
         f"{platform.machine()} (this export's machine), one image at a time; model.onnx "
-        f"predicts the label for {agree} of {len(images)}",
+        f"predicts the label of {agree} of these {len(images)} (its test accuracy, on the "
+        f"whole split: {_test_accuracy_text(row)})",
         "use": "a port of the model should predict the same classes on these inputs; its "
         "logits differ from these by its kernels' rounding (more where it computes in int8)",
     }

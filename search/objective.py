@@ -243,7 +243,9 @@ def objective_values(
 
 
 def describe(metrics: Metrics, candidate: Candidate) -> str:
-    parts = [f"{metrics.status:<10}"]
+    # "pruned" is also what compression does to channels, and the genome beside it says p0.25.
+    status = "stopped early" if metrics.status == "pruned" else metrics.status
+    parts = [f"{status:<10}"]
     if metrics.accuracy is not None:
         parts.append(f"val acc {metrics.accuracy:.4f}")
     if metrics.latency_ms is not None:

@@ -63,6 +63,7 @@ from evaluators.budget import Budget
 from evaluators.metrics import Metrics
 from search.config import ConfigError, RunConfig
 from search.objective import Objective, describe, record, same_candidate, stopping_inputs
+from search.report.formatting import counted
 from search.runner import ReportThrottle, RunResult, masked, prepare, write_results
 from search.storage import (
     mark_worker,
@@ -397,10 +398,10 @@ def run_ray(
     if not ray.is_initialized():
         join_cluster(address)
     log.info(
-        "run %s: %d finished trial(s) of %d; Ray cluster %s (%s CPUs); %d at once",
+        "run %s: %d of %s finished; Ray cluster %s (%s CPUs); %d at once",
         config.name,
         done,
-        target,
+        counted(target, "trial"),
         address,
         ray.cluster_resources().get("CPU", 0),
         settings.concurrent,

@@ -35,6 +35,7 @@ from evaluators.teacher import Teacher, prepare_teacher, with_measured_latency
 from search.config import ConfigError, RunConfig, parse_config
 from search.objective import Objective
 from search.report import write_report
+from search.report.formatting import counted
 from search.results import (
     TRIALS_FILE,
     budget_unmet,
@@ -131,12 +132,12 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
         session = prepare(config, study, progress=progress and execution.workers == 1)
         done, _ = worker_progress(study)
         log.info(
-            "run %s: %d finished trial(s) of %d; storage %s; %d worker(s)",
+            "run %s: %d of %s finished; storage %s; %s",
             config.name,
             done,
-            target,
+            counted(target, "trial"),
             safe_url(url),
-            execution.workers,
+            counted(execution.workers, "worker"),
         )
         start = time.perf_counter()
         with session.written_on_interrupt():
@@ -237,7 +238,7 @@ def run_worker(
     shared = int(os.environ.get("PARETONAS_THREADS", "0"))
     _set_threads(shared or execution.threads_per_worker or _cores())
     ran = session.work(target)
-    log.info("worker: %d trial(s) run here", ran)
+    log.info("worker: %s run here", counted(ran, "trial"))
     return session.write()
 
 
@@ -692,7 +693,10 @@ def write_results(
             for name, direction in zip(config.objectives, config.directions, strict=True)
         ],
         "device": {
-            "name": config.device.name,
+            # The device's own name: the config may name it by a path that means nothing
+            # where the run's files are read later.
+            "name": config.target().name,
+            **({"file": config.device.name} if config.device.name != config.target().name else {}),
             "description": facts["device_description"],
             # Whether the latency axis is measured here or predicted for a device we cannot run.
             # What the run used: a fitted predictor replaces the device's roofline.

@@ -12,7 +12,7 @@ import pandas as pd
 
 from search.report.architecture import parse_genome
 from search.report.figures import Axis
-from search.report.formatting import counted, esc, pct
+from search.report.formatting import counted, esc, pct, to_number
 from search.report.frames import faded_groups, feasible, searched
 from search.report.marks import beyond
 from search.report.picks import Pick
@@ -21,8 +21,21 @@ from search.summary import teacher_facts
 # Why the figures' numbers are not the summary's: both are true, on different images.
 SPLITS = (
     "The figures plot validation accuracy, which the search chose by; the summary quotes test "
-    "accuracy, on images held out from that choice, so the two differ slightly."
+    "accuracy, on images held out from that choice"
 )
+
+
+def splits_note(run: dict[str, Any] | None) -> str:
+    """Which accuracy the figures plot, and how far the validation split's size lets two
+    candidates' validation accuracies be told apart."""
+    images = to_number(((run or {}).get("split_sizes") or {}).get("validation"))
+    if not images:
+        return f"{SPLITS}, so the two differ by chance."
+    return (
+        f"{SPLITS}. With {int(images):,} validation images, one image is "
+        f"{100 / images:.2g} points of validation accuracy: the two accuracies differ by "
+        "chance, and members a few images apart are not told apart by it."
+    )
 
 
 def scatter_caption(
@@ -47,7 +60,7 @@ def scatter_caption(
     teacher = teacher_facts(run or {})["test_accuracy"]
     if teacher is not None:
         parts.append(f"The green dashed line is the teacher's test accuracy ({pct(teacher)}).")
-    parts.append(SPLITS)
+    parts.append(splits_note(run))
     past = beyond(trials, x)
     if len(past):
         parts.append(

@@ -143,7 +143,10 @@ def _seen(key: str, reasons: list[str]) -> str:
     for reason in reasons:
         for axis, value, _ in _OVER_BUDGET.findall(reason):
             figures.setdefault(axis, []).append(float(value))
-    seen = "; ".join(f"{axis} {min(v):.4g} to {max(v):.4g}" for axis, v in figures.items())
+    seen = "; ".join(
+        f"{axis} {min(v):.4g}" + (f" to {max(v):.4g}" if max(v) > min(v) else "")
+        for axis, v in figures.items()
+    )
     return f"{key}: {seen}"
 
 

@@ -107,6 +107,7 @@ def prediction_figure(compared: pd.DataFrame) -> go.Figure:
 
 def prediction_caption(run: dict[str, Any], trials: pd.DataFrame, compared: pd.DataFrame) -> str:
     device = (run.get("device") or {}).get("name") or "the device"
+    calibrate_name = (run.get("device") or {}).get("file") or device  # a device file's path
     if compared.empty:
         if latency_kind(run, trials) == "predicted":
             text = (
@@ -117,7 +118,8 @@ def prediction_caption(run: dict[str, Any], trials: pd.DataFrame, compared: pd.D
         else:
             text = (
                 "No trial has both a measured and a predicted latency. Calibrate a predictor "
-                f"(`paretonas calibrate --device {device}`) and the next trials record both."
+                f"(`paretonas calibrate --device {calibrate_name}`) and the next trials record "
+                "both."
             )
         return f'<p class="note">{esc(text)}</p>'
     error = prediction_error(compared)

@@ -106,10 +106,15 @@ def render_report(
         plots.get(FIGURE_HV, ""),
         hypervolume_caption(progress),
         plots.get(FIGURE_IMPORTANCE, ""),
-        importance_caption(importance),
+        importance_caption(importance, completed=_completed(trials)),
         "<h2>Predicted against measured latency</h2>",
         plots.get(FIGURE_PREDICTION, ""),
         prediction_caption(run, trials, compared),
         footer(run),
     ]
     return html_page(f"paretonas report: {name}", sections)
+
+
+def _completed(trials: pd.DataFrame) -> int | None:
+    """The trials Optuna's importance reads: complete, with values (baselines are not)."""
+    return int((trials["state"] == "COMPLETE").sum()) if "state" in trials else None

@@ -7,7 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from search.report.colours import FRONT, RUN_COLOURS
-from search.report.formatting import esc, fixed, pct
+from search.report.formatting import counted, esc, fixed, pct
 from search.summary import AXES, IMPORTANCE, MIN_TRIALS_FOR_IMPORTANCE
 
 
@@ -105,7 +105,9 @@ def importance_figure(importance: dict[str, dict[str, float]]) -> go.Figure:
     return figure
 
 
-def importance_caption(importance: dict[str, dict[str, float]] | None) -> str:
+def importance_caption(
+    importance: dict[str, dict[str, float]] | None, completed: int | None = None
+) -> str:
     if not importance:
         text = (
             "Which decisions matter (parameter importance per objective) appears here once the "
@@ -120,4 +122,12 @@ def importance_caption(importance: dict[str, dict[str, float]] | None) -> str:
         "budget was never trained and counts with accuracy 0, so a parameter that decides "
         "feasibility also scores for accuracy."
     )
+    parameters = max(len(values) for values in importance.values())
+    if completed is not None:
+        text += (
+            f" It rests on {counted(completed, 'completed trial')} for "
+            f"{counted(parameters, 'parameter')}: with few trials per parameter it ranks "
+            "chance as readily as effect, so read it as a hint until the run has many more "
+            "trials than parameters."
+        )
     return f'<p class="caption">{esc(text)}</p>'

@@ -189,6 +189,25 @@ def test_invalid_fields_are_named(tmp_path, change, expected):
     assert_one_line(err.value, str(path), expected)
 
 
+def test_a_typo_is_said_once_and_a_second_mistake_is_said_too(tmp_path):
+    typo = mine(memory={"sram_KB": 256, "flash_kb": 2048})
+    with pytest.raises(DeviceError) as err:
+        load_device_file(write(tmp_path, typo))
+    assert str(err.value).endswith("unknown field memory.sram_KB (known: sram_kb, flash_kb)")
+    typo["kind"] = "phone"
+    with pytest.raises(DeviceError) as err:
+        load_device_file(write(tmp_path, typo))
+    assert_one_line(err.value, "memory.sram_KB", "; also kind: must be 'host'")
+    assert "more" not in str(err.value)
+
+
+def test_a_device_file_that_is_not_there_says_where_it_was_looked_for(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DeviceError) as err:
+        load_device_file("boards/none.yaml")
+    assert_one_line(err.value, f"No such file or directory, relative to {tmp_path}")
+
+
 def test_nested_rule_violations_name_the_nested_field(tmp_path):
     data = mine()
     data["executes"]["weight_bits"] = [3, 8]

@@ -105,7 +105,9 @@ def test_the_recommended_trial_is_the_tiers_or_one_clear_sentence(tmp_path):
     )
     with pytest.raises(ConfigError, match=r"no model of .* meets the tighter .*--tier"):
         recommended_trial(run, "TIGHT")
-    with pytest.raises(ConfigError, match=r"no budget tier 'fast'; its tiers are 'tighter"):
+    with pytest.raises(
+        ConfigError, match=r"no budget tier 'fast'; pass --tier tighter, 'configured budget'"
+    ):
         recommended_trial(run, "fast")
     # The knee point is no budget's pick, but the report promotes it: --tier knee finds it.
     with pytest.raises(ConfigError, match=r"has no knee point"):
@@ -437,8 +439,10 @@ def test_the_golden_file_holds_test_inputs_and_the_files_own_logits(tmp_path):
 
     golden = np.load(out / "golden.npz", allow_pickle=False)
     test = parse_config(yaml.safe_load(config.read_text()), str(config)).load_dataset().test
-    assert np.array_equal(golden["inputs"], test.images[:8].numpy())
-    assert np.array_equal(golden["labels"], test.labels[:8].numpy())
+    indices = golden["indices"]
+    assert np.array_equal(golden["inputs"], test.images[indices].numpy())
+    assert np.array_equal(golden["labels"], test.labels[indices].numpy())
+    assert len(set(golden["labels"].tolist())) == 8  # digits has 10 classes: 8 different ones
     for name, file in (("logits", "model.onnx"), ("signed_logits", "model.s8s8.onnx")):
         session = ort.InferenceSession(str(out / file), providers=["CPUExecutionProvider"])
         ran = [session.run(None, {"input": x[None]})[0][0] for x in golden["inputs"]]
@@ -455,6 +459,18 @@ def test_the_golden_file_holds_test_inputs_and_the_files_own_logits(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["golden"]["file"] is None and "did not load here" in manifest["golden"]["why"]
     assert not (out / "golden.npz").exists() and "golden.npz" not in manifest["files"]
+
+
+def test_golden_images_are_taken_from_each_class_in_turn():
+    import torch
+
+    from search.export import golden_indices
+
+    # A split sorted by class, as an image folder's is: the first 8 would all be class 0.
+    labels = torch.tensor([0] * 10 + [1] * 3 + [2] * 10)
+    assert golden_indices(labels, 8) == [0, 1, 2, 10, 11, 12, 13, 14]
+    assert golden_indices(torch.tensor([1, 1, 0]), 8) == [0, 1, 2]  # fewer than 8: all
+    assert golden_indices(torch.tensor([3, 0, 3, 0]), 2) == [0, 1]
 
 
 def test_counts_read_back_from_a_column_with_blanks_are_whole_numbers(tmp_path):

@@ -156,7 +156,7 @@ def test_without_a_teacher_accuracy_there_is_no_line(tmp_path: Path):
 def test_captions_say_the_figures_are_validation_and_the_summary_test(page: str):
     for heading in ("Accuracy against latency", "Accuracy against peak memory"):
         caption = _caption(page, heading)
-        assert SPLITS in caption and "so the two differ slightly" in caption
+        assert SPLITS in caption and "the two differ by chance" in caption
         assert "Black diamonds, labelled, mark the model the summary recommends" in caption
 
 
@@ -232,3 +232,14 @@ def test_printed_3d_view_is_a_picture_and_the_rest_prints_whole(run_dir: Path, b
         assert errors == []
     finally:
         page.close()
+
+
+def test_the_importance_says_how_many_trials_it_rests_on_and_the_split_its_resolution():
+    from search.report.captions import splits_note
+    from search.report.search_progress import importance_caption
+
+    caption = importance_caption({"accuracy": {"s0_width": 0.7, "num_stages": 0.3}}, completed=1)
+    assert "It rests on 1 completed trial for 2 parameters" in caption
+    note = splits_note({"split_sizes": {"validation": 68, "test": 120}})
+    assert "With 68 validation images, one image is 1.5 points of validation accuracy" in note
+    assert splits_note({}).endswith("so the two differ by chance.")

@@ -87,6 +87,29 @@ def test_a_run_resumes_its_study_and_keeps_every_trial(tmp_path):
     assert set(splits) == {"validation", "test"} and all(len(v) == 16 for v in splits.values())
 
 
+def test_a_device_named_by_its_file_is_recorded_by_its_own_name(tmp_path, monkeypatch):
+    import yaml
+
+    from evaluators.devices import PROFILE_DIR
+
+    board = yaml.safe_load((PROFILE_DIR / "cortex-m7.yaml").read_text())
+    board["name"] = "my-board"
+    (tmp_path / "boards").mkdir()
+    (tmp_path / "boards" / "my-board.yaml").write_text(yaml.safe_dump(board))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(pipeline, "train", lambda *a, **k: pytest.fail("over budget: no training"))
+    config = _config(
+        tmp_path,
+        name="board",
+        device={"name": "boards/my-board.yaml"},
+        budget={"latency_ms": 1e-6},
+        space={**TINY.get("space", {}), "weight_bits": [8], "activation_bits": [8]},
+    )
+    result = run_search(config, trials=1, progress=False)
+    device = json.loads((result.run_dir / "run.json").read_text())["device"]
+    assert device["name"] == "my-board" and device["file"] == "boards/my-board.yaml"
+
+
 def test_a_changed_config_is_not_mixed_into_an_existing_run(tmp_path):
     run_search(
         _config(tmp_path, name="fixed", budget={"latency_ms": 0.001}), trials=1, progress=False
@@ -216,6 +239,8 @@ def test_a_trials_log_line_says_whether_its_latency_was_measured(source, tag):
     candidate = Candidate(ArchSpec(8, (StageSpec("dsconv", 1, 16, 3),)))
     line = describe(Metrics(status="ok", latency_ms=0.5, latency_source=source), candidate)
     assert f"latency 0.500 ms {tag}" in line
+    stopped = describe(Metrics(status="pruned", reason="stopped after epoch 1 of 4"), candidate)
+    assert stopped.startswith("stopped early") and "pruned" not in stopped
 
 
 @pytest.mark.parametrize(
