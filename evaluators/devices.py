@@ -45,6 +45,7 @@ import logging
 import math
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -68,6 +69,7 @@ __all__ = [
     "Executes",
     "Latency",
     "Memory",
+    "alike_note",
     "get_device",
     "list_devices",
     "load_device_file",
@@ -630,7 +632,6 @@ def restrict_space(space: SearchSpace, device: Device) -> SearchSpace:
                 _intersect(space.activation_bits.values, device, "activation_bits")
             ),
         }
-        _say_alike_pairs(bits["weight_bits"].values, bits["activation_bits"].values, device)
     restricted = dataclasses.replace(
         space, **bits, kind=Choice(_executable_kinds(space.kind.values, device))
     )
@@ -655,49 +656,46 @@ def _executable_pairs(precisions: tuple[str, ...], device: Device) -> tuple[str,
     return kept
 
 
-def alike_pairs(
-    weight_bits: tuple[int, ...], activation_bits: tuple[int, ...], device: Device
-) -> dict[str, tuple[str, ...]]:
-    """The (weight, activation) pairs of ``weight_bits`` x ``activation_bits`` that
-    ``device`` holds at the same widths (``Device.held_widths``), by those widths, where
-    two or more are: the pairs of a group cost the same, and those narrower than the held
-    widths only round more."""
+def alike_pairs(pairs: Iterable[tuple[int, int]], device: Device) -> dict[str, tuple[str, ...]]:
+    """The (weight, activation) ``pairs`` that ``device`` holds at the same widths
+    (``Device.held_widths``), by those widths, where two or more are: the pairs of a group
+    cost the same, and those narrower than the held widths only round more."""
     groups: dict[str, list[str]] = {}
-    for w in weight_bits:
-        for a in activation_bits:
-            held = device.held_widths(StagePolicy(weight_bits=w, activation_bits=a))
-            key = precision_name(held.weight_bits, held.activation_bits)
-            groups.setdefault(key, []).append(precision_name(w, a))
-    return {held: tuple(pairs) for held, pairs in groups.items() if len(pairs) > 1}
+    for w, a in pairs:
+        held = device.held_widths(StagePolicy(weight_bits=w, activation_bits=a))
+        key = precision_name(held.weight_bits, held.activation_bits)
+        groups.setdefault(key, []).append(precision_name(w, a))
+    return {held: tuple(found) for held, found in groups.items() if len(found) > 1}
 
 
-_SAID_ALIKE: set[tuple] = set()
-
-
-def _say_alike_pairs(
-    weight_bits: tuple[int, ...], activation_bits: tuple[int, ...], device: Device
-) -> None:
-    alike = alike_pairs(weight_bits, activation_bits, device)
-    key = (device.name, weight_bits, activation_bits)
-    if not alike or key in _SAID_ALIKE:
-        return
-    _SAID_ALIKE.add(key)
+def alike_note(space: SearchSpace, device: Device) -> str | None:
+    """What to tell a user whose space (as ``restrict_space`` left it) draws precision pairs
+    that ``device`` runs alike, and which pairs to draw instead; None when it draws none."""
+    if space.precision is not None:
+        pairs = [parse_precision(p) for p in space.precision.values]
+    else:
+        pairs = [(w, a) for w in space.weight_bits.values for a in space.activation_bits.values]
+    alike = alike_pairs(pairs, device)
+    if not alike:
+        return None
     said, dropped = [], set()
-    for held, pairs in alike.items():
-        # Keep the pair that rounds least: the widths the device holds them at, else the widest.
-        kept = held if held in pairs else max(pairs, key=parse_precision)
-        others = [p for p in pairs if p != kept]
+    for held, found in alike.items():
+        # Keep the pair that rounds least: the widths the device holds them at, else the one
+        # whose narrower operand is widest (w16a16 rounds less than w8a32).
+        kept = held if held in found else max(found, key=lambda p: sorted(parse_precision(p)))
+        others = [p for p in found if p != kept]
         dropped.update(others)
         listed = ", ".join(others[:-1]) + " and " + others[-1] if len(others) > 1 else others[0]
         said.append(f"{listed} like {kept}")
-    pairs = [precision_name(w, a) for w in weight_bits for a in activation_bits]
-    log.warning(
-        "device %s runs %s, at the same cost: drawn apart, space.weight_bits %s and "
-        "activation_bits %s spend trials on pairs that only round more; draw the pairs "
-        "together instead, with space.precisions: [%s]",
-        device.name,
-        "; ".join(said),
-        list(weight_bits),
-        list(activation_bits),
-        ", ".join(p for p in pairs if p not in dropped),
+    keep = ", ".join(p for p in (precision_name(*pair) for pair in pairs) if p not in dropped)
+    if space.precision is not None:
+        drawn = f"space.precisions spends trials on {', '.join(sorted(dropped))}, which"
+    else:
+        drawn = (
+            f"drawn apart, space.weight_bits {list(space.weight_bits.values)} and "
+            f"activation_bits {list(space.activation_bits.values)} spend trials on pairs that"
+        )
+    return (
+        f"device {device.name} runs {'; '.join(said)}, at the same cost: {drawn} only round "
+        f"more; draw space.precisions: [{keep}] instead"
     )

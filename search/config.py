@@ -23,7 +23,7 @@ from evaluators.pipeline import CompressionConfig
 from evaluators.teacher import TeacherConfig
 from spaces.candidate import ACTIVATION_BITS, BLOCK_KINDS, KERNELS, WEIGHT_BITS
 from spaces.params import Choice, Int
-from spaces.space import SearchSpace, parse_precision, precision_name
+from spaces.space import SearchSpace, parse_precision, precision_name, precision_widths
 
 OBJECTIVE_DIRECTIONS = {
     "accuracy": "maximize",
@@ -211,16 +211,15 @@ class SpaceSection(_Section):
         if not isinstance(data, dict) or not data.get("precisions"):
             return data
         try:
-            pairs = [parse_precision(p) for p in data["precisions"]]
+            weights, activations = precision_widths(data["precisions"])
         except (TypeError, ValueError):
             return data  # the field's own check says what is wrong
-        implied = {
-            "weight_bits": list(dict.fromkeys(w for w, _ in pairs)),
-            "activation_bits": list(dict.fromkeys(a for _, a in pairs)),
-        }
+        implied = {"weight_bits": list(weights), "activation_bits": list(activations)}
         for name, widths in implied.items():
             given = data.get(name)
-            same = isinstance(given, list) and sorted(map(str, given)) == sorted(map(str, widths))
+            same = isinstance(given, list | tuple) and sorted(map(str, given)) == sorted(
+                map(str, widths)
+            )
             if given is not None and not same:
                 raise ValueError(
                     f"precisions draws the bit-widths in pairs, so {name} {given} would be "

@@ -248,7 +248,8 @@ def _dominance(run_dir: Path, row: pd.Series, pareto: pd.DataFrame) -> str:
 
 class RunData:
     """The run's dataset as its config loads it (same split, same normalisation), loaded on
-    first use only: most exports need no data, and a machine without it can still export."""
+    first use only, and never downloaded: a machine without the data still exports, and
+    what needed it says why it was not done."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
@@ -265,7 +266,8 @@ class RunData:
             path = self.run_dir / "config.yaml"
             try:
                 config = parse_config(yaml.safe_load(path.read_text()), str(path))
-                self._dataset = config.load_dataset()
+                offline = config.dataset.model_copy(update={"download": False})
+                self._dataset = config.model_copy(update={"dataset": offline}).load_dataset()
             except Exception as error:  # no data here: what needs it says so and goes on
                 self.missing = _sentence(error, with_type=False)
         return self._dataset
@@ -548,8 +550,8 @@ def write_signed(data: RunData, row: pd.Series, out: Path) -> dict[str, Any] | N
             f"{'stage' if len(fp32) == 1 else 'stages'} {', '.join(map(str, fp32))} "
             f"{'runs' if len(fp32) == 1 else 'run'} in fp32 in this file, as in "
             "model.onnx (the stem follows stage 0, the classifier the last stage): an "
-            "integer-only runtime needs w8a8 in every stage "
-            "(search with space.weight_bits: [8] and activation_bits: [8])"
+            "integer-only runtime needs w8a8 in every stage (search with space.precisions: "
+            "[w8a8])"
         )
     found["check"] = _compare_signed(data, row, out)
     return found
@@ -580,7 +582,7 @@ def _test_accuracy_text(row: pd.Series) -> str:
 
 
 def write_golden(data: RunData, row: pd.Series, out: Path) -> dict[str, Any]:
-    """Write ``GOLDEN_FILE``: the first test images as the model takes them and the logits
+    """Write ``GOLDEN_FILE``: test images from each class, as the model takes them, and the logits
     ONNX Runtime gives for them here, from model.onnx and (when written) the signed file.
     A port of the model to another runtime is checked against it before any accuracy run:
     a wrong layout or normalisation changes the logits at once."""
@@ -595,6 +597,8 @@ def write_golden(data: RunData, row: pd.Series, out: Path) -> dict[str, Any]:
         log.warning("no %s: %s", GOLDEN_FILE, data.missing)
         return {"file": None, "why": f"the run's test split did not load here: {data.missing}"}
     indices = golden_indices(dataset.test.labels, GOLDEN_IMAGES)
+    if not indices:
+        return {"file": None, "why": "the run's test split has no images"}
     images = dataset.test.images[indices]
     arrays = {
         "inputs": images.numpy().astype(np.float32),

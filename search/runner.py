@@ -23,7 +23,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution
 
 from evaluators.data import Dataset
-from evaluators.devices import Device, DeviceError
+from evaluators.devices import Device, DeviceError, alike_note
 from evaluators.distill import resolve_device
 from evaluators.early_stopping import EarlyStopping
 from evaluators.files import write_text_atomic
@@ -115,6 +115,10 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     study = _open(config, url)
     for note in config.budget_beyond_device():
         log.warning(note)
+    alike = alike_note(config.search_space(), config.target())
+    if alike:
+        # A run's space is fixed once it has trials: the advice is for the next one.
+        log.warning(alike + (" (in a new run, --name)" if study.trials else ""))
     target = trials if trials is not None else config.trials
     check_study_config(study, config)
     check_study_space(study, config)

@@ -8,6 +8,7 @@ renaming one breaks resuming an existing study.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -51,14 +52,13 @@ class SearchSpace:
 
     def __post_init__(self) -> None:
         if self.precision is not None:
-            pairs = list(dict.fromkeys(parse_precision(p) for p in self.precision.values))
-            object.__setattr__(self, "precision", Choice(tuple(precision_name(*p) for p in pairs)))
-            object.__setattr__(
-                self, "weight_bits", Choice(tuple(dict.fromkeys(w for w, _ in pairs)))
+            names = dict.fromkeys(
+                precision_name(*parse_precision(p)) for p in self.precision.values
             )
-            object.__setattr__(
-                self, "activation_bits", Choice(tuple(dict.fromkeys(a for _, a in pairs)))
-            )
+            weights, activations = precision_widths(names)
+            object.__setattr__(self, "precision", Choice(tuple(names)))
+            object.__setattr__(self, "weight_bits", Choice(weights))
+            object.__setattr__(self, "activation_bits", Choice(activations))
         bad_kinds = [k for k in self.kind.values if k not in _known_kinds()]
         if bad_kinds:
             raise ValueError(f"unknown block kinds {bad_kinds}; known: {sorted(_known_kinds())}")
@@ -182,6 +182,13 @@ def parse_precision(text: str) -> tuple[int, int]:
 
 def precision_name(weight_bits: int, activation_bits: int) -> str:
     return f"w{weight_bits}a{activation_bits}"
+
+
+def precision_widths(precisions: Iterable[str]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The weight and the activation bit-widths that ``precisions`` use, each in order of
+    first use: what weight_bits and activation_bits say of a space that draws pairs."""
+    pairs = [parse_precision(p) for p in precisions]
+    return tuple(dict.fromkeys(w for w, _ in pairs)), tuple(dict.fromkeys(a for _, a in pairs))
 
 
 def _known_kinds() -> set[str]:

@@ -65,8 +65,8 @@ def scatter_caption(
     if len(past):
         parts.append(
             f"So that the rest can be read, the {x.noun} axis stops at {x.limit:,.4g} {x.unit}: "
-            f"{counted(len(past), 'trial')} {'lies' if len(past) == 1 else 'lie'} beyond its "
-            "right edge, the furthest at "
+            f"{counted(len(past), 'trial', verb=('lies', 'lie'))} beyond its right edge, the "
+            "furthest at "
             f"{past.max():,.4g} {x.unit}."
         )
     if (trials["baseline"] != "").any():
@@ -74,8 +74,7 @@ def scatter_caption(
     drawable = feasible(trials) | np.logical_or.reduce([m for _, m, _ in faded_groups(trials)])
     missing = int((drawable & trials[x.column].isna()).sum())
     if missing:
-        verb = "is" if missing == 1 else "are"
-        parts.append(f"{counted(missing, 'trial')} without a {x.noun} value {verb} not drawn.")
+        parts.append(f"Not drawn: {counted(missing, 'trial')} without a {x.noun} value.")
     return f'<p class="caption">{esc(" ".join(parts))}</p>'
 
 

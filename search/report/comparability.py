@@ -4,6 +4,7 @@ images, another training recipe), so the overlay page and the log can say so."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -43,7 +44,7 @@ def comparability_notes(runs: Sequence[tuple[str, dict[str, Any]]]) -> list[str]
                 f"{fidelities[1]}): their accuracies are not from the same recipe."
             )
         devices = (first.get("device") or {}, run.get("device") or {})
-        same_device = devices[0].get("name") == devices[1].get("name")
+        same_device = device_name(devices[0]) == device_name(devices[1])
         models = (devices[0].get("latency"), devices[1].get("latency"))
         if (
             same_device
@@ -116,3 +117,12 @@ def _fidelity_text(run: dict[str, Any]) -> str:
         if fidelity.get(key):
             text += f" + {fidelity[key]} {what}"
     return text
+
+
+def device_name(device: dict[str, Any]) -> str | None:
+    """A run's device by its own name. A run.json written before 2026-11-30 names a device
+    given as a file by that file's path, and a device file is named after its device."""
+    name = device.get("name")
+    if isinstance(name, str) and name.endswith((".yaml", ".yml")):
+        return Path(name).stem
+    return name

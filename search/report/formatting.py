@@ -34,9 +34,13 @@ def fixed(value: Any, digits: int) -> str:
     return "\u2014" if number is None else f"{number:,.{digits}f}"
 
 
-def counted(number: int, noun: str, plural: str | None = None) -> str:
-    """``number`` with its noun in the right number: "1 trial", "3 trials"."""
-    return f"{number:,} {noun if number == 1 else plural or noun + 's'}"
+def counted(
+    number: int, noun: str, plural: str | None = None, verb: tuple[str, str] | None = None
+) -> str:
+    """``number`` with its noun, and a ``verb`` (singular, plural) after it, in the right
+    number: "1 trial", "3 trials", "1 trial is", "3 trials are"."""
+    text = f"{number:,} {noun if number == 1 else plural or noun + 's'}"
+    return text if verb is None else f"{text} {verb[number != 1]}"
 
 
 def integer(value: Any) -> str:

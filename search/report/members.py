@@ -44,7 +44,7 @@ def trial_counts(trials: pd.DataFrame) -> str:
     within = feasible(trials)
     repeated = int((within & repeats(trials)).sum())
     trained = int(within.sum()) - repeated
-    text += f". {counted(trained, 'trained trial')} {'is' if trained == 1 else 'are'} within the "
+    text += f". {counted(trained, 'trained trial', verb=('is', 'are'))} within the "
     text += "configured budget"
     if repeated:
         text += (

@@ -125,8 +125,8 @@ def prediction_caption(run: dict[str, Any], trials: pd.DataFrame, compared: pd.D
     error = prediction_error(compared)
     sources = sorted({s for s in compared["predicted_latency_source"] if s})
     text = (
-        f"{counted(int(error['count']), 'trial')} "
-        f"{'was' if int(error['count']) == 1 else 'were'} measured and also predicted. Median error "
+        f"{counted(int(error['count']), 'trial', verb=('was', 'were'))} measured and also "
+        "predicted. Median error "
         f"{100 * error['median_error']:.1f}%, {100 * error['within_10pct']:.0f}% within "
         f"\u00b110%, Spearman rank correlation {fixed(error['spearman'], 3)} (how well the "
         "predictor orders candidates, which is what the search relies on off-host). "

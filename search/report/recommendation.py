@@ -91,8 +91,8 @@ def recommendation(
             lines.append(f'<p class="warn">{esc(unmet[0].upper() + unmet[1:])}.</p>')
     elif pareto.empty:
         lines.append(
-            f'<p class="warn">{counted(int(within.sum()), "trial")} '
-            f"{'is' if int(within.sum()) == 1 else 'are'} within budget, but "
+            f'<p class="warn">{counted(int(within.sum()), "trial", verb=("is", "are"))} '
+            "within budget, but "
             "pareto.csv lists no members yet; rebuild the report once the search has written "
             "it.</p>"
         )

@@ -115,6 +115,6 @@ def render_report(
     return html_page(f"paretonas report: {name}", sections)
 
 
-def _completed(trials: pd.DataFrame) -> int | None:
+def _completed(trials: pd.DataFrame) -> int:
     """The trials Optuna's importance reads: complete, with values (baselines are not)."""
-    return int((trials["state"] == "COMPLETE").sum()) if "state" in trials else None
+    return int((trials["state"] == "COMPLETE").sum())

@@ -153,7 +153,7 @@ def test_quickstart_twice_resumes_to_twelve_trials(tmp_path):
     assert onnx_acc == pytest.approx(best["test_accuracy"], abs=1e-6)
     model = load_exported(ship)
     assert model(dataset.test.images[:4]).shape == (4, 10)
-    # Reference inputs and outputs for checking a port: the test split's first images.
+    # Reference inputs and outputs for checking a port: test images from each class.
     golden = np.load(ship / "golden.npz", allow_pickle=False)
     indices = golden["indices"]
     assert np.array_equal(golden["inputs"], dataset.test.images[indices].numpy())

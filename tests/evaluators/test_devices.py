@@ -285,28 +285,30 @@ def test_pairs_drawn_together_are_the_only_pairs_sampled(sampled_candidates):
     )
 
 
-def test_pairs_a_device_runs_alike_are_found_and_said_once_with_the_pairs_to_draw(caplog):
-    from evaluators.devices import alike_pairs
+def test_pairs_a_device_runs_alike_are_found_with_the_pairs_to_draw_instead():
+    from evaluators.devices import alike_note, alike_pairs
 
     host = get_device("host")
-    assert alike_pairs((8, 32), (8, 32), host) == {"w32a32": ("w8a32", "w32a8", "w32a32")}
-    assert alike_pairs((4, 8), (8,), host) == {}  # 4-bit weights are packed beside int8 kernels
-    assert alike_pairs((8, 32), (8, 32), get_device("bitserial")) == {}  # each width its own
+    apart = [(8, 8), (8, 32), (32, 8), (32, 32)]
+    assert alike_pairs(apart, host) == {"w32a32": ("w8a32", "w32a8", "w32a32")}
+    assert alike_pairs([(4, 8), (8, 8)], host) == {}  # 4-bit weights are packed beside int8
+    assert alike_pairs(apart, get_device("bitserial")) == {}  # each width its own cost
     space = SearchSpace(weight_bits=Choice((8, 32)), activation_bits=Choice((8, 32)))
-    devices._SAID_ALIKE.clear()
-    restrict_space(space, host)
-    restrict_space(space, host)
-    said = [r.getMessage() for r in caplog.records if "at the same cost" in r.getMessage()]
-    assert said == [
+    assert alike_note(restrict_space(space, host), host) == (
         "device host runs w8a32 and w32a8 like w32a32, at the same cost: drawn apart, "
         "space.weight_bits [8, 32] and activation_bits [8, 32] spend trials on pairs that "
-        "only round more; draw the pairs together instead, with space.precisions: "
-        "[w8a8, w32a32]"
-    ]
-    caplog.clear()
-    restrict_space(SearchSpace(precision=Choice(("w8a8", "w32a32"))), host)
-    restrict_space(SearchSpace(weight_bits=Choice((4, 8)), activation_bits=Choice((8,))), host)
-    assert "at the same cost" not in caplog.text
+        "only round more; draw space.precisions: [w8a8, w32a32] instead"
+    )
+    # Pairs drawn together may still run alike; with no wider pair the widest is kept.
+    drawn = SearchSpace(precision=Choice(("w8a8", "w4a16", "w16a16", "w8a32")))
+    assert alike_note(drawn, host) == (
+        "device host runs w4a16 and w8a32 like w16a16, at the same cost: space.precisions "
+        "spends trials on w4a16, w8a32, which only round more; draw space.precisions: "
+        "[w8a8, w16a16] instead"
+    )
+    assert alike_note(SearchSpace(precision=Choice(("w8a8", "w32a32"))), host) is None
+    mcu = get_device("cortex-m7")
+    assert alike_note(restrict_space(space, mcu), mcu) is None  # int8 only: one pair left
 
 
 def test_empty_intersection_says_what_to_add():

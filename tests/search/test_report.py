@@ -830,6 +830,10 @@ def test_one_device_known_two_ways_is_noted():
     assert note.startswith("roof and fit know cortex-a72's latency differently")
     assert "roofline: roofline; against predicted: kernel model" in note
     assert note.endswith("their latency axes are not comparable.")
+    # A run.json from before 2026-11-30 names a device given as a file by its path.
+    by_path = {**roofline, "name": "boards/cortex-a72.yaml"}
+    older = [("roof", {**RUN, "data_splits": SPLITS, "device": by_path}), runs[1]]
+    assert len(comparability_notes(older)) == 1
 
 
 def test_one_device_measured_under_other_conditions_is_noted():

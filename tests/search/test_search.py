@@ -110,6 +110,20 @@ def test_a_device_named_by_its_file_is_recorded_by_its_own_name(tmp_path, monkey
     assert device["name"] == "my-board" and device["file"] == "boards/my-board.yaml"
 
 
+def test_a_run_drawing_pairs_the_device_runs_alike_is_told_what_to_draw(
+    tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(pipeline, "train", lambda *a, **k: pytest.fail("over budget: no training"))
+    apart = {**TINY["space"], "weight_bits": [8, 32], "activation_bits": [8, 32]}
+    config = _config(tmp_path, name="apart", budget={"latency_ms": 1e-6}, space=apart)
+    run_search(config, trials=1, progress=False)
+    said = [r.getMessage() for r in caplog.records if "at the same cost" in r.getMessage()]
+    assert len(said) == 1 and said[0].endswith("draw space.precisions: [w8a8, w32a32] instead")
+    caplog.clear()
+    run_search(config, trials=2, progress=False)  # resumed: the advice is for the next run
+    assert "[w8a8, w32a32] instead (in a new run, --name)" in caplog.text
+
+
 def test_a_changed_config_is_not_mixed_into_an_existing_run(tmp_path):
     run_search(
         _config(tmp_path, name="fixed", budget={"latency_ms": 0.001}), trials=1, progress=False
