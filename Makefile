@@ -79,6 +79,7 @@ bench: setup data
 	$(PY) benchmarks/search_quality.py --live-quantile 0.5 --quantile-seeds 6 --equal-compute-trials 64 --compression-space --kd-patience-epochs 200 --kd-patience-seeds 7
 	$(PY) benchmarks/early_stopping.py
 	$(PY) benchmarks/budget_tiers.py
+	$(PY) benchmarks/precision_pairs.py
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/distillation.py
 	$(PY) benchmarks/kd_small_student.py
