@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -40,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Search small CNNs that fit a device budget; report the Pareto front.",
         epilog="Start with: paretonas search --config configs/quickstart.yaml --name r. "
         "Exit codes: 0 done, 2 a mistake in the input (one line says which), 3 the search "
-        "finished but no candidate met the budget, 130 interrupted (run it again to resume).",
+        "finished but no candidate met the budget, 130 interrupted (Ctrl-C) and 143 stopped "
+        "(SIGTERM, as a batch scheduler stops a job): run it again to resume.",
     )
     parser.add_argument("--version", action="version", version=f"paretonas {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    if args.command in ("search", "worker", "baselines"):
+        # A batch scheduler stops a job with SIGTERM: the same path as Ctrl-C, so the trial
+        # running is queued again and the tables say so, instead of an exit without a word.
+        signal.signal(signal.SIGTERM, _stop_on_sigterm)
     logging.getLogger("optuna").setLevel(logging.WARNING)
     try:
         if args.command == "search":
@@ -214,13 +220,26 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as error:
         print(f"paretonas: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
         if not os.environ.get(LOCAL_WORKER_VARIABLE):  # the search that started it says it
             print(
-                "paretonas: interrupted; completed trials are kept: run the same command to resume",
+                f"paretonas: {'stopped (SIGTERM)' if terminated else 'interrupted'}; completed "
+                "trials are kept: run the same command to resume",
                 file=sys.stderr,
             )
-        return 130
+        return 143 if terminated else 130
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, taken through the Ctrl-C path (``KeyboardInterrupt``) so that what stops
+    a run on Ctrl-C stops it the same way."""
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    # Once: a second SIGTERM while the first is being handled must not cut it short.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
 
 
 def _search(args: argparse.Namespace) -> int:

@@ -44,6 +44,7 @@ experiment, Ray retries a trial whose node died
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -64,7 +65,14 @@ from evaluators.metrics import Metrics
 from search.config import ConfigError, RunConfig
 from search.objective import Objective, describe, record, same_candidate, stopping_inputs
 from search.report.formatting import counted
-from search.runner import ReportThrottle, RunResult, masked, prepare, write_results
+from search.runner import (
+    ReportThrottle,
+    RunResult,
+    config_changed_elsewhere,
+    masked,
+    prepare,
+    write_results,
+)
 from search.storage import (
     mark_worker,
     open_storage,
@@ -147,6 +155,7 @@ class _Live:
 
     storage: Any
     sampler: optuna.samplers.BaseSampler
+    config: RunConfig | None = None  # the run's, to notice another process recording its own
 
 
 # The run's live handles, by study name, set by ``run_ray`` before it builds or restores a
@@ -212,7 +221,21 @@ class _StudySearcher(OptunaSearch):
         done, running = study_progress(self._ot_study)
         if done + running >= int(self._ot_study.user_attrs.get(TARGET, 0)):
             return Searcher.FINISHED
-        return super().suggest(trial_id)  # _DefineByRun marks the driver on the trial
+        why = self._config_changed()
+        if why:
+            if not getattr(self, "_said_changed", False):
+                self._said_changed = True
+                log.error(why)
+            return Searcher.FINISHED
+        return super().suggest(trial_id)
+
+    def _config_changed(self) -> str | None:
+        live = _LIVE.get(self._study_name)
+        if live is None or live.config is None or self._ot_study is None:
+            return None
+        return config_changed_elsewhere(
+            self._ot_study, live.config
+        )  # _DefineByRun marks the driver on the trial
 
     def on_trial_complete(
         self, trial_id: str, result: dict | None = None, error: bool = False
@@ -230,6 +253,10 @@ class _StudySearcher(OptunaSearch):
         else:
             reason = "the Ray trial errored before reporting (its worker or node died)"
             metrics = Metrics(status="failed", reason=reason)
+            candidate = None
+        why = self._config_changed() if metrics.status != "failed" else None
+        if why:  # computed under a config the run no longer has: not recorded as a result
+            metrics = Metrics(status="failed", reason=why)
             candidate = None
         earlier = (result or {}).get("duplicate_of")
         if earlier is not None:
@@ -337,6 +364,13 @@ def check_reachable(address: str, timeout_s: float = 10.0) -> None:
     once: ``ray.init`` would retry it for minutes, warning about another address."""
     if address in ("local", "auto"):
         return
+    if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+        # Ray's own check (get_ray_client_dependency_error), made before any data is read.
+        raise ConfigError(
+            f"{address} is a Ray Client address, which needs Ray Client: install it with "
+            "pip install 'ray[client]', or, on a machine that is part of the cluster, give "
+            "the head's HOST:PORT (ray start --address) instead"
+        )
     bare = address.removeprefix("ray://")
     host, _, port = bare.rpartition(":")
     if "://" in bare or not host or not port.isdigit():
@@ -409,7 +443,7 @@ def run_ray(
     # OptunaSearch keeps its own handle on the study, without heartbeats: Ray watches its
     # trials, and the driver marks them (a dead driver's trials are retried on rerun).
     storage = open_storage(url, heartbeats=False)
-    _LIVE[config.name] = _Live(storage, study.sampler)
+    _LIVE[config.name] = _Live(storage, study.sampler, config)
     searcher = _StudySearcher(
         space=_DefineByRun(
             config.search_space(),
@@ -460,6 +494,10 @@ def run_ray(
             done, _ = study_progress(study)
             if done >= target:
                 break
+            why = config_changed_elsewhere(study, config)
+            if why:  # the searcher proposed no more: say why, with what is written kept
+                session.write()
+                raise ConfigError(why)
             name = f"{EXPERIMENT_PREFIX}{_experiment_number(experiments) + 1}"
             tuner = tune.Tuner(
                 trainable,

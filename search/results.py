@@ -69,13 +69,19 @@ _PHASES = [
 SURPLUS = "surplus"
 
 
+def retry_of(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The trial this one retries: the one just before it in its chain of retries. Optuna's
+    retry callback keeps the first of the chain as ``failed_trial`` and every one since in
+    ``retry_history``, whose last is this trial's own predecessor."""
+    history = trial.system_attrs.get("retry_history") or []
+    return history[-1] if history else trial.system_attrs.get("failed_trial")
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     rows = []
     trials = study.get_trials(deepcopy=False)
     # A trial whose worker died is queued again (search.storage): who retried whom.
-    retried_as = {
-        t.system_attrs["failed_trial"]: t.number for t in trials if "failed_trial" in t.system_attrs
-    }
+    retried_as = {retried: t.number for t in trials if (retried := retry_of(t)) is not None}
     for trial in trials:
         if SURPLUS in trial.user_attrs:  # never evaluated (search.worker)
             continue
@@ -104,7 +110,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             # Within every bound: the same check that made the pipeline call it infeasible.
             "feasible": status == "ok" and all(v <= 0 for v in constraints.values()),
             "duplicate_of": trial.user_attrs.get("duplicate_of"),
-            "retry_of": trial.system_attrs.get("failed_trial"),
+            "retry_of": retry_of(trial),
             "worker": trial.system_attrs.get(WORKER),
             "ray_node": trial.user_attrs.get("ray_node"),  # Ray backend: the node that ran it
             "artifacts": trial.user_attrs.get("artifacts"),

@@ -126,13 +126,15 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     study.set_user_attr(TARGET, target)
     start = time.perf_counter()
     # What the end line's seconds cover: the Ray backend prepares inside run_ray.
-    timed = " s, with data, teacher and Ray's start"
+    # Wall time of this command, not the trials' compute: several workers, and earlier
+    # invocations of a resumed run, are in trials.csv's seconds_total.
+    timed = " s of wall time in this invocation, with data, teacher and Ray's start"
     if execution.backend == "ray":
         from search.ray_backend import run_ray
 
         result = run_ray(config, study, url, target, progress=progress)
     else:
-        timed = " s of trials"
+        timed = " s of wall time in this invocation, for its trials"
         session = prepare(config, study, progress=progress and execution.workers == 1)
         done, _ = worker_progress(study)
         log.info(
@@ -392,6 +394,7 @@ class Session:
             after_trial=self.after_trial,
             max_retry=execution.max_retries,
             grace_s=execution.grace_s,
+            config_changed=lambda: config_changed_elsewhere(self.study, self.config),
         )
 
     @contextlib.contextmanager
@@ -839,6 +842,26 @@ def _comparable(key: str, value: Any) -> Any:
         return make_url(value).render_as_string(hide_password=True)
     except Exception:
         return value
+
+
+def config_changed_elsewhere(study: optuna.Study, config: RunConfig) -> str | None:
+    """Why this process may no longer add trials to its run: the study's recorded config
+    is no longer its own (another search with the run's name but another config recorded
+    its own at the same moment, before either had a trial to refuse the other by); None
+    while it is the same, but for settings a run may change between invocations."""
+    saved = study.user_attrs.get(CONFIG)
+    if saved is None or saved == masked(config).model_dump(mode="json"):
+        return None
+    changed = [
+        key for key in _changed_keys(saved, config, f"study {config.name}") if key != "storage"
+    ]
+    if not changed:
+        return None
+    return (
+        f"another process recorded a different config for run {config.name} (changed: "
+        f"{', '.join(changed[:5])}) since this one started, so this one stops; give one of the "
+        "two configs another --name, or join the run with `paretonas worker`"
+    )
 
 
 def record_config(study: optuna.Study, config: RunConfig) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib.util
 import os
 import re
 import signal
@@ -330,6 +331,14 @@ def open_storage(
             )
     except ImportError as error:
         # SQLAlchemy's default driver for the scheme is missing (postgresql:// means psycopg).
+        if url.startswith("postgresql://") and importlib.util.find_spec("psycopg2"):
+            # paretonas[postgres] installs psycopg2, which SQLAlchemy 2.1 no longer takes
+            # for a bare postgresql:// URL.
+            raise StorageError(
+                f"cannot open storage {safe_url(url)}: SQLAlchemy takes postgresql:// for "
+                f"psycopg 3 ({_first_line(error, url)}), and psycopg2 is what is installed: "
+                "write the URL as postgresql+psycopg2://..."
+            ) from None
         raise StorageError(
             f"cannot open storage {safe_url(url)}: its database driver is not installed "
             f"({_first_line(error, url)}); install it, or name an installed one in the URL, "

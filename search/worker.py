@@ -18,6 +18,7 @@ from collections.abc import Callable
 import optuna
 from optuna.trial import TrialState
 
+from search.config import ConfigError
 from search.results import BASELINE, SURPLUS
 from search.storage import (
     deferred_interrupts,
@@ -36,10 +37,16 @@ class SurplusTrial(RuntimeError):
     """Raised in a trial that other workers' trials already make unnecessary."""
 
 
+class RunConfigChanged(RuntimeError):
+    """Raised in a trial that ends after another process recorded a different config for
+    its run: what it computed belongs to a config the run no longer has."""
+
+
 class _QuietSurplus(logging.Filter):
     """Optuna logs every failed trial as two warnings in a row, the first with the
     traceback; a trial stepping aside is not a failure the user must read about (it gets
-    one info line). The first is known by its exception; the second by following it."""
+    one info line), nor one failed for a changed config (the worker stops with one
+    sentence). The first is known by its exception; the second by following it."""
 
     _FAILED = re.compile(r"Trial (\d+) failed ")
 
@@ -52,7 +59,7 @@ class _QuietSurplus(logging.Filter):
         if failed is None:
             return True
         number = int(failed.group(1))
-        if record.exc_info and isinstance(record.exc_info[1], SurplusTrial):
+        if record.exc_info and isinstance(record.exc_info[1], SurplusTrial | RunConfigChanged):
             self.pending.add(number)
             return False
         if number in self.pending:
@@ -150,10 +157,16 @@ def work(
     max_retry: int = 2,
     grace_s: float = 90,
     poll_seconds: float = 2.0,
+    config_changed: Callable[[], str | None] | None = None,
 ) -> int:
     """Run trials until the study holds ``target`` finished ones; return how many this
     worker ran. While the last trials run elsewhere, wait for them rather than overshoot:
-    if their worker dies, one of those waiting retries them."""
+    if their worker dies, one of those waiting retries them.
+
+    ``config_changed`` says why this process may no longer add trials to the run (another
+    process, started at the same moment with another config, recorded its own), else None:
+    asked before each trial, which then stops the worker with ``ConfigError``, and when a
+    trial ends, which then fails it instead of recording a result of the wrong config."""
     ran = []
 
     def count(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -169,7 +182,13 @@ def work(
         # First, before the guard reads the study: an unmarked trial is taken for one
         # whose worker was stopped inside Optuna's ask (retry_unclaimed_trials).
         mark_worker(study, trial._trial_id)
-        return guarded(trial)
+        values = guarded(trial)
+        why = config_changed() if config_changed else None
+        if why:
+            recorded = trial.user_attrs.get("metrics") or {}
+            trial.set_user_attr("metrics", {**recorded, "status": "failed", "reason": why})
+            raise RunConfigChanged(why)
+        return values
 
     while True:
         fail_stale(study, max_retry, grace_s)
@@ -179,6 +198,9 @@ def work(
         if done + running >= target:
             time.sleep(poll_seconds)
             continue
+        why = config_changed() if config_changed else None
+        if why:
+            raise ConfigError(why)
         current.clear()  # a Ctrl-C before this round's trial starts retries nothing
         quiet = _QuietInterrupt()
         optimize_log = logging.getLogger("optuna.study._optimize")

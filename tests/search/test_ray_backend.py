@@ -248,7 +248,8 @@ def test_no_address_means_a_new_local_ray_unless_ray_address_names_one(monkeypat
     assert ray_address("ray://head:10001") == "ray://head:10001"
 
 
-def test_an_address_nothing_answers_on_is_refused_at_once():
+def test_an_address_nothing_answers_on_is_refused_at_once(monkeypatch):
+    import importlib.util
     import socket
     import time
 
@@ -260,6 +261,12 @@ def test_an_address_nothing_answers_on_is_refused_at_once():
         listening.listen()
         port = listening.getsockname()[1]
         check_reachable(f"127.0.0.1:{port}")  # something answers: no complaint
+        # A Ray Client address needs Ray Client (grpc), said before any data is read.
+        found = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+        with pytest.raises(ConfigError, match=r"needs Ray Client: install it with pip install"):
+            check_reachable(f"ray://127.0.0.1:{port}")
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name: found("json"))
         check_reachable(f"ray://127.0.0.1:{port}")
     started = time.monotonic()
     with pytest.raises(ConfigError, match=r"cannot reach a Ray cluster at 127\.0\.0\.1:1 "):

@@ -160,6 +160,7 @@ def _interrupt_mid_trial(
     group: bool = True,
     after: int = 0,
     freeze: bool = True,
+    sig: int = signal.SIGINT,
 ) -> tuple[int, str]:
     """Start ``command`` in a session of its own and send SIGINT once a trial is in
     progress after ``after`` finished ones: to its whole process group, as Ctrl-C at a
@@ -198,7 +199,7 @@ def _interrupt_mid_trial(
             # Let them go on first: a SIGINT pending while stopped was once not seen by
             # a search waiting on its workers until they had finished.
             os.killpg(process.pid, signal.SIGCONT)
-        (os.killpg if group else os.kill)(process.pid, signal.SIGINT)
+        (os.killpg if group else os.kill)(process.pid, sig)
         code = process.wait(timeout=60)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -287,6 +288,24 @@ def test_ctrl_c_with_local_workers_queues_their_trials_again(tmp_path, whom):
     interrupted = listed[listed["status"] == "interrupted"]
     assert len(interrupted) and interrupted["reason"].str.contains("retried as trial").all()
     assert listed.loc[listed["status"] == "running", "genome"].isna().all()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_search_as_ctrl_c_does(tmp_path):
+    # A batch scheduler (SLURM, Kubernetes) stops a job with SIGTERM, to the search alone.
+    config = _write_config(tmp_path, "term", training=LONG_TRIALS)
+    command = _cli("search", "--config", str(config), "--trials", "6", "--no-progress")
+    url = default_storage(tmp_path / "results" / "term")
+    code, text = _interrupt_mid_trial(
+        command, url, "term", tmp_path, group=False, sig=signal.SIGTERM
+    )
+    assert code == 143, text[-3000:]
+    assert "stopped (SIGTERM); completed trials are kept" in text
+    trials = _study(url, "term").get_trials()
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING and t.params]
+    assert [t for t in trials if t.state == TrialState.WAITING], text[-3000:]
+    listed = pd.read_csv(tmp_path / "results" / "term" / "trials.csv")
+    assert listed.loc[listed["status"] == "interrupted", "reason"].str.contains("retried as").all()
 
 
 @pytest.mark.slow
@@ -539,6 +558,67 @@ def test_ctrl_c_during_a_trial_queues_it_again_without_a_traceback(capfd):
     assert "retried as trial 2" in trials_frame(study).set_index("number").loc[1, "reason"]
 
 
+def test_a_trial_ending_after_another_process_changed_the_config_is_failed_and_the_worker_stops():
+    from search.config import ConfigError
+
+    study = optuna.create_study(directions=["maximize"])
+    said: list[str | None] = [None, None, None]  # before and after trial 0, before trial 1
+
+    def changed():
+        return said.pop(0) if said else "another process recorded a different config"
+
+    def objective(trial):
+        trial.suggest_int("width", 8, 64)
+        trial.set_user_attr("metrics", {"status": "ok", "accuracy": 0.9})
+        return [0.9]
+
+    with pytest.raises(ConfigError, match="another process recorded a different config"):
+        work(study, objective, 5, config_changed=changed)
+    first, second = study.trials
+    assert first.state == TrialState.COMPLETE
+    # The second trial ended under the other config: failed with the reason, not recorded.
+    assert second.state == TrialState.FAIL
+    assert second.user_attrs["metrics"]["status"] == "failed"
+    assert "different config" in second.user_attrs["metrics"]["reason"]
+    assert trials_frame(study).set_index("number").loc[1, "status"] == "failed"
+
+
+def test_the_recorded_config_is_compared_but_for_what_a_run_may_change():
+    from search.config import parse_config
+    from search.runner import CONFIG, config_changed_elsewhere, record_config
+
+    study = optuna.create_study(directions=["maximize"])
+    mine = parse_config({"name": "race", "budget": {"peak_memory_kb": 16}})
+    assert config_changed_elsewhere(study, mine) is None  # nothing recorded yet
+    record_config(study, mine)
+    assert config_changed_elsewhere(study, mine) is None
+    threads = mine.model_copy(
+        update={"execution": mine.execution.model_copy(update={"workers": 2})}
+    )
+    assert config_changed_elsewhere(study, threads) is None  # may change between invocations
+    other = parse_config({"name": "race", "budget": {"peak_memory_kb": 32}})
+    record_config(study, other)
+    why = config_changed_elsewhere(study, mine)
+    assert why is not None and "(changed: budget.peak_memory_kb)" in why
+    assert CONFIG in study.user_attrs
+
+
+def test_a_chain_of_retries_names_each_trials_own_retry():
+    from search.storage import retry_trial
+
+    study = optuna.create_study(directions=["maximize"])
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, params={"w": 8},
+                    distributions={"w": optuna.distributions.IntDistribution(8, 64)}))  # fmt: skip
+    retry_trial(study, study.trials[0]._trial_id, max_retry=3)  # trial 1, queued
+    first_retry = study.ask()  # runs the queued copy, and dies too
+    study.tell(first_retry, state=TrialState.FAIL)
+    retry_trial(study, study.trials[1]._trial_id, max_retry=3)  # trial 2
+    frame = trials_frame(study).set_index("number")
+    assert "retried as trial 1" in frame.loc[0, "reason"]
+    assert "retried as trial 2" in frame.loc[1, "reason"]  # not "not retried"
+    assert frame.loc[2, "retry_of"] == 1 and frame.loc[1, "retry_of"] == 0
+
+
 def test_a_missing_database_driver_is_named_with_a_fix(monkeypatch):
     import search.storage
 
@@ -546,8 +626,20 @@ def test_a_missing_database_driver_is_named_with_a_fix(monkeypatch):
         raise ImportError("Failed to import DB access module for the specified storage URL.")
 
     monkeypatch.setattr(search.storage, "RDBStorage", missing_driver)
+    installed = {"psycopg2": False}
+    monkeypatch.setattr(
+        search.storage.importlib.util, "find_spec", lambda name: installed.get(name, True)
+    )
     with pytest.raises(
         StorageError, match=r"driver is not installed.*postgresql\+psycopg2://"
+    ) as e:
+        open_storage("postgresql://nas:s3cret-pw@db.example/nas")
+    assert "s3cret-pw" not in str(e.value)
+    # paretonas[postgres] installs psycopg2, which a bare postgresql:// no longer takes.
+    installed["psycopg2"] = True
+    with pytest.raises(
+        StorageError,
+        match=r"psycopg2 is what is installed: write the URL as postgresql\+psycopg2://",
     ) as e:
         open_storage("postgresql://nas:s3cret-pw@db.example/nas")
     assert "s3cret-pw" not in str(e.value)
