@@ -53,11 +53,12 @@ from search.runner import (
     RunResult,
     _cores,
     _open,
-    _save_config,
     _set_threads,
+    check_saved_config,
     check_study_config,
     prepare,
     record_config,
+    save_config,
 )
 from search.storage import default_storage
 from spaces.baselines import BASELINES
@@ -90,11 +91,13 @@ def run_baselines(
         )
     run_dir = Path(config.results_dir) / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    _save_config(config, run_dir)
+    check_saved_config(config, run_dir)
+    save_config(config, run_dir)
     url = config.storage or default_storage(run_dir, config.execution.workers)
     study = _open(config, url)
     check_study_config(study, config)
     record_config(study, config)
+    save_config(config, run_dir)
     done = baselines_in(study)
     todo = [name for name in names if name not in done]
     session = prepare(config, study, progress=progress)

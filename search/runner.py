@@ -100,7 +100,9 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     the config's ``trials``), on the configured backend and number of workers."""
     run_dir = Path(config.results_dir) / config.name
     run_dir.mkdir(parents=True, exist_ok=True)
-    _save_config(config, run_dir)
+    check_saved_config(config, run_dir)
+    # Kept even when the start fails below (a broken storage URL): the folder says what ran.
+    save_config(config, run_dir)
     execution = config.execution
     # Cheap checks first: a broken storage URL or a missing dataset must not cost a teacher.
     url = config.storage or default_storage(run_dir, execution.workers)
@@ -123,6 +125,7 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
     check_study_config(study, config)
     check_study_space(study, config)
     record_config(study, config)
+    save_config(config, run_dir)  # again, after the study's: one started beside it may differ
     study.set_user_attr(TARGET, target)
     start = time.perf_counter()
     # What the end line's seconds cover: the Ray backend prepares inside run_ray.
@@ -387,15 +390,24 @@ class Session:
         """Run trials in this process until the study holds ``target`` finished ones
         (``search.worker.work``); how many ran here."""
         execution = self.config.execution
-        return work(
-            self.study,
-            self.objective,
-            target,
-            after_trial=self.after_trial,
-            max_retry=execution.max_retries,
-            grace_s=execution.grace_s,
-            config_changed=lambda: config_changed_elsewhere(self.study, self.config),
-        )
+        try:
+            return work(
+                self.study,
+                self.objective,
+                target,
+                after_trial=self.after_trial,
+                max_retry=execution.max_retries,
+                grace_s=execution.grace_s,
+                config_changed=lambda: config_changed_elsewhere(self.study, self.config),
+            )
+        except ConfigError:
+            kept = self.study.user_attrs.get(CONFIG)
+            if kept is not None and config_changed_elsewhere(self.study, self.config):
+                # The other process's config is the run's now: the folder's copy says so,
+                # whichever of the two wrote it last.
+                text = yaml.safe_dump(kept, sort_keys=False)
+                write_text_atomic(self.run_dir / "config.yaml", text)
+            raise
 
     @contextlib.contextmanager
     def written_on_interrupt(self) -> Iterator[None]:
@@ -737,10 +749,10 @@ def write_results(
     return RunResult(run_dir, trials, pareto)
 
 
-def _save_config(config: RunConfig, run_dir: Path) -> None:
-    """Save the resolved config; refuse to mix a changed config into an existing run. A run
-    that has recorded no trial yet (its first start failed: a wrong dataset path, a broken
-    storage URL) takes the corrected config, as the error told the user to fix it."""
+def check_saved_config(config: RunConfig, run_dir: Path) -> None:
+    """Refuse to mix a changed config into an existing run. A run that has recorded no
+    trial yet (its first start failed: a wrong dataset path, a broken storage URL) takes
+    the corrected config, as the error told the user to fix it."""
     path = run_dir / "config.yaml"
     if path.exists() and (run_dir / TRIALS_FILE).exists():
         changed = _changed_keys(yaml.safe_load(path.read_text()), config, str(path))
@@ -749,13 +761,17 @@ def _save_config(config: RunConfig, run_dir: Path) -> None:
                 f"{run_dir} already holds a run with a different config (changed: "
                 f"{', '.join(changed[:5])}); use another --name, or the config it was started with"
             )
-    write_text_atomic(path, masked(config).to_yaml())
+
+
+def save_config(config: RunConfig, run_dir: Path) -> None:
+    """Save the resolved config in the run's folder (its password masked)."""
+    write_text_atomic(run_dir / "config.yaml", masked(config).to_yaml())
 
 
 def check_study_config(study: optuna.Study, config: RunConfig) -> None:
     """Refuse to add trials of a changed config to a study that has some: a search started
     on another machine (or with another results folder) shares the study, not the results
-    folder that ``_save_config`` checks. The storage URL may differ (another host name for
+    folder that ``check_saved_config`` checks. The storage URL may differ (another host name for
     one server); the study is the same either way."""
     saved = study.user_attrs.get(CONFIG)
     if saved is None or not study.get_trials(deepcopy=False):

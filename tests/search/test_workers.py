@@ -583,6 +583,28 @@ def test_a_trial_ending_after_another_process_changed_the_config_is_failed_and_t
     assert trials_frame(study).set_index("number").loc[1, "status"] == "failed"
 
 
+def test_a_search_stopped_by_another_config_leaves_the_runs_config_in_its_folder(
+    tmp_path, monkeypatch
+):
+    import yaml
+
+    from search.config import ConfigError, parse_config
+    from search.runner import CONFIG, Session, record_config
+
+    study = optuna.create_study(directions=["maximize"])
+    mine = parse_config({"name": "race", "budget": {"peak_memory_kb": 16}})
+    other = parse_config({"name": "race", "budget": {"peak_memory_kb": 32}})
+    record_config(study, other)  # the other process recorded its config last
+    (tmp_path / "config.yaml").write_text(mine.to_yaml())  # but this one wrote the file last
+    session = Session.__new__(Session)
+    session.config, session.study, session.run_dir = mine, study, tmp_path
+    session.objective = lambda trial: [0.0]
+    with pytest.raises(ConfigError, match="another process recorded a different config"):
+        session.work(3)
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text()) == study.user_attrs[CONFIG]
+    assert not study.trials
+
+
 def test_the_recorded_config_is_compared_but_for_what_a_run_may_change():
     from search.config import parse_config
     from search.runner import CONFIG, config_changed_elsewhere, record_config
