@@ -866,8 +866,8 @@ def config_changed_elsewhere(study: optuna.Study, config: RunConfig) -> str | No
     its own at the same moment, before either had a trial to refuse the other by); None
     while it is the same, but for settings a run may change between invocations."""
     saved = study.user_attrs.get(CONFIG)
-    if saved is None or saved == masked(config).model_dump(mode="json"):
-        return None
+    if saved is None or _fixed(saved) == _fixed(masked(config).model_dump(mode="json")):
+        return None  # asked twice per trial: the re-validating comparison only on a change
     changed = [
         key for key in _changed_keys(saved, config, f"study {config.name}") if key != "storage"
     ]
@@ -878,6 +878,13 @@ def config_changed_elsewhere(study: optuna.Study, config: RunConfig) -> str | No
         f"{', '.join(changed[:5])}) since this one started, so this one stops; give one of the "
         "two configs another --name, or join the run with `paretonas worker`"
     )
+
+
+def _fixed(settings: Any) -> Any:
+    """A saved config without the settings a run may change between invocations."""
+    if not isinstance(settings, dict):
+        return settings
+    return {key: value for key, value in settings.items() if key not in _RESUMABLE}
 
 
 def record_config(study: optuna.Study, config: RunConfig) -> None:
