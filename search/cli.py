@@ -286,6 +286,14 @@ def _worker(args: argparse.Namespace) -> int:
         )
     if args.wait < 0:
         raise ConfigError(f"--wait must be 0 or more seconds, got {args.wait:g}")
+    parent = os.environ.get(LOCAL_WORKER_VARIABLE, "")
+    if parent.isdigit() and int(parent) > 1:
+        from search.worker import stop_when_orphaned
+
+        if os.getppid() != int(parent):
+            print("paretonas: the search that started this worker is gone; not starting")
+            return 0
+        stop_when_orphaned(int(parent))
     result = run_worker(storage, args.study, args.results, not args.no_progress, args.wait)
     report = result.run_dir / "report.html"
     if report.exists():  # not when the run was done before this worker could help

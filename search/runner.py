@@ -574,7 +574,7 @@ def _run_local_workers(config: RunConfig, url: str, workers: int) -> None:
         "PARETONAS_THREADS": str(threads),
         # Not on the command line, which every user of the machine can read (ps).
         STORAGE_VARIABLE: url,
-        LOCAL_WORKER_VARIABLE: "1",
+        LOCAL_WORKER_VARIABLE: str(os.getpid()),
     }
     command = [
         sys.executable, "-m", "search.cli", "worker",

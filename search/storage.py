@@ -141,7 +141,8 @@ def default_storage(run_dir: Path, workers: int = 1) -> str:
 
 # --- who runs a trial -----------------------------------------------------------------------
 
-# Set for the workers `search --workers N` starts: the search speaks for them on Ctrl-C.
+# Set, to the search's pid, for the workers `search --workers N` starts: the search speaks
+# for them on Ctrl-C, and they stop when it is gone (``search.worker.stop_when_orphaned``).
 LOCAL_WORKER_VARIABLE = "PARETONAS_LOCAL_WORKER"
 
 

@@ -10,7 +10,10 @@ copy is queued (``search.storage``), which the next free worker takes.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -241,3 +244,32 @@ def work(
             raise
         finally:
             optimize_log.removeFilter(quiet)
+
+
+def stop_when_orphaned(parent_pid: int, poll_s: float = 1.0) -> threading.Thread:
+    """Stop this worker, as SIGTERM stops it, once the process that started it is gone.
+
+    A search killed without a chance to stop its workers (SIGKILL, the OOM killer) would
+    leave them running the rest of the run unannounced; resumed, the run would then have
+    twice the workers on its cores. The SIGTERM path queues the running trial again, so the
+    resumed run retries it. Polled rather than prctl's parent-death signal: portable, and
+    one ``getppid`` a second costs nothing."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        log.warning(
+            "worker %d: the search that started it (pid %d) is gone; stopping, its trial "
+            "is queued again for the next run",
+            os.getpid(),
+            parent_pid,
+        )
+        # To the main thread: the handler raises there, and a sleep there is cut short.
+        if hasattr(signal, "pthread_kill"):
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+        else:  # pragma: no cover - Windows
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    watcher = threading.Thread(target=watch, name="paretonas-parent-watch", daemon=True)
+    watcher.start()
+    return watcher

@@ -290,6 +290,55 @@ def test_ctrl_c_with_local_workers_queues_their_trials_again(tmp_path, whom):
     assert listed.loc[listed["status"] == "running", "genome"].isna().all()
 
 
+def _live_in_group(group: int) -> list[int]:
+    """Pids of the processes of a process group that have not exited (zombies excluded:
+    in a container nothing may reap an orphan's corpse)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after it.
+            state, _, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(pgrp) == group and state != "Z":
+                live.append(int(stat.parent.name))
+    return live
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_local_workers_stop_when_their_search_is_killed(tmp_path):
+    # SIGKILL (or the OOM killer) gives the search no chance to stop its workers: they
+    # must notice, queue their trials again and exit, not run the rest of the run unseen.
+    config = _write_config(tmp_path, "orphans", training=LONG_TRIALS)
+    command = _cli(
+        "search", "--config", str(config), "--trials", "40", "--workers", "2", "--no-progress"
+    )  # fmt: skip
+    url = default_storage(tmp_path / "results" / "orphans", workers=2)
+    log = tmp_path / "stderr.txt"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=stderr,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        _wait_for(
+            lambda: any(t.params for t in _trials_or_none(url, "orphans") or [] if
+                        t.state == TrialState.RUNNING),
+            240, "a trial in progress", process, log,
+        )  # fmt: skip
+        process.kill()  # the search alone
+        process.wait()
+        _wait_for(lambda: not _live_in_group(process.pid), 60, "the workers to exit")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert text.count("is gone; stopping, its trial is queued again") == 2, text[-3000:]
+    trials = _study(url, "orphans").get_trials()
+    assert not [t.number for t in trials if t.state == TrialState.RUNNING and t.params]
+    assert [t for t in trials if t.state == TrialState.WAITING], text[-3000:]
+    assert sum(finished(t) for t in trials) < 40
+
+
 @pytest.mark.slow
 def test_sigterm_stops_a_search_as_ctrl_c_does(tmp_path):
     # A batch scheduler (SLURM, Kubernetes) stops a job with SIGTERM, to the search alone.
