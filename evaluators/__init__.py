@@ -8,10 +8,13 @@ from evaluators.cost import Cost, estimate_cost, module_cost
 from evaluators.data import (
     Dataset,
     DatasetError,
+    DatasetLoader,
     Preprocessing,
     Split,
     dataset_names,
     load_dataset,
+    make_dataset,
+    register_dataset,
 )
 from evaluators.distill import TrainConfig, kd_loss, train
 from evaluators.hardware import Host, LatencyMeasurement, export_onnx, measure_onnx_latency
@@ -31,6 +34,7 @@ __all__ = [
     "Cost",
     "Dataset",
     "DatasetError",
+    "DatasetLoader",
     "DistillationRecipe",
     "EvaluationContext",
     "Host",
@@ -48,9 +52,11 @@ __all__ = [
     "export_onnx",
     "kd_loss",
     "load_dataset",
+    "make_dataset",
     "measure_onnx_latency",
     "module_cost",
     "prepare_teacher",
+    "register_dataset",
     "sparsity",
     "stored_size_bytes",
     "train",

@@ -23,6 +23,8 @@ What counts (and why):
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 import torch
@@ -75,6 +77,32 @@ def held_candidate(candidate: Candidate, device: Device) -> Candidate:
     return replace(candidate, policy=CompressionPolicy(stages))
 
 
+@contextlib.contextmanager
+def counting_macs(model: nn.Module) -> Iterator[list[int]]:
+    """Within the block, ``[macs]`` counts the multiply-accumulates of batch 1 that the
+    model's conv and linear modules do (the MACs the cost model knows of), through forward
+    hooks."""
+    macs = [0]
+
+    def count(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            macs[0] += output[0].numel() * (module.in_channels // module.groups) * kh * kw
+        else:
+            macs[0] += module.in_features * module.out_features
+
+    handles = [
+        module.register_forward_hook(count)
+        for module in model.modules()
+        if isinstance(module, nn.Conv2d | nn.Linear)
+    ]
+    try:
+        yield macs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def module_cost(
     model: nn.Module,
     candidate: Candidate,
@@ -89,30 +117,11 @@ def module_cost(
     """
     if device is not None:
         candidate = held_candidate(candidate, device)
-    macs = 0
-
-    def count_macs(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        nonlocal macs
-        if isinstance(module, nn.Conv2d):
-            kh, kw = module.kernel_size
-            macs += output[0].numel() * (module.in_channels // module.groups) * kh * kw
-        else:
-            macs += module.in_features * module.out_features
-
-    handles = [
-        module.register_forward_hook(count_macs)
-        for module in model.modules()
-        if isinstance(module, nn.Conv2d | nn.Linear)
-    ]
-    try:
+    with counting_macs(model) as macs:
         schedule = activation_schedule(model, input_shape, candidate_activation_bits(candidate))
-    finally:
-        for handle in handles:
-            handle.remove()
-
     return Cost(
         params=sum(p.numel() for p in model.parameters()),
-        macs=int(macs),
+        macs=int(macs[0]),
         weight_bytes=flash_bytes(model, candidate),
         peak_activation_bytes=schedule.peak_bytes,
         peak_step=schedule.peak_step,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import inspect
 import logging
 import math
 import struct
@@ -299,6 +300,7 @@ def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
     """Register a loader under ``name`` (decorator), so configs can ask for it by name."""
 
     def decorator(loader: DatasetLoader) -> DatasetLoader:
+        _check_signature(name, loader)
         existing = _REGISTRY.get(name)
         # Re-registering the same function (a module reloaded) is harmless; two different
         # loaders fighting over one name is a bug worth stopping at import time.
@@ -308,6 +310,32 @@ def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
         return loader
 
     return decorator
+
+
+# How ``load_dataset`` calls every loader; a loader must accept this call.
+_LOADER_CALL = "(root, *, download, val_fraction, seed, image_size)"
+
+
+def _check_signature(name: str, loader: Callable[..., object]) -> None:
+    """Refuse, at registration, a loader that ``load_dataset``'s call would not fit: the
+    mistake is then said where it was made, not as a TypeError in the middle of a search."""
+    if not callable(loader):
+        raise DatasetError(
+            f"dataset {name!r}: register_dataset decorates a loader function, got a "
+            f"{type(loader).__name__}; give it a function taking {_LOADER_CALL}"
+        )
+    try:
+        signature = inspect.signature(loader)
+    except (TypeError, ValueError):  # a callable Python cannot introspect: trust it
+        return
+    try:
+        signature.bind(None, download=False, val_fraction=0.1, seed=0, image_size=None)
+    except TypeError as error:
+        raise DatasetError(
+            f"dataset {name!r}: its loader {_qualified(loader)} cannot be called "
+            f"as load_dataset calls it ({error}); give it the parameters {_LOADER_CALL} "
+            "(see evaluators.data.DatasetLoader)"
+        ) from None
 
 
 def _qualified(function: Callable[..., object]) -> str:
@@ -350,9 +378,19 @@ def load_dataset(
             "set dataset.image_size to a value such as 32, or leave it null."
         )
     path = Path(root).expanduser() if root is not None else None
-    return loader(
+    dataset = loader(
         path, download=download, val_fraction=val_fraction, seed=seed, image_size=image_size
     )
+    # Checked here, not deep inside training where the first missing attribute would
+    # surface (a TensorDataset has no .name, .train or .preprocessing).
+    if not isinstance(dataset, Dataset):
+        raise DatasetError(
+            f"dataset {name!r}: its loader {_qualified(loader)} returned a "
+            f"{type(dataset).__name__}, not an evaluators.data.Dataset; build what it returns "
+            "with evaluators.data.make_dataset(name, train_images, train_labels, test_images, "
+            "test_labels, class_names=..., source=..., val_fraction=..., seed=...)"
+        )
+    return dataset
 
 
 # ---------------------------------------------------------------------------- building blocks

@@ -50,9 +50,17 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from spaces.candidate import StagePolicy
+from spaces.candidate import ACTIVATION_BITS, WEIGHT_BITS, StagePolicy
 from spaces.params import Choice
 from spaces.space import SearchSpace, parse_precision, precision_name
 
@@ -141,8 +149,20 @@ class Executes(_Frozen):
 
     @field_validator("weight_bits", "activation_bits", "native_bits")
     @classmethod
-    def _bits(cls, bits: tuple[int, ...]) -> tuple[int, ...]:
-        return _bit_widths(bits)
+    def _bits(cls, bits: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        bits = _bit_widths(bits)
+        # These lists are what a policy may propose, so a width no candidate can hold would
+        # be listed, offered in advice ("add w8a4") and then refused by the space: say so
+        # here, where the file is. What else the hardware runs belongs in native_bits.
+        usable = {"weight_bits": WEIGHT_BITS, "activation_bits": ACTIVATION_BITS}
+        allowed = usable.get(str(info.field_name))
+        if allowed is not None and (unusable := [b for b in bits if b not in allowed]):
+            what = str(info.field_name).replace("_", " ")
+            raise ValueError(
+                f"{unusable} are not {what} a candidate can use (those are {list(allowed)}); "
+                "drop them (widths the hardware also runs may stay in executes.native_bits)"
+            )
+        return bits
 
     @model_validator(mode="after")
     def _natively_executable(self) -> Executes:
@@ -432,9 +452,13 @@ def _same_typo(error: Any, errors: list[Any]) -> bool:
 _REGISTERED: dict[str, Device] = {}
 
 
+def _device_files(folder: Path) -> list[Path]:
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+
+
 def _load_folder(folder: Path) -> dict[str, tuple[Device, str]]:
     found: dict[str, tuple[Device, str]] = {}
-    for path in sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]):
+    for path in _device_files(folder):
         _add(found, load_device_file(path), str(path))
     return found
 
@@ -463,19 +487,35 @@ def _env_folders() -> list[Path]:
     return folders
 
 
-def _catalog() -> dict[str, tuple[Device, str]]:
+def _catalog() -> tuple[dict[str, tuple[Device, str]], dict[str, str]]:
+    """The usable devices by name, with where each comes from; and the user files that
+    cannot be used, by the name their file gives them, with the one-line reason.
+
+    A broken user file is an error only where its device is asked for (``get_device``):
+    one bad file among a user's boards must not stop a search on the host, nor
+    ``paretonas devices``, which is where one looks to find it. A name two files define
+    is broken too, since either would be a guess.
+    """
     catalog = dict(_builtin())
+    broken: dict[str, str] = {}
     for folder in _env_folders():
-        for device, origin in _load_folder(folder).values():
-            _add(catalog, device, origin)
+        for path in _device_files(folder):
+            try:
+                _add(catalog, load_device_file(path), str(path))
+            except DeviceError as error:
+                broken.setdefault(path.stem, str(error))
     # Registered devices were checked against the files when registered; they win.
-    catalog.update({name: (device, "register_device") for name, device in _REGISTERED.items()})
-    return catalog
+    for name, device in _REGISTERED.items():
+        catalog[name] = (device, "register_device")
+        broken.pop(name, None)
+    usable = {name: entry for name, entry in catalog.items() if name not in broken}
+    return usable, broken
 
 
 def register_device(device: Device, *, overwrite: bool = False) -> Device:
     """Make ``device`` known by name in this process (timm's ``register_model`` for targets)."""
-    if not overwrite and device.name in _catalog():
+    usable, broken = _catalog()
+    if not overwrite and (device.name in usable or device.name in broken):
         raise DeviceError(
             f"device {device.name!r} is already known; pass overwrite=True to replace it"
         )
@@ -484,8 +524,9 @@ def register_device(device: Device, *, overwrite: bool = False) -> Device:
 
 
 def list_devices() -> list[str]:
-    """Names of the built-in, user-folder and registered devices, sorted."""
-    return sorted(_catalog())
+    """Names of the usable built-in, user-folder and registered devices, sorted (the broken
+    user files are in ``describe_devices``)."""
+    return sorted(_catalog()[0])
 
 
 def describe_devices(results: str | Path = "results") -> str:
@@ -493,8 +534,9 @@ def describe_devices(results: str | Path = "results") -> str:
     known here (measured; a fitted predictor under ``results``; or its roofline)."""
     from evaluators.predictor import predictor_dir, predictor_problem
 
+    usable, broken = _catalog()
     rows = [("device", "kind", "bits w/a", "align", "SRAM KB", "flash KB", "latency", "from")]
-    for name, (device, origin) in sorted(_catalog().items()):
+    for name, (device, origin) in sorted(usable.items()):
         fitted = (predictor_dir(name, results) / "meta.json").is_file()
         # What a search with this results folder would use, in the words its reports use:
         # a fitted predictor replaces the roofline; the host's is only recorded beside.
@@ -524,17 +566,24 @@ def describe_devices(results: str | Path = "results") -> str:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
+    lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
         for row in rows
-    )
+    ]
+    if broken:
+        # Below the table, one whole line each: the reason is the file's path and its field.
+        lines.append("not usable until fixed (an error only where the device is used):")
+        lines += [f"  {name}: {reason}" for name, reason in sorted(broken.items())]
+    return "\n".join(lines)
 
 
 def get_device(name: str | Path) -> Device:
     """A device by name, or by the path of its YAML file (a Path, ``*.yaml`` or ``*.yml``)."""
     if isinstance(name, Path) or name.endswith((".yaml", ".yml")) or os.sep in name:
         return load_device_file(name)
-    catalog = _catalog()
+    catalog, broken = _catalog()
+    if name in broken:
+        raise DeviceError(broken[name])
     if name not in catalog:
         raise DeviceError(
             f"unknown device {name!r}; known devices are {', '.join(sorted(catalog))} "

@@ -30,9 +30,10 @@ produced it (``candidate_activation_bits``; the network input counts at stage 0'
 rounded up to whole bytes. The arena is taken as perfectly packed (no fragmentation, no
 alignment padding), so this is the lower bound that a good offline planner reaches.
 
-Block kinds registered by users are traced like the built-in ones; one whose forward does
-not trace (Python control flow on tensor values or shapes) is kept as one opaque kernel:
-its input and output are counted, its internal tensors are not.
+Block kinds registered by users are traced like the built-in ones. One whose forward does
+not trace (Python control flow on tensor values or shapes) is refused, not kept whole:
+counting only its input and output understated the peak by half for a fused MBConv, and
+a budget on SRAM must not be met on paper only (``evaluators.block_contract``).
 """
 
 from __future__ import annotations
@@ -46,9 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from spaces.blocks import registered_blocks
 from spaces.build import stage_of_parameter
-from spaces.candidate import BLOCK_KINDS, Candidate
+from spaces.candidate import Candidate
 
 ActivationBits = int | Callable[[str], int]
 """Activation bits of every tensor (an int), or of the tensors a module path produces."""
@@ -254,26 +254,16 @@ def _bits_function(bits: ActivationBits) -> Callable[[str], int]:
     return lambda path: bits
 
 
-class _LeafUserBlocks(fx.Tracer):
-    """Keeps user-registered block kinds whole: the fallback when one does not trace."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        builtin = set(BLOCK_KINDS)
-        self._opaque = tuple(
-            cls for kind, cls in registered_blocks().items() if kind not in builtin
-        )
-
-    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return isinstance(module, self._opaque) or super().is_leaf_module(module, qualified_name)
-
-
 def _trace(model: nn.Module) -> fx.GraphModule:
     try:
         return fx.symbolic_trace(model)
-    except Exception:  # any trace failure: retry with user blocks kept opaque
-        tracer = _LeafUserBlocks()
-        return fx.GraphModule(model, tracer.trace(model), type(model).__name__)
+    except Exception as error:
+        said = str(error).strip().splitlines()
+        raise ValueError(
+            f"the network does not trace with torch.fx ({type(error).__name__}: "
+            f"{said[0] if said else ''}), so its peak memory cannot be scheduled; check each "
+            "block kind of your own with evaluators.block_contract.check_block"
+        ) from None
 
 
 class _ShapePass(fx.Interpreter):

@@ -18,10 +18,12 @@ from evaluators.devices import DeviceError
 from evaluators.predictor import CalibrationError
 from evaluators.teacher import TeacherError
 from search.config import ConfigError, RunConfig, load_config, parse_config
-from search.results import budget_unmet
+from search.results import all_failed, budget_unmet
 from search.storage import LOCAL_WORKER_VARIABLE, StorageError
+from search.worker import WorkersFailed
 
 USER_ERRORS = (
+    WorkersFailed,
     CalibrationError,
     ConfigError,
     DatasetError,
@@ -33,6 +35,8 @@ USER_ERRORS = (
 
 # Exit code of a search that finished but whose every candidate was over the budget.
 NOTHING_FITS = 3
+# Exit code of a search that finished but whose every trial failed.
+ALL_FAILED = 4
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,6 +256,8 @@ def _search(args: argparse.Namespace) -> int:
     result = run_search(config, trials=args.trials, progress=not args.no_progress)
     print(result.run_dir / "report.html")
     # The run itself warned why; a script or CI job learns it from the exit code.
+    if all_failed(result.trials):
+        return ALL_FAILED
     return NOTHING_FITS if budget_unmet(result.trials, config.budget.model_dump()) else 0
 
 

@@ -174,11 +174,17 @@ class SpaceSection(_Section):
     @classmethod
     def _kinds(cls, kinds: list[str]) -> list[str]:
         from spaces.blocks import registered_blocks
+        from spaces.candidate import unknown_kind
 
         known = set(BLOCK_KINDS) | set(registered_blocks())
         bad = [k for k in kinds if k not in known]
         if bad:
-            raise ValueError(f"unknown block kind {bad[0]!r}; choose from {sorted(known)}")
+            raise ValueError(unknown_kind(bad[0]))
+        from evaluators.block_contract import check_block_once
+
+        for kind in kinds:
+            if kind not in BLOCK_KINDS:  # the built-in kinds' tests check theirs
+                check_block_once(kind)
         return kinds
 
     @field_validator("kernel")
@@ -416,6 +422,21 @@ class RunConfig(_Section):
         default_factory=list,
         description="extra named budgets for the report's summary; default x0.5 and x2",
     )
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="your Python modules, imported first: they register block kinds, "
+        "datasets, devices or models",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _import_plugins(cls, data: Any) -> Any:
+        # Before any field is checked: the space, dataset or device may name what they add.
+        if isinstance(data, dict) and isinstance(data.get("plugins"), list):
+            from search.plugins import import_plugins
+
+            import_plugins(data["plugins"])
+        return data
 
     @field_validator("device", mode="before")
     @classmethod

@@ -24,6 +24,7 @@ from evaluators.files import write_atomic, write_text_atomic
 from evaluators.hardware import INPUT_NAME, OUTPUT_NAME
 from evaluators.signed_int8 import SIGNED_FILE
 from search.config import ConfigError
+from search.plugins import import_plugins
 from search.report.run_facts import budget_text
 from search.results import BASELINE, INTEGER_METRICS, METRIC_COLUMNS, budget_unmet
 from search.storage import worker_host
@@ -188,6 +189,7 @@ def export_trial(
         if not on_front:
             log.warning("trial %d is %s", trial, membership)
 
+    _check_buildable(run_dir, source)  # before anything is written
     out = Path(out) if out is not None else run_dir / "export" / str(trial)
     out.mkdir(parents=True, exist_ok=True)
     for name in ARTIFACT_FILES:
@@ -198,6 +200,25 @@ def export_trial(
     text = json.dumps(manifest(run_dir, row, out, why, signed, data, golden), indent=2)
     write_text_atomic(out / "manifest.json", text)
     return out
+
+
+def _check_buildable(run_dir: Path, source: Path) -> None:
+    """Import the run's plugins and read the trial's candidate: a block kind of the user's
+    own is unknown here until its module is imported."""
+    import yaml
+
+    from spaces.candidate import Candidate
+
+    try:
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        saved = None  # the artifacts are what export needs; the config is read when there
+    try:
+        if isinstance(saved, dict) and isinstance(saved.get("plugins"), list):
+            import_plugins(saved["plugins"])
+        Candidate.from_json((source / "candidate.json").read_text())
+    except ValueError as error:
+        raise ConfigError(f"{run_dir}: {error}") from None
 
 
 def _front_membership(run_dir: Path, row: pd.Series) -> tuple[bool, str]:

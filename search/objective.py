@@ -24,8 +24,11 @@ from evaluators.metrics import Metrics
 from evaluators.pipeline import EvaluationContext, evaluate_candidate
 from search.config import OBJECTIVE_DIRECTIONS
 from search.pareto import hypervolume, pareto_mask
+from search.worker import TrialFailed
 from spaces.candidate import Candidate
 from spaces.space import SearchSpace
+
+FAILURE_FILE = "traceback.txt"  # beside a failed trial's would-be artifacts
 
 log = logging.getLogger("paretonas")
 
@@ -102,8 +105,16 @@ class Objective:
             )
         except Exception as error:
             reason = f"{type(error).__name__}: {error}".splitlines()[0][:500]
-            log.warning("trial %s failed: %s  [%s]", number, reason, candidate.genome)
-            return Metrics(status="failed", reason=reason), None, traceback.format_exc()[-4000:]
+            said = traceback.format_exc()[-4000:]
+            # Where in the candidate's code (a block of the user's own, say) it raised: the
+            # log line carries the reason, the file the traceback.
+            kept = self.run_dir / artifacts / FAILURE_FILE
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_text(said)
+            log.warning(
+                "trial %s failed: %s  [%s]; traceback in %s", number, reason, candidate.genome, kept
+            )
+            return Metrics(status="failed", reason=reason), None, said
         return metrics, str(artifacts) if metrics.status == "ok" else None, None
 
 
@@ -188,10 +199,6 @@ def front_gain(
         return (after - before) / before if before > 0 else 1.0
 
     return gain
-
-
-class TrialFailed(Exception):
-    """The candidate's evaluation raised; its reason is in the trial's metrics."""
 
 
 def record(

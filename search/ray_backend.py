@@ -64,6 +64,7 @@ from evaluators.budget import Budget
 from evaluators.metrics import Metrics
 from search.config import ConfigError, RunConfig
 from search.objective import Objective, describe, record, same_candidate, stopping_inputs
+from search.plugins import import_plugins
 from search.report.formatting import counted
 from search.runner import (
     ReportThrottle,
@@ -318,11 +319,15 @@ class _WriteResults(tune.Callback):
         write_results(self.study, self.config, self.run_dir, self.facts, report=self.throttle.due())
 
 
-def _evaluate_trial(params: dict, objective: Objective, threads: int) -> None:
+def _evaluate_trial(
+    params: dict, objective: Objective, threads: int, plugins: tuple[str, ...] = ()
+) -> None:
     """One Ray trial: rebuild the candidate from the searcher's parameters and evaluate it
-    with the Optuna backend's own code; failures are reported, not raised."""
+    with the Optuna backend's own code; failures are reported, not raised. ``plugins``: the
+    config's, which register what the candidate may be built of in this process too."""
     import torch
 
+    import_plugins(plugins)
     torch.set_num_threads(max(1, threads))
     duplicate = json.loads(params.get(DUPLICATE) or "null")
     params, front, curves = _stopping_context(params)
@@ -465,6 +470,7 @@ def run_ray(
             _evaluate_trial,
             objective=session.objective,
             threads=int(settings.cpus_per_trial),
+            plugins=tuple(config.plugins),
         ),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial},
     )

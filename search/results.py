@@ -211,6 +211,24 @@ def _latency_kind(row: pd.Series) -> str | None:
     return "predicted" if source.startswith("predicted") else "measured"
 
 
+def all_failed(trials: pd.DataFrame) -> str | None:
+    """What to tell the user when every searched trial failed: how many, and what the
+    first one said (the others usually say the same)."""
+    if "baseline" in trials:
+        trials = trials[trials["baseline"].fillna("").astype(str) == ""]
+    if "status" not in trials:
+        return None
+    outcomes = trials[trials["status"].isin(["ok", "pruned", "infeasible", "failed"])]
+    if outcomes.empty or not (outcomes["status"] == "failed").all():
+        return None
+    reasons = outcomes.get("reason", pd.Series(dtype=object)).dropna().astype(str)
+    first = f"; the first said: {reasons.iloc[0]}" if len(reasons) else ""
+    return (
+        f"every trial failed ({len(outcomes)}){first}; fix that and run under a new --name "
+        "(a failed trial counts as finished: the same name would not run it again)"
+    )
+
+
 def budget_unmet(trials: pd.DataFrame, budget: Mapping[str, float | None]) -> str | None:
     """What to tell the user when every candidate costed so far was over the budget: the
     lowest cost seen on each bounded axis, against its bound. ``budget`` maps an axis

@@ -38,6 +38,7 @@ from search.report import write_report
 from search.report.formatting import counted
 from search.results import (
     TRIALS_FILE,
+    all_failed,
     budget_unmet,
     export_pareto_models,
     pareto_frame,
@@ -58,7 +59,7 @@ from search.storage import (
 )
 from search.study import open_study
 from search.summary import write_importance
-from search.worker import TARGET, work
+from search.worker import TARGET, WorkersFailed, work
 from search.worker import progress as worker_progress
 from spaces.candidate import Candidate
 from spaces.params import Choice
@@ -150,12 +151,21 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
         )
         start = time.perf_counter()
         with session.written_on_interrupt():
+            failed_workers: list[int] = []
             if execution.workers == 1:
                 _set_threads(execution.threads_per_worker or _cores())
                 session.work(target)
             else:
-                _run_local_workers(config, url, execution.workers)
+                failed_workers = _run_local_workers(config, url, execution.workers)
         result = session.write()
+        done, _ = worker_progress(study)
+        if failed_workers and done < target:
+            raise WorkersFailed(
+                f"{len(failed_workers)} of {counted(execution.workers, 'worker')} stopped with "
+                f"an error (exit codes {failed_workers}; their lines are above) before run "
+                f"{config.name} held its {counted(target, 'trial')} ({done} finished, kept): "
+                "fix what they said and run the same command to resume"
+            )
     # The run's --trials counts finished trials, the rule of search.worker.finished; the
     # interrupted ones are listed in trials.csv (retried, unless out of retries) besides.
     finished, _ = worker_progress(study)
@@ -178,7 +188,7 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
 
 
 def _warn_if_nothing_fits(trials: pd.DataFrame, config: RunConfig) -> None:
-    message = budget_unmet(trials, config.budget.model_dump())
+    message = all_failed(trials) or budget_unmet(trials, config.budget.model_dump())
     if message:
         log.warning("run %s: %s", config.name, message)
 
@@ -558,13 +568,14 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
-def _run_local_workers(config: RunConfig, url: str, workers: int) -> None:
+def _run_local_workers(config: RunConfig, url: str, workers: int) -> list[int]:
     """Start ``workers`` processes of ``paretonas worker`` on the study and wait for them.
 
     Each gets an equal share of the cores. They share this process's group, so stopping
     the search (Ctrl-C, or a kill of the group) stops them too; a worker that dies leaves
     its trial to the others, who retry it. Stopped by Ctrl-C, the search waits for the
-    workers to queue their trials again (``_stop_workers``).
+    workers to queue their trials again (``_stop_workers``). Returns the exit codes of
+    those that stopped with an error.
     """
     threads = config.execution.threads_per_worker or max(1, _cores() // workers)
     env = {
@@ -599,9 +610,7 @@ def _run_local_workers(config: RunConfig, url: str, workers: int) -> None:
     except BaseException:
         _stop_workers(processes)
         raise
-    bad = [code for code in codes if code != 0]
-    if bad:
-        log.warning("%d worker(s) exited with an error (codes %s)", len(bad), bad)
+    return [code for code in codes if code != 0]
 
 
 def _stop_workers(processes: list[subprocess.Popen], grace_s: float = 20.0) -> None:

@@ -45,11 +45,22 @@ class RunConfigChanged(RuntimeError):
     its run: what it computed belongs to a config the run no longer has."""
 
 
+class TrialFailed(Exception):
+    """The candidate's evaluation raised; its reason is in the trial's metrics, and its
+    traceback in the trial's folder (``search.objective``)."""
+
+
+class WorkersFailed(RuntimeError):
+    """The local workers of ``search --workers N`` stopped with errors before the run was
+    done; what they finished is kept."""
+
+
 class _QuietSurplus(logging.Filter):
     """Optuna logs every failed trial as two warnings in a row, the first with the
     traceback; a trial stepping aside is not a failure the user must read about (it gets
     one info line), nor one failed for a changed config (the worker stops with one
-    sentence). The first is known by its exception; the second by following it."""
+    sentence), and a failed candidate's was said already, with where its traceback is
+    (Optuna's would show only the objective re-raising it). The first is known by its exception; the second by following it."""
 
     _FAILED = re.compile(r"Trial (\d+) failed ")
 
@@ -62,7 +73,9 @@ class _QuietSurplus(logging.Filter):
         if failed is None:
             return True
         number = int(failed.group(1))
-        if record.exc_info and isinstance(record.exc_info[1], SurplusTrial | RunConfigChanged):
+        if record.exc_info and isinstance(
+            record.exc_info[1], SurplusTrial | RunConfigChanged | TrialFailed
+        ):
             self.pending.add(number)
             return False
         if number in self.pending:

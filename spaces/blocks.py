@@ -9,7 +9,17 @@ A block is built as ``cls(in_channels, out_channels, stride, stage)`` where ``st
     class FusedMBConv(nn.Module):
         def __init__(self, in_channels, out_channels, stride, stage): ...
 
-The cost model needs nothing more: it measures the built module on the meta device.
+A kind's name is lowercase letters and underscores (it is written into genome strings,
+whose digits are depths and widths). What the rest of the system needs of a block, and
+``evaluators.block_contract.check_block`` checks before a run draws it: it returns
+``out_channels`` channels at the input's size divided by ``stride``; its weights live in
+``nn.Conv2d`` / ``nn.Linear`` / batch-norm modules (the cost model counts MACs and weight
+bytes from those modules, so a weight used through ``F.conv2d`` would cost nothing); and
+it traces with ``torch.fx`` (the memory model schedules its tensors). A user kind gets
+``stage.kernel`` and ``stride``; ``expansion`` and ``groups`` are the built-in kinds' own
+(1 for a user kind), and its channels are not pruned (``spaces.channels``), so the space
+draws no prune ratio for its stages. A module that registers kinds is named in a run's
+config under ``plugins``, so that every process of the run imports it.
 
 Pruned builds. The built-in kinds also take ``hidden`` (their inner width) and ``residual``
 (whether to add the skip connection) keywords, so that a channel-pruned block keeps the
@@ -21,6 +31,7 @@ four-argument signature above, and ``spaces.channels`` never prunes its input or
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -32,9 +43,29 @@ if TYPE_CHECKING:
 
 _BLOCKS: dict[str, type[nn.Module]] = {}
 
+_KIND_NAME = re.compile(r"[a-z][a-z_]*")
+# The genome's codes of the built-in kinds, and its stem ("c16"): a kind named so would be
+# read back as one of them.
+_RESERVED_NAMES = {"mb", "ds", "gc", "cv", "c"}
+
 
 def register_block(kind: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    if not isinstance(kind, str) or not _KIND_NAME.fullmatch(kind):
+        raise ValueError(
+            f"block kind name {kind!r}: use lowercase letters and underscores only (genome "
+            "strings read its digits as depth and width), e.g. 'fused_mbconv'"
+        )
+    if kind in _RESERVED_NAMES:
+        raise ValueError(
+            f"block kind name {kind!r} is the genome code of a built-in kind; choose another"
+        )
+
     def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise TypeError(
+                f"block kind {kind!r}: register an nn.Module subclass taking (in_channels, "
+                f"out_channels, stride, stage), not {cls!r}"
+            )
         if kind in _BLOCKS and _BLOCKS[kind] is not cls:
             raise ValueError(f"block kind {kind!r} is already registered")
         _BLOCKS[kind] = cls
@@ -54,9 +85,9 @@ def create_block(
     try:
         cls = _BLOCKS[stage.kind]
     except KeyError:
-        raise ValueError(
-            f"unknown block kind {stage.kind!r}; registered: {', '.join(sorted(_BLOCKS))}"
-        ) from None
+        from spaces.candidate import unknown_kind
+
+        raise ValueError(unknown_kind(stage.kind)) from None
     return cls(in_channels, out_channels, stride, stage, **channel_kwargs)
 
 

@@ -93,8 +93,21 @@ _MODELS: dict[str, Callable[[], Candidate]] = {}
 
 
 def register_model(fn: Callable[[], Candidate]) -> Callable[[], Candidate]:
-    """Register a named, fixed candidate (tests, baselines, user favourites) by function name."""
-    _MODELS[fn.__name__] = fn
+    """Register a named, fixed candidate (tests, baselines, user favourites) by function name.
+
+    A second function under a taken name is refused, as ``register_block`` refuses a second
+    class: replacing silently would let a user's model be reported under a built-in
+    baseline's name (``plain_cnn`` is labelled hand-designed). The same function again is
+    harmless.
+    """
+    name = fn.__name__
+    existing = _MODELS.get(name)
+    if existing is not None and existing is not fn:
+        raise ValueError(
+            f"model {name!r} is already registered by {getattr(existing, '__module__', '?')}."
+            f"{getattr(existing, '__qualname__', name)}; give your function another name"
+        )
+    _MODELS[name] = fn
     return fn
 
 

@@ -39,7 +39,7 @@ class StageSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in BLOCK_KINDS and not _is_registered_kind(self.kind):
-            raise ValueError(f"unknown block kind {self.kind!r}; known: {', '.join(BLOCK_KINDS)}")
+            raise ValueError(unknown_kind(self.kind))
         if self.depth < 1:
             raise ValueError(f"stage depth must be >= 1, got {self.depth}")
         if self.width < 1:
@@ -234,3 +234,13 @@ def _is_registered_kind(kind: str) -> bool:
     from spaces.blocks import registered_blocks
 
     return kind in registered_blocks()
+
+
+def unknown_kind(kind: str) -> str:
+    """Why ``kind`` is refused, and where a kind of one's own comes from."""
+    from spaces.blocks import registered_blocks
+
+    return (
+        f"unknown block kind {kind!r}; known: {', '.join(registered_blocks())} (a kind of "
+        "your own is registered by a module the run's config lists under plugins)"
+    )

@@ -103,9 +103,14 @@ class SearchSpace:
                     stride=self.stride.suggest(trial, f"s{i}_stride"),
                 )
             )
+            # A user kind's channels are not pruned (spaces.channels): a ratio drawn for it
+            # would change nothing but the genome, and train the same network twice.
+            prunable = kind in BLOCK_KINDS
             policies.append(
                 StagePolicy(
-                    prune_ratio=self.prune_ratio.suggest(trial, f"p{i}_prune_ratio"),
+                    prune_ratio=self.prune_ratio.suggest(trial, f"p{i}_prune_ratio")
+                    if prunable
+                    else 0.0,
                     **self._bits(trial, i),
                     sparsity=self.sparsity.suggest(trial, f"p{i}_sparsity"),
                     **self._factorization(trial, i),

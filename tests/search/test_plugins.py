@@ -1,0 +1,138 @@
+"""A run's own modules (``plugins`` in its config): imported by every process that reads
+the config, before what they register is checked; each failure is one sentence."""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from search.config import ConfigError, parse_config
+from spaces import SearchSpace, blocks
+from spaces.candidate import ArchSpec, Candidate, CompressionPolicy, StagePolicy, StageSpec
+from spaces.params import Choice
+
+BLOCK_MODULE = """
+from torch import nn
+
+from spaces import register_block
+
+
+@register_block("{kind}")
+class Fused(nn.Module):
+    def __init__(self, in_channels, out_channels, stride, stage):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, stage.kernel, stride, stage.kernel // 2)
+
+    def forward(self, x):
+        return self.conv(x)
+"""
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """Writes module ``name`` registering block kind ``kind`` in the folder the test runs
+    in; forgets both afterwards."""
+    monkeypatch.chdir(tmp_path)
+    made: list[tuple[str, str]] = []
+
+    def write(name: str, kind: str, text: str = BLOCK_MODULE) -> None:
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(text.format(kind=kind)))
+        made.append((name, kind))
+
+    yield write
+    for name, kind in made:
+        sys.modules.pop(name, None)
+        blocks._BLOCKS.pop(kind, None)
+
+
+def test_a_plugin_registers_the_kinds_the_config_then_draws(plugin):
+    plugin("fused_plugin_a", "fused_a")
+    config = parse_config(
+        {"dataset": {"name": "digits"}, "plugins": ["fused_plugin_a"],
+         "space": {"kind": ["fused_a", "conv"]}}
+    )  # fmt: skip
+    assert config.space.kind == ["fused_a", "conv"]
+    # Saved and read back (a worker reads the study's copy): the plugin comes with it.
+    assert parse_config(yaml.safe_load(config.to_yaml())).plugins == ["fused_plugin_a"]
+
+
+def test_a_kind_without_its_plugin_says_where_kinds_come_from():
+    with pytest.raises(ConfigError, match=r"unknown block kind 'fused_nowhere'.*under plugins"):
+        parse_config({"space": {"kind": ["fused_nowhere"]}})
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        ("absent_plugin", None, "plugins: no module named 'absent_plugin'; run from the folder"),
+        ("broken_plugin", "x = undefined_name\n",
+         r"plugins: importing 'broken_plugin' failed: NameError: .*broken_plugin.py, line 1\)"),
+        ("needs_plugin", "import not_installed_anywhere\n",
+         "importing 'needs_plugin' failed: ModuleNotFoundError: No module named "
+         "'not_installed_anywhere'"),
+        ("my/blocks.py", None, "not a Python module name; give the module's import name"),
+    ],
+)  # fmt: skip
+def test_a_plugin_that_does_not_import_is_one_sentence(plugin, tmp_path, name, text, said):
+    if text is not None:
+        plugin(name, "unused", text)
+    with pytest.raises(ConfigError, match=said) as refused:
+        parse_config({"plugins": [name]}, "run.yaml")
+    assert str(refused.value).startswith("run.yaml: plugins: ")
+
+
+def test_a_user_kinds_stage_draws_no_prune_ratio(plugin):
+    # Its channels are not pruned: a drawn ratio would train the same network twice.
+    plugin("fused_plugin_b", "fused_b")
+    parse_config({"plugins": ["fused_plugin_b"]})
+    space = SearchSpace(
+        num_stages=Choice((2,)), kind=Choice(("fused_b", "conv")), prune_ratio=Choice((0.25, 0.5))
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        candidate = space.suggest(trial)
+        for i, (stage, policy) in enumerate(
+            zip(candidate.arch.stages, candidate.policy.stages, strict=True)
+        ):
+            user = stage.kind == "fused_b"
+            seen.add(stage.kind)
+            assert policy.prune_ratio in ({0.0} if user else {0.25, 0.5})
+            assert (f"p{i}_prune_ratio" in trial.params) != user
+        study.tell(trial, 0.0)
+    assert seen == {"fused_b", "conv"}
+
+
+def test_export_of_a_user_kind_imports_the_runs_plugins_or_says_so_first(plugin, tmp_path):
+    from search.export import export_trial
+
+    plugin("fused_plugin_c", "fused_c")
+    parse_config({"plugins": ["fused_plugin_c"]})
+    candidate = Candidate(
+        ArchSpec(8, (StageSpec("fused_c", 1, 8),)), CompressionPolicy((StagePolicy(),))
+    )
+    run = tmp_path / "run"
+    models = run / "models" / "0"
+    models.mkdir(parents=True)
+    for name in ("model.onnx", "model.pt", "channels.json"):
+        (models / name).write_bytes(b"x")
+    (models / "candidate.json").write_text(candidate.to_json())
+    pd.DataFrame(
+        [{"number": 0, "status": "ok", "genome": candidate.genome, "artifacts": "models/0"}]
+    ).to_csv(run / "trials.csv", index=False)
+    (run / "config.yaml").write_text(yaml.safe_dump({"name": "run"}))  # plugins not listed
+    sys.modules.pop("fused_plugin_c")
+    blocks._BLOCKS.pop("fused_c")  # as in a new process
+    with pytest.raises(ConfigError, match=r"unknown block kind 'fused_c'.*under plugins"):
+        export_trial(run, 0, tmp_path / "ship")
+    assert not (tmp_path / "ship").exists()  # nothing half-written
+    (run / "config.yaml").write_text(yaml.safe_dump({"name": "run", "plugins": ["fused_plugin_c"]}))
+    out = export_trial(run, 0, tmp_path / "ship")
+    assert json.loads((out / "manifest.json").read_text())["trial"] == 0
