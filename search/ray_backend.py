@@ -381,12 +381,48 @@ def check_reachable(address: str, timeout_s: float = 10.0) -> None:
     if "://" in bare or not host or not port.isdigit():
         return  # not HOST:PORT: left to Ray, which says what it makes of it
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+        speaks = _speaks_grpc(host.strip("[]"), int(port), timeout_s)
     except OSError as error:
         raise ConfigError(
             f"cannot reach a Ray cluster at {address} ({error.strerror or error}); start it "
             "(ray start --head --port PORT) or fix --address / execution.ray.address"
         ) from None
+    if speaks is False and not address.startswith("ray://"):
+        raise ConfigError(
+            f"{address} answers, but not as a Ray cluster's head (GCS) does; give the port "
+            "`ray start --head --port PORT` was given (6379 unless set), or fix --address / "
+            "execution.ray.address"
+        )
+
+
+ANSWER_S = 2.0  # a GCS answers the preface in milliseconds; silence is left to Ray
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_EMPTY_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # length 0, type 4, no flags
+
+
+def _speaks_grpc(host: str, port: int, timeout_s: float) -> bool | None:
+    """Whether what listens at host:port answers as a gRPC server (HTTP/2) does, as Ray's
+    GCS does: its first frame after the connection preface is SETTINGS. None when it is
+    not known (no answer in time; or TLS, which Ray may use and this probe does not speak).
+    ``ray.init`` on a port where something else answers retries for minutes, printing
+    warnings about another address."""
+    with socket.create_connection((host, port), timeout=timeout_s) as connection:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            return None
+        connection.settimeout(min(timeout_s, ANSWER_S))
+        connection.sendall(_HTTP2_PREFACE + _EMPTY_SETTINGS)
+        header = b""
+        try:
+            while len(header) < 9:
+                chunk = connection.recv(9 - len(header))
+                if not chunk:
+                    break
+                header += chunk
+        except TimeoutError:
+            return None
+        except OSError:  # reset on a preface it did not expect
+            return False
+    return len(header) == 9 and header[3] == 0x04
 
 
 def join_cluster(address: str) -> None:

@@ -276,6 +276,39 @@ def test_an_address_nothing_answers_on_is_refused_at_once(monkeypatch):
         check_reachable(left_to_ray)
 
 
+def test_a_port_that_answers_but_not_as_rays_head_is_one_line_at_once():
+    # ray.init on a web server's port retries for minutes, printing warnings.
+    import http.server
+    import socketserver
+    import threading
+
+    from search.config import ConfigError
+    from search.ray_backend import check_reachable
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    class Http2(socketserver.BaseRequestHandler):
+        # What a gRPC server (Ray's GCS) sends first: a SETTINGS frame.
+        def handle(self):
+            self.request.recv(64)
+            self.request.sendall(b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64")
+
+    for handler, refused in ((Quiet, True), (Http2, False)):
+        with socketserver.TCPServer(("127.0.0.1", 0), handler) as server:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            address = f"127.0.0.1:{server.server_address[1]}"
+            try:
+                if refused:
+                    with pytest.raises(ConfigError, match="answers, but not as a Ray cluster"):
+                        check_reachable(address)
+                else:
+                    check_reachable(address)
+            finally:
+                server.shutdown()
+
+
 def test_a_cluster_that_refuses_the_driver_is_one_line_saying_what_to_do(monkeypatch):
     from search.config import ConfigError
     from search.ray_backend import join_cluster
