@@ -41,6 +41,7 @@ import logging
 import platform
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import fx, nn
 
 from evaluators.distill import accuracy
 from evaluators.files import write_atomic
@@ -70,14 +71,46 @@ QuantMethod = Literal["ptq", "qat"]
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` in which every Conv2d -> BatchNorm2d pair is one Conv2d.
 
-    Pairs are found inside ``nn.Sequential`` containers (``spaces.blocks.conv_bn``); the
-    conv gets a bias, the batch norm becomes ``nn.Identity`` so module names (and hence
+    A pair is a batch norm that reads a conv's output and nothing else does, found on the
+    network's ``torch.fx`` graph: so a block of the user's own that keeps ``self.conv`` and
+    ``self.bn`` apart folds as ``spaces.blocks.conv_bn``'s sequence does (unfolded, its
+    QAT would learn a grid that the export's own folding then rounds off). A network that
+    does not trace folds the pairs that sit next to each other in an ``nn.Sequential``.
+    The conv gets a bias, the batch norm becomes ``nn.Identity`` so module names (and hence
     ``stage_of_parameter`` and the ONNX node names) stay as they were. The copy computes
     what the original computes in eval mode (running statistics), in either mode, since
     it has no batch statistics left. Channel counts come from the modules themselves, so
     physically pruned networks fold too.
     """
     folded = copy.deepcopy(model)
+    try:
+        graph = fx.symbolic_trace(folded).graph
+    except Exception:  # any trace failure: the sequences' pairs below
+        return _fold_sequential_pairs(folded)
+    modules = dict(folded.named_modules())
+    # A module called twice is one set of weights for two places: folded for one, wrong
+    # for the other.
+    calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
+            continue
+        (source,) = node.all_input_nodes or (None,)
+        if (
+            source is None
+            or source.op != "call_module"
+            or type(modules[source.target]) is not nn.Conv2d
+            or len(source.users) != 1
+            or calls[source.target] != 1
+            or calls[node.target] != 1
+        ):
+            continue
+        conv, bn = modules[source.target], modules[node.target]
+        _set_submodule(folded, source.target, _fold_conv_bn(conv, bn))
+        _set_submodule(folded, node.target, nn.Identity())
+    return folded
+
+
+def _fold_sequential_pairs(folded: nn.Module) -> nn.Module:
     for container in folded.modules():
         if not isinstance(container, nn.Sequential):
             continue

@@ -117,6 +117,37 @@ def test_folding_batch_norm_preserves_eval_outputs(candidate):
         torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=0)
 
 
+def test_a_conv_and_batch_norm_kept_apart_fold_unless_the_convs_output_is_shared():
+    # A block written timm's way (self.conv, self.bn) is no nn.Sequential: found on the
+    # graph. A conv whose output another module also reads must keep its own weights.
+    class Apart(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+            self.bn = nn.BatchNorm2d(8)
+            self.side = nn.Conv2d(8, 8, 1)
+            self.side_bn = nn.BatchNorm2d(8)
+            self.shared = nn.BatchNorm2d(8)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.bn(y) + torch.relu(self.side_bn(self.side(y))) + self.shared(y)
+
+    torch.manual_seed(0)
+    model = Apart()
+    for bn in (model.bn, model.side_bn, model.shared):
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 2.0)
+    model.eval()
+    folded = fold_batchnorm(model).eval()
+    assert isinstance(folded.side_bn, nn.Identity) and folded.side.bias is not None
+    assert isinstance(folded.bn, nn.BatchNorm2d) and isinstance(folded.shared, nn.BatchNorm2d)
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=0)
+
+
 # --------------------------------------------------------------------------- fake quantization
 
 
