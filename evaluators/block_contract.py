@@ -12,20 +12,26 @@ kind the same way in a test::
     from evaluators.block_contract import check_block
     check_block("fused_mbconv")  # raises BlockContractError with the first problem
 
-Not checked here: that the block exports to ONNX and quantizes in ONNX Runtime (each
-trial does that, and a failure fails the trial with its reason).
+Also checked, at one shape: the block exports to ONNX and ONNX Runtime computes what torch
+does, since every trial's latency and artifacts come from that file. Not checked here:
+int8 quantization in ONNX Runtime (each trial does that, and a failure fails the trial
+with its reason).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import tempfile
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from evaluators.cost import counting_macs
+from evaluators.hardware import export_onnx, onnx_session
 from spaces.blocks import create_block, registered_blocks
 from spaces.candidate import StageSpec, unknown_kind
 
@@ -48,7 +54,36 @@ def check_block(kind: str) -> None:
     if kind not in registered_blocks():
         raise BlockContractError(unknown_kind(kind))
     for in_channels, out_channels, stride, kernel in SHAPES:
-        _check_shape(kind, in_channels, out_channels, stride, kernel)
+        block = _check_shape(kind, in_channels, out_channels, stride, kernel)
+    _check_onnx(kind, block, in_channels, out_channels, stride, kernel)
+
+
+def _check_onnx(
+    kind: str, block: nn.Module, in_channels: int, out_channels: int, stride: int, kernel: int
+) -> None:
+    where = (
+        f"block kind {kind!r} built for {in_channels} -> {out_channels} channels, "
+        f"kernel {kernel}, stride {stride}"
+    )
+    image = torch.randn(1, in_channels, SIZE, SIZE)
+    with tempfile.TemporaryDirectory(prefix="paretonas-block-") as folder:
+        try:
+            path = export_onnx(block, (in_channels, SIZE, SIZE), Path(folder) / "block.onnx")
+            session = onnx_session(path)
+            (got,) = session.run(None, {session.get_inputs()[0].name: image.numpy()})
+        except Exception as error:
+            raise BlockContractError(
+                f"{where}: exporting it to ONNX and running it in ONNX Runtime failed "
+                f"({_said(error)}); every trial's latency and model file come from that export"
+            ) from None
+    with torch.no_grad():
+        expected = block(image).numpy()
+    if got.shape != expected.shape or not np.allclose(got, expected, atol=1e-4, rtol=1e-3):
+        raise BlockContractError(
+            f"{where}: ONNX Runtime computes something else from its ONNX export than torch "
+            "does from the block (an op the exporter maps differently); every trial's "
+            "latency and model file come from that export"
+        )
 
 
 def check_block_once(kind: str) -> None:
@@ -62,7 +97,9 @@ def _check_class(kind: str, cls: type | None) -> None:
     check_block(kind)
 
 
-def _check_shape(kind: str, in_channels: int, out_channels: int, stride: int, kernel: int) -> None:
+def _check_shape(
+    kind: str, in_channels: int, out_channels: int, stride: int, kernel: int
+) -> nn.Module:
     where = (
         f"block kind {kind!r} built for {in_channels} -> {out_channels} channels, "
         f"kernel {kernel}, stride {stride}"
@@ -117,6 +154,7 @@ def _check_shape(kind: str, in_channels: int, out_channels: int, stride: int, ke
             "what depends on shapes (they are its arguments), or wrap the function that "
             "does not trace with torch.fx.wrap"
         ) from None
+    return block
 
 
 def _said(error: Exception) -> str:

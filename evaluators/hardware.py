@@ -6,6 +6,7 @@ measures it before training and rejects candidates over budget without training 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import statistics
@@ -65,7 +66,8 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     was_training = model.training
     model.eval()
-    example = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
+    held = next(itertools.chain(model.parameters(), model.buffers()), None)
+    example = torch.zeros(1, *input_shape, device=held.device if held is not None else "cpu")
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
 
     def write(tmp: Path) -> None:
@@ -84,17 +86,22 @@ def export_onnx(
                     output_names=[OUTPUT_NAME],
                     dynamic_axes=axes,
                 )
-            except Exception:
-                torch.onnx.export(
-                    model,
-                    (example,),
-                    str(tmp),
-                    dynamo=True,
-                    external_data=False,
-                    input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME],
-                    dynamic_shapes=({0: "batch"},) if dynamic_batch else None,
-                )
+            except Exception as error:
+                try:
+                    torch.onnx.export(
+                        model,
+                        (example,),
+                        str(tmp),
+                        dynamo=True,
+                        external_data=False,
+                        input_names=[INPUT_NAME],
+                        output_names=[OUTPUT_NAME],
+                        dynamic_shapes=({0: "batch"},) if dynamic_batch else None,
+                    )
+                except ModuleNotFoundError:
+                    # The dynamo exporter needs onnxscript, which is optional: the first
+                    # exporter's error says what in the model did not export.
+                    raise error from None
         proto = onnx.load(str(tmp))
         _inline_identity_initializers(proto)
         onnx.save(proto, str(tmp))
