@@ -88,8 +88,8 @@ def counting_macs(model: nn.Module) -> Iterator[list[int]]:
         if isinstance(module, nn.Conv2d):
             kh, kw = module.kernel_size
             macs[0] += output[0].numel() * (module.in_channels // module.groups) * kh * kw
-        else:
-            macs[0] += module.in_features * module.out_features
+        else:  # a linear layer applies to every position of its input's leading axes
+            macs[0] += output[0].numel() * module.in_features
 
     handles = [
         module.register_forward_hook(count)

@@ -38,6 +38,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from evaluators.users_code import said, users_line
+
 log = logging.getLogger(__name__)
 
 # Where Debian's package ``dataset-fashion-mnist`` puts the IDX files; a module constant so
@@ -365,7 +367,8 @@ def load_dataset(
     loader = _REGISTRY.get(name)
     if loader is None:
         raise UnknownDatasetError(
-            f"unknown dataset {name!r}; choose one of: {', '.join(dataset_names())}"
+            f"unknown dataset {name!r}; choose one of: {', '.join(dataset_names())} (a dataset of "
+            "your own is registered by a module the run's config lists under plugins)"
         )
     if not 0 < val_fraction < 1:
         raise DatasetError(
@@ -378,9 +381,21 @@ def load_dataset(
             "set dataset.image_size to a value such as 32, or leave it null."
         )
     path = Path(root).expanduser() if root is not None else None
-    dataset = loader(
-        path, download=download, val_fraction=val_fraction, seed=seed, image_size=image_size
-    )
+    try:
+        dataset = loader(
+            path, download=download, val_fraction=val_fraction, seed=seed, image_size=image_size
+        )
+    except DatasetError:
+        raise
+    except Exception as error:
+        if _qualified(loader).startswith(("evaluators.", "search.", "spaces.")):
+            raise  # ours: a bug to see whole, not a user's loader to summarise
+        # A user's loader: where in it, in one sentence, not a traceback mid-search.
+        raise DatasetError(
+            f"dataset {name!r}: its loader {_qualified(loader)} failed: {said(error)}"
+            f"{users_line(error)}; raise evaluators.DatasetError from it with a sentence "
+            "saying how to fix what it found"
+        ) from None
     # Checked here, not deep inside training where the first missing attribute would
     # surface (a TensorDataset has no .name, .train or .preprocessing).
     if not isinstance(dataset, Dataset):

@@ -501,7 +501,16 @@ def _catalog() -> tuple[dict[str, tuple[Device, str]], dict[str, str]]:
     for folder in _env_folders():
         for path in _device_files(folder):
             try:
-                _add(catalog, load_device_file(path), str(path))
+                device = load_device_file(path)
+                if device.name in _builtin():
+                    # A copy of a built-in file not yet renamed. Refused where it is used
+                    # rather than the built-in taken silently: its numbers may be edited.
+                    broken[device.name] = (
+                        f"{path}: {device.name!r} is a built-in device's name; give your copy "
+                        "its own (its name: field and its file's name)"
+                    )
+                    continue
+                _add(catalog, device, str(path))
             except DeviceError as error:
                 broken.setdefault(path.stem, str(error))
     # Registered devices were checked against the files when registered; they win.

@@ -25,6 +25,8 @@ reproduces the layer; the search fine-tunes the factorized network with KD after
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -84,10 +86,21 @@ def factorize_model(model: CandidateNet, candidate: Candidate, *, svd: bool = Tr
     if any(isinstance(m, LowRank) for m in model.modules()):
         raise ValueError("model is factorized already")
     stages = candidate.policy.stages
-    for name, module in list(model.named_modules()):
+    factorize_modules(
+        model, lambda name: stages[stage_of_parameter(name + ".", len(stages))], svd=svd
+    )
+    return model
+
+
+def factorize_modules(
+    root: nn.Module, policy_of: Callable[[str], StagePolicy], *, svd: bool = True
+) -> nn.Module:
+    """Replace, in place, each conv / linear layer of ``root`` that the policy of its
+    module path (``policy_of``) factorizes by a ``LowRank`` pair; return ``root``."""
+    for name, module in list(root.named_modules()):
         if not isinstance(module, nn.Conv2d | nn.Linear):
             continue
-        rank = factorized_rank(module, stages[stage_of_parameter(name + ".", len(stages))])
+        rank = factorized_rank(module, policy_of(name))
         if rank is None:
             continue
         from_weights = svd and not module.weight.is_meta
@@ -98,8 +111,8 @@ def factorize_model(model: CandidateNet, candidate: Candidate, *, svd: bool = Tr
         else:
             pair = factorize_kxk(module, rank, from_weights)
         parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, pair)
-    return model
+        setattr(root.get_submodule(parent) if parent else root, child, pair)
+    return root
 
 
 def build_deployed(

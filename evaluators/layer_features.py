@@ -236,7 +236,7 @@ def _row(
             kernel=1,
             stride=1,
             groups=1,
-            macs=module.in_features * module.out_features,
+            macs=y[0].numel() * module.in_features,  # at every position of leading axes
             weight_bytes=module.weight.numel() * wbits / 8 + module.out_features * 4,
             **common,
         )

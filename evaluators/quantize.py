@@ -78,9 +78,11 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     does not trace folds the pairs that sit next to each other in an ``nn.Sequential``.
     The conv gets a bias, the batch norm becomes ``nn.Identity`` so module names (and hence
     ``stage_of_parameter`` and the ONNX node names) stay as they were. The copy computes
-    what the original computes in eval mode (running statistics), in either mode, since
-    it has no batch statistics left. Channel counts come from the modules themselves, so
-    physically pruned networks fold too.
+    what the original computes in eval mode (running statistics); when every batch norm
+    folded (all of the built-in blocks'), in either mode, since it has no batch statistics
+    left. A batch norm that is not a pair's (its conv's output is read elsewhere too, or it
+    keeps no running statistics) stays. Channel counts come from the modules themselves,
+    so physically pruned networks fold too.
     """
     folded = copy.deepcopy(model)
     try:
@@ -96,7 +98,8 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             continue
         (source,) = node.all_input_nodes or (None,)
         if (
-            source is None
+            modules[node.target].running_mean is None  # batch statistics only: nothing to fold
+            or source is None
             or source.op != "call_module"
             or type(modules[source.target]) is not nn.Conv2d
             or len(source.users) != 1

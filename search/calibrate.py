@@ -38,12 +38,14 @@ def probe(
     from spaces.params import Choice
     from spaces.space import SearchSpace
 
-    device = get_device(device_name)
-    input_shape, num_classes = (1, 28, 28), 10
+    run = None
     if config is not None:
         from search.config import load_config
 
-        run = load_config(config)
+        run = load_config(config)  # first: its plugins may register the device
+    device = get_device(device_name)
+    input_shape, num_classes = (1, 28, 28), 10
+    if run is not None:
         if get_device(run.device.name).name != device.name:
             raise ConfigError(
                 f"--config {config} is for device {run.device.name}, not {device.name}; "

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Search small CNNs that fit a device budget; report the Pareto front.",
         epilog="Start with: paretonas search --config configs/quickstart.yaml --name r. "
         "Exit codes: 0 done, 2 a mistake in the input (one line says which), 3 the search "
-        "finished but no candidate met the budget, 130 interrupted (Ctrl-C) and 143 stopped "
+        "finished but no candidate met the budget, 4 it finished but every trial failed (its "
+        "log says why), 130 interrupted (Ctrl-C) and 143 stopped "
         "(SIGTERM, as a batch scheduler stops a job): run it again to resume.",
     )
     parser.add_argument("--version", action="version", version=f"paretonas {_version()}")
@@ -297,7 +298,10 @@ def _worker(args: argparse.Namespace) -> int:
         from search.worker import stop_when_orphaned
 
         if os.getppid() != int(parent):
-            print("paretonas: the search that started this worker is gone; not starting")
+            print(
+                "paretonas: the search that started this worker is gone; not starting",
+                file=sys.stderr,
+            )
             return 0
         stop_when_orphaned(int(parent))
     result = run_worker(storage, args.study, args.results, not args.no_progress, args.wait)

@@ -57,7 +57,8 @@ class DatasetSection(_Section):
 
         if name not in dataset_names():
             raise ValueError(
-                f"unknown dataset {name!r}; choose one of: {', '.join(dataset_names())}"
+                f"unknown dataset {name!r}; choose one of: {', '.join(dataset_names())} (a dataset of "
+                "your own is registered by a module the run's config lists under plugins)"
             )
         return name
 
@@ -180,12 +181,16 @@ class SpaceSection(_Section):
         bad = [k for k in kinds if k not in known]
         if bad:
             raise ValueError(unknown_kind(bad[0]))
+        return kinds
+
+    @model_validator(mode="after")
+    def _user_kinds_keep_the_block_contract(self) -> SpaceSection:
         from evaluators.block_contract import check_block_once
 
-        for kind in kinds:
+        for kind in self.kind:
             if kind not in BLOCK_KINDS:  # the built-in kinds' tests check theirs
-                check_block_once(kind)
-        return kinds
+                check_block_once(kind, self.kernel, self.stride)
+        return self
 
     @field_validator("kernel")
     @classmethod
@@ -432,7 +437,7 @@ class RunConfig(_Section):
     @classmethod
     def _import_plugins(cls, data: Any) -> Any:
         # Before any field is checked: the space, dataset or device may name what they add.
-        if isinstance(data, dict) and isinstance(data.get("plugins"), list):
+        if isinstance(data, dict) and data.get("plugins") is not None:
             from search.plugins import import_plugins
 
             import_plugins(data["plugins"])

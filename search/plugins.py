@@ -15,32 +15,38 @@ import importlib
 import os
 import re
 import sys
-import traceback
-from collections.abc import Iterable
 from pathlib import Path
 
-_PACKAGES = [
-    Path(__file__).resolve().parents[1] / name for name in ("spaces", "evaluators", "search")
-]
+from evaluators.users_code import said, users_line
+
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
-def import_plugins(names: Iterable[object]) -> None:
+def import_plugins(names: object) -> None:
     """Import each module once; ValueError, one sentence, for a name that is not a module
     name or a module that cannot be imported."""
+    if not isinstance(names, list | tuple):
+        raise ValueError(
+            f"plugins: must be a list of module names, e.g. plugins: [{names}] (got {names!r})"
+        )
     for name in names:
-        if not isinstance(name, str) or not _MODULE_NAME.fullmatch(name):
-            raise ValueError(
-                f"plugins: {name!r} is not a Python module name; give the module's import "
-                "name (my_blocks, or mypackage.blocks), not a file path"
-            )
-        if name in sys.modules:
-            continue
-        # As `python -m` does: a module beside the folder the command runs in is found.
-        # Appended, so that it never shadows an installed package.
-        here = os.getcwd()
-        if here not in sys.path:
-            sys.path.append(here)
+        _import(name)
+
+
+def _import(name: object) -> None:
+    if not isinstance(name, str) or not _MODULE_NAME.fullmatch(name):
+        bare = name.removesuffix(".py").replace("/", ".") if isinstance(name, str) else None
+        hint = f" ({bare!r})" if bare and _MODULE_NAME.fullmatch(bare) else ""
+        raise ValueError(
+            f"plugins: {name!r} is not a Python module name; give the module's import "
+            f"name{hint}, not a file path"
+        )
+    # As `python -m` does (and the workers of --workers N run so): the folder the command
+    # runs in comes first, so that the search and its workers import the same file.
+    here = os.getcwd()
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    if name not in sys.modules:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as error:
@@ -51,20 +57,27 @@ def import_plugins(names: Iterable[object]) -> None:
                 f"{name.replace('.', '/')}.py, put that folder on PYTHONPATH, or pip-install "
                 "the package (on every machine of the run)"
             ) from None
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             raise ValueError(_failed(name, error)) from None
+    _check_not_shadowed(name, Path(here))
 
 
-def _failed(name: str, error: Exception) -> str:
+def _check_not_shadowed(name: str, here: Path) -> None:
+    """A module of the user's named like one of the standard library or an installed
+    package: which one an import finds depends on the entry point and on what was imported
+    first, so the name is refused rather than guessed."""
+    top = name.partition(".")[0]
+    local = here / f"{top}.py" if (here / f"{top}.py").is_file() else here / top
+    if not local.exists():
+        return
+    found = getattr(sys.modules.get(top), "__file__", None)
+    if found is not None and not Path(found).resolve().is_relative_to(local.resolve()):
+        raise ValueError(
+            f"plugins: {top!r} in {here} has the name of another module ({found}), which "
+            "was imported instead; rename yours"
+        )
+
+
+def _failed(name: str, error: BaseException) -> str:
     """Where in the plugin's own code its import failed, in one sentence."""
-    frames = traceback.extract_tb(error.__traceback__)
-    # The user's line (a register_block call, say), not ours that refused it.
-    own = [
-        frame
-        for frame in frames
-        if "importlib" not in frame.filename
-        and not any(Path(frame.filename).is_relative_to(p) for p in _PACKAGES)
-    ]
-    where = f" ({own[-1].filename}, line {own[-1].lineno})" if own else ""
-    said = str(error).splitlines()[0] if str(error) else ""
-    return f"plugins: importing {name!r} failed: {type(error).__name__}: {said}{where}"
+    return f"plugins: importing {name!r} failed: {said(error)}{users_line(error)}"

@@ -250,7 +250,8 @@ class _StudySearcher(OptunaSearch):
             return
         if result and METRICS in result:
             metrics = Metrics.from_dict(json.loads(result[METRICS]))
-            candidate = Candidate.from_dict(json.loads(result[CANDIDATE]))
+            built = json.loads(result[CANDIDATE])  # null: its node could not build one
+            candidate = Candidate.from_dict(built) if built is not None else None
         else:
             reason = "the Ray trial errored before reporting (its worker or node died)"
             metrics = Metrics(status="failed", reason=reason)
@@ -327,7 +328,19 @@ def _evaluate_trial(
     config's, which register what the candidate may be built of in this process too."""
     import torch
 
-    import_plugins(plugins)
+    try:
+        import_plugins(plugins)
+    except ValueError as error:  # this node lacks the module: failed with its sentence
+        failed = Metrics(status="failed", reason=str(error))
+        tune.report(
+            {
+                **dict.fromkeys(objective.objectives, 0.0),
+                METRICS: json.dumps(failed.to_dict()),
+                CANDIDATE: "null",
+                NODE: ray.get_runtime_context().get_node_id(),
+            }
+        )
+        return
     torch.set_num_threads(max(1, threads))
     duplicate = json.loads(params.get(DUPLICATE) or "null")
     params, front, curves = _stopping_context(params)
@@ -410,9 +423,9 @@ def _speaks_grpc(host: str, port: int, timeout_s: float) -> bool | None:
         if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
             return None
         connection.settimeout(min(timeout_s, ANSWER_S))
-        connection.sendall(_HTTP2_PREFACE + _EMPTY_SETTINGS)
         header = b""
         try:
+            connection.sendall(_HTTP2_PREFACE + _EMPTY_SETTINGS)
             while len(header) < 9:
                 chunk = connection.recv(9 - len(header))
                 if not chunk:
@@ -423,6 +436,20 @@ def _speaks_grpc(host: str, port: int, timeout_s: float) -> bool | None:
         except OSError:  # reset on a preface it did not expect
             return False
     return len(header) == 9 and header[3] == 0x04
+
+
+def check_plugins_on_cluster(plugins: list[str]) -> None:
+    """Import the config's plugins in one of the cluster's worker processes, before any
+    trial: a module that only the driver's machine has would otherwise fail every trial,
+    each after Ray's retries. (Other nodes may still lack it: their trials then fail with
+    the same sentence.)"""
+    if not plugins:
+        return
+    try:
+        ray.get(ray.remote(num_cpus=0)(import_plugins).remote(tuple(plugins)))
+    except ray.exceptions.RayTaskError as error:
+        cause = error.cause if isinstance(error.cause, Exception) else error
+        raise ConfigError(f"on the Ray cluster's workers, {cause}") from None
 
 
 def join_cluster(address: str) -> None:
@@ -472,6 +499,7 @@ def run_ray(
     address = ray_address(settings.address)
     if not ray.is_initialized():
         join_cluster(address)
+    check_plugins_on_cluster(config.plugins)
     log.info(
         "run %s: %d of %s finished; Ray cluster %s (%s CPUs); %d at once",
         config.name,

@@ -67,7 +67,9 @@ from spaces.params import Choice
 log = logging.getLogger("paretonas")
 
 # Settings that may change between invocations of the same run without invalidating it.
-_RESUMABLE = {"trials", "name", "results_dir", "execution", "tiers"}
+# A plugin added later (a model for `baselines`) changes no trial's meaning; one whose kinds
+# the run draws cannot be dropped, since the config would not validate without it.
+_RESUMABLE = {"trials", "name", "results_dir", "execution", "tiers", "plugins"}
 REPORT_EVERY_S = 15.0  # report.html is rewritten at most this often while trials finish
 CONFIG = "config"  # study user attribute: the run's config, for workers on other machines
 # Where `paretonas worker` finds the storage URL when not given --storage.
@@ -159,13 +161,19 @@ def run_search(config: RunConfig, *, trials: int | None = None, progress: bool =
                 failed_workers = _run_local_workers(config, url, execution.workers)
         result = session.write()
         done, _ = worker_progress(study)
-        if failed_workers and done < target:
-            raise WorkersFailed(
-                f"{len(failed_workers)} of {counted(execution.workers, 'worker')} stopped with "
-                f"an error (exit codes {failed_workers}; their lines are above) before run "
-                f"{config.name} held its {counted(target, 'trial')} ({done} finished, kept): "
-                "fix what they said and run the same command to resume"
+        if failed_workers:
+            how = ", ".join(
+                f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                for code in failed_workers
             )
+            stopped = f"{len(failed_workers)} of {counted(execution.workers, 'worker')} ({how})"
+            if done < target:
+                raise WorkersFailed(
+                    f"{stopped} stopped before run {config.name} held its "
+                    f"{counted(target, 'trial')} ({done} finished, kept); see their lines "
+                    "above, fix what they said and run the same command to resume"
+                )
+            log.warning("%s stopped early; the others finished the run", stopped)
     # The run's --trials counts finished trials, the rule of search.worker.finished; the
     # interrupted ones are listed in trials.csv (retried, unless out of retries) besides.
     finished, _ = worker_progress(study)

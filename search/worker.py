@@ -9,6 +9,7 @@ copy is queued (``search.storage``), which the next free worker takes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -248,15 +249,33 @@ def work(
                 current[0].number,
             )
         except KeyboardInterrupt:
-            # Optuna has failed the trial that was running; a rerun must retry it, as it
-            # retries one whose worker died. A second Ctrl-C (pressed again, or passed on
-            # by the search that started this worker) must not cut that short.
-            with deferred_interrupts():
-                if current:
-                    retry_trial(study, current[0]._trial_id, max_retry)
+            _queue_again(study, current, max_retry)
             raise
+        except UnboundLocalError as error:
+            # Stopped inside Optuna's tell (after the objective returned), its cleanup
+            # trips over a variable the tell never set: the stop is what happened.
+            if not isinstance(error.__context__, KeyboardInterrupt):
+                raise
+            _queue_again(study, current, max_retry)
+            raise error.__context__ from None
         finally:
             optimize_log.removeFilter(quiet)
+
+
+def _queue_again(study: optuna.Study, current: list[optuna.Trial], max_retry: int) -> None:
+    """The trial a stop (Ctrl-C, SIGTERM) cut short, failed and queued again, as a rerun
+    retries one whose worker died. A second stop (pressed again, or passed on by the search
+    that started this worker) must not cut that short."""
+    with deferred_interrupts():
+        if not current:
+            return
+        trial_id = current[0]._trial_id
+        # Optuna fails the trial its objective was running; one stopped after the
+        # objective returned, inside Optuna's tell, is still running: failed here.
+        if study._storage.get_trial(trial_id).state == TrialState.RUNNING:
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                study._storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        retry_trial(study, trial_id, max_retry)
 
 
 def stop_when_orphaned(parent_pid: int, poll_s: float = 1.0) -> threading.Thread:

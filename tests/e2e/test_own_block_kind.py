@@ -83,7 +83,9 @@ def test_workers_that_cannot_start_fail_the_search_in_one_line(tmp_path):
     run = _search(tmp_path, "noplug", "--trials", "3", "--workers", "2", FAIL_IN_WORKERS="1")
     assert run.returncode == 2, run.stderr[-3000:]
     assert "this plugin refuses to load in a worker" in run.stderr
-    assert "paretonas: error: 2 of 2 workers stopped with an error" in run.stderr
+    assert (
+        "paretonas: error: 2 of 2 workers (exit code 2, exit code 2) stopped before" in run.stderr
+    )
     assert "(0 finished, kept)" in run.stderr
     assert "Traceback" not in run.stderr
 

@@ -79,25 +79,78 @@ class _Fourier(_Good):
         return torch.fft.ifft2(torch.fft.fft2(self.conv(x))).real
 
 
+class _ReadsItsLayers(_Good):
+    # Factorization replaces self.conv by a LowRank pair, which has no out_channels.
+    def forward(self, x):
+        return self.bn(self.conv(x))[:, : self.conv.out_channels]
+
+
+class _TrainsOnlyAlone(_Good):
+    def forward(self, x):
+        return self.bn(self.conv(x)).view(1, -1, *x.shape[2:])[:, :, :: self.conv.stride[0]]
+
+
+class _Raises(_Good):
+    def forward(self, x):
+        if self.training:
+            raise RuntimeError("no training here")
+        return self.conv(x)
+
+
+class _PadsForThree(_Good):
+    def __init__(self, in_channels, out_channels, stride, stage):
+        super().__init__(in_channels, out_channels, stride, stage)
+        self.conv = nn.Conv2d(in_channels, out_channels, stage.kernel, stride, 1)
+
+
+class _BatchStatistics(_Good):
+    # A batch norm without running statistics is left unfolded, not an error.
+    def __init__(self, in_channels, out_channels, stride, stage):
+        super().__init__(in_channels, out_channels, stride, stage)
+        self.bn = nn.BatchNorm2d(out_channels, track_running_stats=False)
+
+
+class _PerPixelLinear(nn.Module):
+    # nn.Linear over the channels of every pixel: costed at every pixel.
+    def __init__(self, in_channels, out_channels, stride, stage):
+        super().__init__()
+        self.pool = nn.AvgPool2d(stride) if stride > 1 else nn.Identity()
+        self.mix = nn.Linear(in_channels, out_channels)
+
+    def forward(self, x):
+        return self.mix(self.pool(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
 class _ThreeArguments(_Good):
     def __init__(self, in_channels, out_channels, stride):
         super().__init__(in_channels, out_channels, stride, None)
 
 
-def test_a_block_that_keeps_the_promises_passes():
-    with registered("good_test", _Good):
+@pytest.mark.parametrize("cls", [_Good, _BatchStatistics, _PerPixelLinear])
+def test_a_block_that_keeps_the_promises_passes(cls):
+    with registered("good_test", cls):
         check_block("good_test")
+
+
+def test_a_block_is_checked_at_the_kernels_the_space_draws():
+    with registered("three_test", _PadsForThree):
+        check_block("three_test", kernels=[3], strides=[1, 2])
+        with pytest.raises(BlockContractError, match="kernel 5, stride 1: returned"):
+            check_block("three_test", kernels=[3, 5], strides=[1, 2])
 
 
 @pytest.mark.parametrize(
     ("cls", "said"),
     [
         (_FunctionalWeight, "weight 'weight' is held by a _FunctionalWeight.*would cost nothing"),
-        (_IgnoresStride, r"stride 2: returned \(1, 24, 16, 16\).*not \(1, 24, 8, 8\)"),
-        (_WrongWidth, r"returned \(1, 17, 16, 16\).*not \(1, 16, 16, 16\)"),
+        (_IgnoresStride, r"kernel 3, stride 2: returned \(2, 24, 16, 16\).*not \(2, 24, 8, 8\)"),
+        (_WrongWidth, r"returned \(2, 17, 16, 16\).*not \(2, 16, 16, 16\)"),
         (_ShapeBranch, "does not trace with torch.fx"),
         (_Attention, "multiply-accumulates per image, of which the cost model sees"),
         (_ThreeArguments, "building it failed: TypeError"),
+        (_ReadsItsLayers, "with its layers factorized .*AttributeError"),
+        (_TrainsOnlyAlone, r"returned \(1, 32, 16, 16\) for a \(2, 8, 16, 16\) input"),
+        (_Raises, "in training mode .* failed: RuntimeError: no training here"),
         (_Fourier, "exporting it to ONNX and running it in ONNX Runtime failed .*fft"),
     ],
 )
@@ -112,7 +165,7 @@ def test_a_broken_block_is_refused_in_one_sentence_naming_it(cls, said):
 def test_a_config_drawing_a_broken_kind_is_refused_before_anything_runs():
     with (
         registered("broken_test", _FunctionalWeight),
-        pytest.raises(ConfigError, match=r"space\.kind: block kind 'broken_test'"),
+        pytest.raises(ConfigError, match=r"space: block kind .broken_test. built for"),
     ):
         parse_config({"dataset": {"name": "digits"}, "space": {"kind": ["broken_test"]}})
     with registered("good_test", _Good):

@@ -451,7 +451,8 @@ def test_unknown_dataset_lists_the_choices() -> None:
         load_dataset("xyz")
     assert isinstance(caught.value, ValueError)
     assert str(caught.value) == (
-        "unknown dataset 'xyz'; choose one of: cifar10, digits, fashion-mnist, imagefolder"
+        "unknown dataset 'xyz'; choose one of: cifar10, digits, fashion-mnist, imagefolder (a "
+        "dataset of your own is registered by a module the run's config lists under plugins)"
     )
 
 

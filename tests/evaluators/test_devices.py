@@ -142,7 +142,7 @@ def test_a_user_file_may_not_shadow_a_built_in(tmp_path, monkeypatch):
     monkeypatch.setenv(devices.ENV_VAR, str(tmp_path))
     with pytest.raises(DeviceError) as err:
         get_device("host")
-    assert_one_line(err.value, "host.yaml", "already defined")
+    assert_one_line(err.value, "host.yaml", "is a built-in device's name")
 
 
 def test_a_missing_user_folder_is_an_error(tmp_path, monkeypatch):

@@ -100,6 +100,20 @@ def test_a_loader_returning_a_tensor_dataset_is_one_dataset_error(registry):
         assert part in message, message
 
 
+def test_a_loader_that_raises_is_one_dataset_error_at_its_line(registry, tmp_path):
+    @register_dataset("unreadable")
+    def load_unreadable(root, *, download, val_fraction, seed, image_size):
+        return np.load(tmp_path / "missing.npy")  # numpy raises; the line is the loader's
+
+    with pytest.raises(DatasetError) as err:
+        load_dataset("unreadable")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("dataset 'unreadable': its loader ")
+    assert "failed: FileNotFoundError: " in message
+    assert f"({__file__}, line " in message and "raise evaluators.DatasetError" in message
+
+
 # --- devices ---------------------------------------------------------------------------------
 
 
@@ -152,6 +166,20 @@ def test_a_broken_user_file_stops_only_its_own_device(tmp_path, monkeypatch):
         get_device("garbled")
     with pytest.raises(DeviceError, match="already known"):
         register_device(get_device("good").model_copy(update={"name": "broken"}))
+
+
+def test_a_copy_of_a_built_in_file_not_yet_renamed_says_to_rename_the_copy(tmp_path, monkeypatch):
+    # `paretonas devices --help` says to copy a built-in file to start. Its numbers may be
+    # edited already: the built-in is not taken in its place without a word.
+    import shutil
+
+    shutil.copy(devices.PROFILE_DIR / "cortex-m7.yaml", tmp_path / "cortex-m7.yaml")
+    monkeypatch.setenv(devices.ENV_VAR, str(tmp_path))
+    said = "'cortex-m7' is a built-in device's name; give your copy its own"
+    with pytest.raises(DeviceError, match=said):
+        get_device("cortex-m7")
+    assert said in describe_devices(tmp_path / "results")
+    assert get_device("host").name == "host"
 
 
 def test_paretonas_devices_lists_a_broken_file_with_its_error(tmp_path, monkeypatch, capsys):

@@ -76,7 +76,12 @@ def test_a_kind_without_its_plugin_says_where_kinds_come_from():
         ("needs_plugin", "import not_installed_anywhere\n",
          "importing 'needs_plugin' failed: ModuleNotFoundError: No module named "
          "'not_installed_anywhere'"),
-        ("my/blocks.py", None, "not a Python module name; give the module's import name"),
+        ("my/blocks.py", None, r"not a Python module name; give the module's import name "
+         r"\('my\.blocks'\)"),
+        ("exits_plugin", "import sys\nsys.exit('bye')\n",
+         r"importing 'exits_plugin' failed: SystemExit: bye .*exits_plugin.py, line 2\)"),
+        ("refused_plugin", "import json\njson.loads('{{')\n",
+         r"JSONDecodeError: .*refused_plugin.py, line 2\)$"),  # the user's line, not json's
     ],
 )  # fmt: skip
 def test_a_plugin_that_does_not_import_is_one_sentence(plugin, tmp_path, name, text, said):
@@ -85,6 +90,21 @@ def test_a_plugin_that_does_not_import_is_one_sentence(plugin, tmp_path, name, t
     with pytest.raises(ConfigError, match=said) as refused:
         parse_config({"plugins": [name]}, "run.yaml")
     assert str(refused.value).startswith("run.yaml: plugins: ")
+
+
+def test_plugins_given_as_one_name_is_said_so():
+    with pytest.raises(ConfigError, match=r"plugins: must be a list of module names, e\.g\. "):
+        parse_config({"plugins": "my_blocks", "space": {"kind": ["conv"]}})
+
+
+def test_a_plugin_named_like_another_module_is_refused(plugin, tmp_path):
+    # `code` is the standard library's, imported already: which file a process took would
+    # depend on its entry point.
+    import code  # noqa: F401
+
+    plugin("code", "shadow_kind")
+    with pytest.raises(ConfigError, match=r"plugins: 'code' in .* has the name of another module"):
+        parse_config({"plugins": ["code"]})
 
 
 def test_a_user_kinds_stage_draws_no_prune_ratio(plugin):

@@ -79,6 +79,31 @@ def test_trials_run_on_both_nodes_and_land_in_the_usual_files(two_nodes, tmp_pat
     assert list(pd.read_csv(more.run_dir / "trials.csv")["number"]) == list(range(6))
 
 
+def test_a_plugin_the_clusters_workers_cannot_import_is_one_line_before_any_trial(
+    two_nodes, tmp_path, monkeypatch
+):
+    import sys
+
+    from search.config import ConfigError
+    from search.ray_backend import check_plugins_on_cluster
+
+    # Imports on the driver; not in Ray's worker processes (as on a node without it).
+    (tmp_path / "driver_only_plugin.py").write_text(
+        "import sys\nif any('default_worker' in a for a in sys.argv):\n"
+        "    raise RuntimeError('not on this node')\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    try:
+        parse_config({"plugins": ["driver_only_plugin"]})
+        if not ray.is_initialized():
+            ray.init(address=two_nodes.address)
+        with pytest.raises(ConfigError, match=r"^on the Ray cluster's workers, plugins: "):
+            check_plugins_on_cluster(["driver_only_plugin"])
+        check_plugins_on_cluster([])  # nothing to import: nothing asked of the cluster
+    finally:
+        sys.modules.pop("driver_only_plugin", None)
+
+
 def test_a_failing_candidate_is_recorded_with_its_reason(two_nodes, tmp_path):
     config = _ray_config(
         tmp_path, "timeouts", two_nodes.address, execution={"trial_timeout_s": 0.01}

@@ -607,6 +607,28 @@ def test_ctrl_c_during_a_trial_queues_it_again_without_a_traceback(capfd):
     assert "retried as trial 2" in trials_frame(study).set_index("number").loc[1, "reason"]
 
 
+def test_a_stop_inside_optunas_tell_still_queues_the_trial_again(monkeypatch):
+    # The signal may land after the objective returned, while Optuna records the result:
+    # the trial is then still running, and must be failed and queued, as the log says.
+    import optuna.study._optimize as optimize
+
+    study = optuna.create_study(directions=["maximize"])
+    told = optimize._tell_with_warning
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(optimize, "_tell_with_warning", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        work(study, lambda trial: [float(trial.suggest_int("width", 8, 64))], 2)
+    (first, *queued) = study.trials
+    assert first.state == TrialState.FAIL
+    assert [t.state for t in queued] == [TrialState.WAITING]
+    assert queued[0].params == first.params
+    monkeypatch.setattr(optimize, "_tell_with_warning", told)
+    assert work(study, lambda trial: [float(trial.suggest_int("width", 8, 64))], 2) == 2
+
+
 def test_a_trial_ending_after_another_process_changed_the_config_is_failed_and_the_worker_stops():
     from search.config import ConfigError
 
