@@ -275,7 +275,9 @@ class _RetryAnew:
     """Optuna's retry of a failed trial (a WAITING copy, same parameters), the copy without
     its owner: Optuna copies every system attribute, and a copy still marked with the dead
     worker (and its last heartbeat) was failed again as that worker's the moment a live
-    worker had taken it up, before it had marked the copy its own."""
+    worker had taken it up, before it had marked the copy its own. Nor with the dead
+    trial's constraints (set when its result was recorded, before it died inside Optuna's
+    tell): the copy's own would be ignored, with a warning."""
 
     def __init__(self, max_retry: int) -> None:
         # Optuna marks the callback experimental; a warning per storage opened is noise.
@@ -288,7 +290,7 @@ class _RetryAnew:
         trial.system_attrs = {
             key: value
             for key, value in trial.system_attrs.items()
-            if key not in (WORKER, HEARTBEAT)
+            if key not in (WORKER, HEARTBEAT) and not key.startswith("constraints:")
         }
         self._retry(study, trial)
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -618,15 +619,23 @@ def test_a_stop_inside_optunas_tell_still_queues_the_trial_again(monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
+    def objective(trial):
+        trial.set_constraint("latency_ms", -1.0)  # as search.objective.record does
+        return [float(trial.suggest_int("width", 8, 64))]
+
     monkeypatch.setattr(optimize, "_tell_with_warning", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        work(study, lambda trial: [float(trial.suggest_int("width", 8, 64))], 2)
+        work(study, objective, 2)
     (first, *queued) = study.trials
     assert first.state == TrialState.FAIL
     assert [t.state for t in queued] == [TrialState.WAITING]
     assert queued[0].params == first.params
+    # The copy records its own constraints, not the dead trial's (ignored, with a warning).
+    assert not [key for key in queued[0].system_attrs if key.startswith("constraints")]
     monkeypatch.setattr(optimize, "_tell_with_warning", told)
-    assert work(study, lambda trial: [float(trial.suggest_int("width", 8, 64))], 2) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert work(study, objective, 2) == 2
 
 
 def test_a_trial_ending_after_another_process_changed_the_config_is_failed_and_the_worker_stops():
