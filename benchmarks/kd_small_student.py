@@ -15,7 +15,11 @@ trains the small student on the same 2,000 images for --epochs, from --seeds see
   tells a temperature too high for the student from soft targets weighted too much;
 - KD at T=4, alpha 0.9 from an assistant: search_quality's mid and large students, each
   trained with KD at T=4 from the teacher for --epochs (seed 0); their logits on the
-  training images replace the teacher's.
+  training images replace the teacher's;
+- KD at T=4 and T=1, alpha 0.9 from an early-stopped teacher: the same ResNet trained
+  EARLY_TEACHER_EPOCHS epoch instead of 3. Cho & Hariharan (ICCV 2019, "On the Efficacy
+  of Knowledge Distillation") found that a teacher stopped early teaches a small student
+  better than the fully trained one, whose targets are harder to follow.
 
 Test accuracy on the 10,000-image test split, in PyTorch; each training in a worker
 process with one torch thread (--jobs workers). Gains are paired by seed. Writes
@@ -46,6 +50,8 @@ from benchmarks.search_quality import STUDENTS, TEACHER  # noqa: E402
 
 STUDENT = "small"
 ASSISTANTS = ("mid", "large")
+EARLY = "early-stopped teacher"
+EARLY_TEACHER_EPOCHS = 1
 # (name, teacher: "teacher" or an assistant, alpha, temperature)
 RECIPES = (
     ("plain", "teacher", 0.0, 4.0),
@@ -54,6 +60,8 @@ RECIPES = (
     ("KD T=1", "teacher", 0.9, 1.0),
     ("KD T=4 alpha 0.5", "teacher", 0.5, 4.0),
     *((f"KD T=4 via {name}", name, 0.9, 4.0) for name in ASSISTANTS),
+    ("KD T=4 early teacher", EARLY, 0.9, 4.0),
+    ("KD T=1 early teacher", EARLY, 0.9, 1.0),
 )
 
 
@@ -73,7 +81,9 @@ def _train(job: dict) -> dict:
     started = time.perf_counter()
     dataset, teacher, order = teacher_and_data()
     subset = order[: job["images"]]
-    if job["teacher"] != "teacher":
+    if job["teacher"] == EARLY:
+        teacher = teacher_and_data(EARLY_TEACHER_EPOCHS)[1]
+    elif job["teacher"] != "teacher":
         logits = teacher.train_logits.clone()
         logits[subset] = torch.load(folder / f"assistant-{job['teacher']}.pt", weights_only=True)
         teacher = dataclasses.replace(teacher, train_logits=logits)
@@ -142,6 +152,7 @@ def main() -> int:
     # Trained here, once, if not cached: workers that each found the cache empty would all
     # train it, on one thread each.
     teacher = teacher_and_data()[1]
+    early = teacher_and_data(EARLY_TEACHER_EPOCHS)[1]
     with tempfile.TemporaryDirectory(prefix="kd-small-") as tmp:
         folder = Path(args.runs or tmp)
         folder.mkdir(parents=True, exist_ok=True)
@@ -187,11 +198,16 @@ def main() -> int:
                 key: pool.submit(_train, job)
                 for key, job in students.items()
                 if job["teacher"] != "teacher"
-            }
+            }  # the early-stopped teacher's too: it is cached already (above)
             rows = [{**run.result(), "recipe": key[0]} for key, run in runs.items()]
     rows.sort(key=lambda r: (r["recipe"], r["seed"]))
     result = {
         "teacher": {**TEACHER, "test_accuracy": teacher.test_accuracy},
+        "early_stopped_teacher": {
+            **TEACHER,
+            "epochs": EARLY_TEACHER_EPOCHS,
+            "test_accuracy": early.test_accuracy,
+        },
         "student": {
             "name": STUDENT,
             "params": rows[0]["params"],
@@ -230,7 +246,7 @@ def main() -> int:
                 s["recipe"],
                 "labels only"
                 if s["alpha"] == 0
-                else _teacher_label(s["teacher"], assistant_rows, teacher.test_accuracy),
+                else _teacher_label(s["teacher"], assistant_rows, teacher, early),
                 f"{s['test_accuracy_mean']:.4f}",
                 "-" if s["recipe"] == "plain" else f"{s['gain_mean']:+.2f}",
                 "-" if s["recipe"] == "plain" else f"{s['gain_std']:.2f}",
@@ -260,9 +276,11 @@ def _file_name(recipe: str) -> str:
     return recipe.replace(" alpha ", " a").replace(" ", "_").replace("=", "")
 
 
-def _teacher_label(name: str, assistants: list[dict], teacher_accuracy: float) -> str:
+def _teacher_label(name: str, assistants: list[dict], teacher, early) -> str:
     if name == "teacher":
-        return f"teacher ({teacher_accuracy:.4f})"
+        return f"teacher ({teacher.test_accuracy:.4f})"
+    if name == EARLY:
+        return f"teacher after {EARLY_TEACHER_EPOCHS} epoch ({early.test_accuracy:.4f})"
     row = next(r for r in assistants if r["student"] == name)
     return f"{name} student ({row['params']:,} params, {row['test_accuracy']:.4f})"
 

@@ -61,11 +61,13 @@ BUDGET = {"latency_ms": 0.6, "peak_memory_kb": 256.0}
 TEACHER = {"widths": [32, 64, 128], "blocks": [1, 1, 1], "epochs": 3, "batch_size": 128}
 
 
-def teacher_config():
-    """TEACHER as an ``evaluators.teacher.TeacherConfig`` (the same cache key as the runs')."""
+def teacher_config(epochs: int | None = None):
+    """TEACHER as an ``evaluators.teacher.TeacherConfig`` (the same cache key as the runs'),
+    trained ``epochs`` instead where given."""
     from evaluators.teacher import TeacherConfig
 
-    return TeacherConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in TEACHER.items()})
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in TEACHER.items()}
+    return TeacherConfig(**{**settings, "epochs": epochs or TEACHER["epochs"]})
 
 
 # The KD students: three sizes (also benchmarks/distillation.py's).
@@ -696,9 +698,10 @@ def stopping_what_if(
 
 
 @functools.cache
-def teacher_and_data():
-    """Fashion-MNIST, the demo's cached teacher (trained once if missing), and the order of
-    the training images every student sees (a subset of N is its first N)."""
+def teacher_and_data(teacher_epochs: int | None = None):
+    """Fashion-MNIST, the demo's cached teacher (trained once if missing; for
+    ``teacher_epochs`` instead where given), and the order of the training images every
+    student sees (a subset of N is its first N)."""
     import torch
 
     from evaluators.data import load_dataset
@@ -708,7 +711,7 @@ def teacher_and_data():
     dataset = load_dataset("fashion-mnist", seed=0)
     teacher = prepare_teacher(
         dataset,
-        teacher_config(),
+        teacher_config(teacher_epochs),
         ROOT / "results" / "teachers",
         progress=False,
         device=resolve_device("auto"),
