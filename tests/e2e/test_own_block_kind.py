@@ -36,7 +36,8 @@ class Fused(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels)
 
     def forward(self, x):
-        if os.environ.get("FAIL_IN_TRAINING") and self.training:
+        # Past the block contract (a batch of 2 in training mode), not past a trial's.
+        if os.environ.get("FAIL_IN_TRAINING") and self.training and x.shape[0] > 2:
             raise RuntimeError("fused_ee cannot train")
         return torch.relu(self.bn(self.conv(x)))
 """
