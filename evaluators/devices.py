@@ -487,6 +487,16 @@ def _env_folders() -> list[Path]:
     return folders
 
 
+def _declared_name(path: Path) -> str:
+    """The name a device file that does not load gives its device, where it can be read
+    (the name a config asks for), else its file's stem."""
+    try:
+        name = yaml.safe_load(path.read_text()).get("name")
+    except Exception:  # not YAML, not a mapping: the stem is all there is
+        return path.stem
+    return name if isinstance(name, str) and name else path.stem
+
+
 def _catalog() -> tuple[dict[str, tuple[Device, str]], dict[str, str]]:
     """The usable devices by name, with where each comes from; and the user files that
     cannot be used, by the name their file gives them, with the one-line reason.
@@ -512,7 +522,7 @@ def _catalog() -> tuple[dict[str, tuple[Device, str]], dict[str, str]]:
                     continue
                 _add(catalog, device, str(path))
             except DeviceError as error:
-                broken.setdefault(path.stem, str(error))
+                broken.setdefault(_declared_name(path), str(error))
     # Registered devices were checked against the files when registered; they win.
     for name, device in _REGISTERED.items():
         catalog[name] = (device, "register_device")

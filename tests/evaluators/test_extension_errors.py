@@ -168,6 +168,13 @@ def test_a_broken_user_file_stops_only_its_own_device(tmp_path, monkeypatch):
         register_device(get_device("good").model_copy(update={"name": "broken"}))
 
 
+def test_a_broken_file_is_found_by_the_name_it_gives_its_device(tmp_path, monkeypatch):
+    _write(tmp_path, _device_data("board-three", activation_bits=[4]), stem="board3")
+    monkeypatch.setenv(devices.ENV_VAR, str(tmp_path))
+    with pytest.raises(DeviceError, match=r"board3\.yaml: executes\.activation_bits: \[4\]"):
+        get_device("board-three")
+
+
 def test_a_copy_of_a_built_in_file_not_yet_renamed_says_to_rename_the_copy(tmp_path, monkeypatch):
     # `paretonas devices --help` says to copy a built-in file to start. Its numbers may be
     # edited already: the built-in is not taken in its place without a word.
