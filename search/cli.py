@@ -33,6 +33,11 @@ USER_ERRORS = (
 )
 
 
+PLUGINS_HELP = (
+    "your modules that register devices (the plugins: of a run's config), for a device "
+    "that no file defines"
+)
+
 # Exit code of a search that finished but whose every candidate was over the budget.
 NOTHING_FITS = 3
 # Exit code of a search that finished but whose every trial failed.
@@ -188,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         "--budget-seconds", type=float, default=900, help="host: time to spend measuring"
     )
     calibrate.add_argument("--threads", type=int, default=1, help="host: ONNX Runtime threads")
+    calibrate.add_argument("--plugins", nargs="+", default=[], help=PLUGINS_HELP)
 
     devices = commands.add_parser(
         "devices",
@@ -198,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         "also be a YAML file's path.",
     )
     devices.add_argument("--results", default="results", help="results folder (predictors)")
+    devices.add_argument("--plugins", nargs="+", default=[], help=PLUGINS_HELP)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
@@ -345,6 +352,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
     if args.budget_seconds <= 0:
         raise ConfigError(f"--budget-seconds: must be positive (got {args.budget_seconds:g})")
+    _import_plugins(args.plugins)
     predictor, out = calibrate(
         args.device,
         measurements=args.measurements,
@@ -368,6 +376,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _devices(args: argparse.Namespace) -> int:
     from evaluators.devices import describe_devices
 
+    _import_plugins(args.plugins)
     print(describe_devices(args.results))
     # A predictor serves the searches whose results_dir is where it was calibrated into.
     print(
@@ -376,6 +385,15 @@ def _devices(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _import_plugins(names: list[str]) -> None:
+    from search.plugins import import_plugins
+
+    try:
+        import_plugins(names)
+    except ValueError as error:
+        raise ConfigError(f"--{error}") from None
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -130,6 +130,29 @@ def test_a_user_kinds_stage_draws_no_prune_ratio(plugin):
     assert seen == {"fused_b", "conv"}
 
 
+def test_devices_and_calibrate_import_plugins_that_register_devices(plugin, tmp_path, capsys):
+    from search.cli import main
+
+    plugin(
+        "device_plugin",
+        "unused",
+        "import yaml\n"
+        "from evaluators.devices import PROFILE_DIR, Device, register_device\n"
+        "data = yaml.safe_load((PROFILE_DIR / 'cortex-m7.yaml').read_text())\n"
+        "data['name'] = 'plugged_m7'\n"
+        "register_device(Device.model_validate(data))\n",
+    )
+    try:
+        assert main(["devices", "--results", str(tmp_path), "--plugins", "device_plugin"]) == 0
+        assert "plugged_m7" in capsys.readouterr().out
+        assert main(["devices", "--plugins", "absent_plugin"]) == 2
+        assert "--plugins: no module named 'absent_plugin'" in capsys.readouterr().err
+    finally:
+        from evaluators import devices
+
+        devices._REGISTERED.pop("plugged_m7", None)
+
+
 def test_export_of_a_user_kind_imports_the_runs_plugins_or_says_so_first(plugin, tmp_path):
     from search.export import export_trial
 
