@@ -41,6 +41,7 @@ from spaces.candidate import StagePolicy, StageSpec, unknown_kind
 
 SIZE = 16  # input height and width: even, so stride 2 halves it exactly
 COSTED_MODULES = (nn.Conv2d, nn.Linear, nn.modules.batchnorm._BatchNorm)
+_OTHER_NORMS = (nn.GroupNorm, nn.LayerNorm, nn.modules.instancenorm._InstanceNorm)
 # As thin as the space can ask: every conv and linear layer that can be factorized is.
 FACTORIZED = StagePolicy(rank_ratio=0.25, factorize_kxk=True)
 
@@ -80,6 +81,13 @@ def check_block(
     computes it."""
     if kind not in registered_blocks():
         raise BlockContractError(unknown_kind(kind))
+    # Its own random numbers: checked while a config is read, it must not move a run's.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        _check_kind(kind, kernels, strides)
+
+
+def _check_kind(kind: str, kernels: Iterable[int], strides: Iterable[int]) -> None:
     kernels, strides = sorted(set(kernels)), sorted(set(strides))
     shapes = [_Shape(8, 16, strides[0], kernels[0]), _Shape(16, 16, 1, kernels[0])]
     shapes += [_Shape(16, 24, stride, kernel) for kernel in kernels for stride in strides]
@@ -138,11 +146,15 @@ def _check_shape(kind: str, shape: _Shape) -> nn.Module:
         own = next((n for n, _ in module.named_parameters(recurse=False)), None)
         if own is not None:
             path = f"{name}.{own}" if name else own
+            instead = (
+                "use nn.BatchNorm2d, which folds into its conv when deployed"
+                if isinstance(module, _OTHER_NORMS)
+                else "hold it in an nn.Conv2d or nn.Linear"
+            )
             raise BlockContractError(
                 f"{where}: weight {path!r} is held by a {type(module).__name__}, not an "
                 "nn.Conv2d / nn.Linear / batch-norm module: the cost model counts MACs and "
-                "weight bytes from those modules only, so it would cost nothing; hold it in "
-                "an nn.Conv2d or nn.Linear"
+                f"weight bytes from those modules only, so it would cost nothing; {instead}"
             )
     done = ops.get_total_flops() // 2  # a multiply-accumulate is two of its flops
     if done > macs[0]:

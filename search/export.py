@@ -217,8 +217,13 @@ def _check_buildable(run_dir: Path, source: Path) -> None:
         if isinstance(saved, dict) and isinstance(saved.get("plugins"), list):
             import_plugins(saved["plugins"])
         Candidate.from_json((source / "candidate.json").read_text())
-    except ValueError as error:
+    except ValueError as error:  # an unknown block kind, or JSON that does not parse
         raise ConfigError(f"{run_dir}: {error}") from None
+    except (KeyError, TypeError, OSError) as error:
+        raise ConfigError(
+            f"{source / 'candidate.json'} is not a candidate paretonas wrote "
+            f"({type(error).__name__}: {error}); export the trial from its run folder as written"
+        ) from None
 
 
 def _front_membership(run_dir: Path, row: pd.Series) -> tuple[bool, str]:

@@ -109,11 +109,13 @@ class Objective:
             # Where in the candidate's code (a block of the user's own, say) it raised: the
             # log line carries the reason, the file the traceback.
             kept = self.run_dir / artifacts / FAILURE_FILE
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            kept.write_text(said)
-            log.warning(
-                "trial %s failed: %s  [%s]; traceback in %s", number, reason, candidate.genome, kept
-            )
+            try:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                kept.write_text(said)
+                where = f"; traceback in {kept}"
+            except OSError as unwritable:  # the failure is still the trial's, not the search's
+                where = f"; its traceback not kept ({unwritable.strerror or unwritable})"
+            log.warning("trial %s failed: %s  [%s]%s", number, reason, candidate.genome, where)
             return Metrics(status="failed", reason=reason), None, said
         return metrics, str(artifacts) if metrics.status == "ok" else None, None
 

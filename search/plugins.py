@@ -22,18 +22,19 @@ from evaluators.users_code import said, users_line
 _MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
-def import_plugins(names: object) -> None:
+def import_plugins(names: object, *, from_here: bool = True) -> None:
     """Import each module once; ValueError, one sentence, for a name that is not a module
-    name or a module that cannot be imported."""
+    name or a module that cannot be imported. ``from_here``: the folder the command runs
+    in comes first on the path (not in a Ray trial, whose folder is the trial's own)."""
     if not isinstance(names, list | tuple):
         raise ValueError(
             f"plugins: must be a list of module names, e.g. plugins: [{names}] (got {names!r})"
         )
     for name in names:
-        _import(name)
+        _import(name, from_here)
 
 
-def _import(name: object) -> None:
+def _import(name: object, from_here: bool) -> None:
     if not isinstance(name, str) or not _MODULE_NAME.fullmatch(name):
         bare = name.removesuffix(".py").replace("/", ".") if isinstance(name, str) else None
         hint = f" ({bare!r})" if bare and _MODULE_NAME.fullmatch(bare) else ""
@@ -43,8 +44,11 @@ def _import(name: object) -> None:
         )
     # As `python -m` does (and the workers of --workers N run so): the folder the command
     # runs in comes first, so that the search and its workers import the same file.
-    here = os.getcwd()
-    if here not in sys.path:
+    try:
+        here = os.getcwd()
+    except OSError:  # the folder was deleted under the command: nothing to find there
+        here, from_here = "", False
+    if from_here and here not in sys.path:
         sys.path.insert(0, here)
     if name not in sys.modules:
         try:
@@ -59,7 +63,8 @@ def _import(name: object) -> None:
             ) from None
         except (Exception, SystemExit) as error:
             raise ValueError(_failed(name, error)) from None
-    _check_not_shadowed(name, Path(here))
+    if from_here:
+        _check_not_shadowed(name, Path(here))
 
 
 def _check_not_shadowed(name: str, here: Path) -> None:
@@ -67,8 +72,12 @@ def _check_not_shadowed(name: str, here: Path) -> None:
     package: which one an import finds depends on the entry point and on what was imported
     first, so the name is refused rather than guessed."""
     top = name.partition(".")[0]
-    local = here / f"{top}.py" if (here / f"{top}.py").is_file() else here / top
-    if not local.exists():
+    # What an import could take from here (a data folder of that name is no module).
+    if (here / f"{top}.py").is_file():
+        local = here / f"{top}.py"
+    elif (here / top / "__init__.py").is_file():
+        local = here / top
+    else:
         return
     found = getattr(sys.modules.get(top), "__file__", None)
     if found is not None and not Path(found).resolve().is_relative_to(local.resolve()):

@@ -329,7 +329,7 @@ def _evaluate_trial(
     import torch
 
     try:
-        import_plugins(plugins)
+        import_plugins(plugins, from_here=False)
     except ValueError as error:  # this node lacks the module: failed with its sentence
         failed = Metrics(status="failed", reason=str(error))
         tune.report(
@@ -438,6 +438,10 @@ def _speaks_grpc(host: str, port: int, timeout_s: float) -> bool | None:
     return len(header) == 9 and header[3] == 0x04
 
 
+def _import_on_a_worker(plugins: tuple[str, ...]) -> None:
+    import_plugins(plugins, from_here=False)
+
+
 def check_plugins_on_cluster(plugins: list[str]) -> None:
     """Import the config's plugins in one of the cluster's worker processes, before any
     trial: a module that only the driver's machine has would otherwise fail every trial,
@@ -446,7 +450,7 @@ def check_plugins_on_cluster(plugins: list[str]) -> None:
     if not plugins:
         return
     try:
-        ray.get(ray.remote(num_cpus=0)(import_plugins).remote(tuple(plugins)))
+        ray.get(ray.remote(num_cpus=0)(_import_on_a_worker).remote(tuple(plugins)))
     except ray.exceptions.RayTaskError as error:
         cause = error.cause if isinstance(error.cause, Exception) else error
         raise ConfigError(f"on the Ray cluster's workers, {cause}") from None

@@ -238,23 +238,38 @@ class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
         return self.stale_trial_callback
 
 
+_DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 @contextlib.contextmanager
 def deferred_interrupts() -> Iterator[None]:
-    """A SIGINT inside is acted on when the block ends, not in the middle of it. Only the
-    main thread receives Python's signal handlers; elsewhere this does nothing."""
+    """A SIGINT or SIGTERM inside is acted on when the block ends, not in the middle of it
+    (the CLI takes SIGTERM the Ctrl-C way: a batch scheduler's stop, or a local worker's
+    own when its search is gone). Only the main thread receives Python's signal handlers;
+    elsewhere this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     received: list[tuple[int, Any]] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append((signum, frame)))
+
+    def hold(signum: int, frame: Any) -> None:
+        received.append((signum, frame))
+
+    previous = {number: signal.signal(number, hold) for number in _DEFERRED_SIGNALS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        if received and callable(previous):
-            previous(*received[0])  # raises KeyboardInterrupt now, at a safe point
-        elif received and previous == signal.SIG_DFL:
-            raise KeyboardInterrupt
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if received:
+            signum, frame = received[0]
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)  # raises KeyboardInterrupt now, at a safe point
+            elif handler == signal.SIG_DFL:
+                if signum == signal.SIGINT:
+                    raise KeyboardInterrupt
+                signal.raise_signal(signum)
 
 
 class _SignalSafeJournalFile(JournalFileBackend):
@@ -269,6 +284,10 @@ class _SignalSafeJournalFile(JournalFileBackend):
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         with deferred_interrupts():
             super().append_logs(logs)
+
+
+# A trial's outcome, as search.objective records it (user attributes).
+_OUTCOME_ATTRS = ("metrics", "artifacts", "duplicate_of", "traceback")
 
 
 class _RetryAnew:
@@ -291,6 +310,11 @@ class _RetryAnew:
             key: value
             for key, value in trial.system_attrs.items()
             if key not in (WORKER, HEARTBEAT) and not key.startswith("constraints:")
+        }
+        # Nor with its outcome, recorded before it died inside Optuna's tell: the copy
+        # waiting to run would be listed (and drawn on the front) with it.
+        trial.user_attrs = {
+            key: value for key, value in trial.user_attrs.items() if key not in _OUTCOME_ATTRS
         }
         self._retry(study, trial)
 

@@ -121,6 +121,12 @@ class _PerPixelLinear(nn.Module):
         return self.mix(self.pool(x).permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
+class _GroupNormed(_Good):
+    def __init__(self, in_channels, out_channels, stride, stage):
+        super().__init__(in_channels, out_channels, stride, stage)
+        self.bn = nn.GroupNorm(4, out_channels)
+
+
 class _ThreeArguments(_Good):
     def __init__(self, in_channels, out_channels, stride):
         super().__init__(in_channels, out_channels, stride, None)
@@ -130,6 +136,16 @@ class _ThreeArguments(_Good):
 def test_a_block_that_keeps_the_promises_passes(cls):
     with registered("good_test", cls):
         check_block("good_test")
+
+
+def test_checking_a_block_leaves_the_global_random_numbers_alone():
+    # It runs while a config is read: a seeded run must draw what it drew before.
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    with registered("good_test", _Good):
+        check_block("good_test")
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_a_block_is_checked_at_the_kernels_the_space_draws():
@@ -149,6 +165,7 @@ def test_a_block_is_checked_at_the_kernels_the_space_draws():
         (_Attention, "multiply-accumulates per image, of which the cost model sees"),
         (_ThreeArguments, "building it failed: TypeError"),
         (_ReadsItsLayers, "with its layers factorized .*AttributeError"),
+        (_GroupNormed, "held by a GroupNorm.*use nn.BatchNorm2d, which folds into its conv"),
         (_TrainsOnlyAlone, r"returned \(1, 32, 16, 16\) for a \(2, 8, 16, 16\) input"),
         (_Raises, "in training mode .* failed: RuntimeError: no training here"),
         (_Fourier, "exporting it to ONNX and running it in ONNX Runtime failed .*fft"),

@@ -37,17 +37,22 @@ class Fused(nn.Module):
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
     """Writes module ``name`` registering block kind ``kind`` in the folder the test runs
-    in; forgets both afterwards."""
+    in; afterwards forgets the kinds, and the path entries and modules the test added
+    (import_plugins puts the folder first on sys.path)."""
     monkeypatch.chdir(tmp_path)
-    made: list[tuple[str, str]] = []
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    modules = set(sys.modules)
+    kinds: list[str] = []
 
     def write(name: str, kind: str, text: str = BLOCK_MODULE) -> None:
         (tmp_path / f"{name}.py").write_text(textwrap.dedent(text.format(kind=kind)))
-        made.append((name, kind))
+        kinds.append(kind)
 
     yield write
-    for name, kind in made:
-        sys.modules.pop(name, None)
+    for name in set(sys.modules) - modules:  # the test's own: torch's may not be imported twice
+        if str(getattr(sys.modules[name], "__file__", None)).startswith(str(tmp_path)):
+            del sys.modules[name]
+    for kind in kinds:
         blocks._BLOCKS.pop(kind, None)
 
 
@@ -97,10 +102,23 @@ def test_plugins_given_as_one_name_is_said_so():
         parse_config({"plugins": "my_blocks", "space": {"kind": ["conv"]}})
 
 
+def test_a_data_folder_named_like_a_plugin_is_no_module(plugin, tmp_path):
+    # results/ or models/ beside the command: Python would never import it in place of
+    # the user's installed module, so it is no shadow.
+    (tmp_path / "elsewhere").mkdir()
+    plugin("elsewhere/folder_named_plugin", "folder_kind")
+    sys.path.append(str(tmp_path / "elsewhere"))
+    (tmp_path / "folder_named_plugin").mkdir()
+    config = parse_config({"plugins": ["folder_named_plugin"], "space": {"kind": ["folder_kind"]}})
+    assert config.space.kind == ["folder_kind"]
+
+
 def test_a_plugin_named_like_another_module_is_refused(plugin, tmp_path):
     # `code` is the standard library's, imported already: which file a process took would
     # depend on its entry point.
     import code  # noqa: F401
+
+    assert "code" in sys.modules  # (kept: the fixture drops only what the test added)
 
     plugin("code", "shadow_kind")
     with pytest.raises(ConfigError, match=r"plugins: 'code' in .* has the name of another module"):
@@ -171,7 +189,7 @@ def test_export_of_a_user_kind_imports_the_runs_plugins_or_says_so_first(plugin,
         [{"number": 0, "status": "ok", "genome": candidate.genome, "artifacts": "models/0"}]
     ).to_csv(run / "trials.csv", index=False)
     (run / "config.yaml").write_text(yaml.safe_dump({"name": "run"}))  # plugins not listed
-    sys.modules.pop("fused_plugin_c")
+    del sys.modules["fused_plugin_c"]
     blocks._BLOCKS.pop("fused_c")  # as in a new process
     with pytest.raises(ConfigError, match=r"unknown block kind 'fused_c'.*under plugins"):
         export_trial(run, 0, tmp_path / "ship")

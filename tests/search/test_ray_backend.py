@@ -93,6 +93,7 @@ def test_a_plugin_the_clusters_workers_cannot_import_is_one_line_before_any_tria
         "    raise RuntimeError('not on this node')\n"
     )
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # import_plugins puts tmp_path first
     try:
         parse_config({"plugins": ["driver_only_plugin"]})
         if not ray.is_initialized():

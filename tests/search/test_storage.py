@@ -154,3 +154,31 @@ def test_a_ctrl_c_during_a_journal_write_lands_after_it(tmp_path, monkeypatch):
         backend.append_logs([{"op": 1}])
     assert written == [[{"op": 1}]]  # the write finished; the interrupt came after it
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_sigterm_inside_a_journal_write_waits_for_its_end(tmp_path, monkeypatch):
+    # The CLI takes SIGTERM the Ctrl-C way (a batch scheduler's stop, or a local worker's
+    # own when its search is gone): it must not cut a write in half either.
+    import os
+    import signal
+
+    from optuna.storages.journal import JournalFileBackend
+
+    from search.cli import Terminated, _stop_on_sigterm
+    from search.storage import _SignalSafeJournalFile
+
+    written = []
+
+    def slow_append(self, logs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        written.append(logs)
+
+    monkeypatch.setattr(JournalFileBackend, "append_logs", slow_append)
+    previous = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        backend = _SignalSafeJournalFile(str(tmp_path / "t.journal"))
+        with pytest.raises(Terminated):
+            backend.append_logs([{"op": 1}])
+        assert written == [[{"op": 1}]]
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -333,7 +333,13 @@ def test_local_workers_stop_when_their_search_is_killed(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
     text = log.read_text()
-    assert text.count("is gone; stopping, its trial is queued again") == 2, text[-3000:]
+    # Each worker said so: stopping, or, one still starting when the search died, not
+    # starting at all.
+    assert (
+        text.count("that started this worker is gone; not starting")
+        + text.count("is gone; stopping, its trial is queued again")
+        == 2
+    ), text[-3000:]
     trials = _study(url, "orphans").get_trials()
     assert not [t.number for t in trials if t.state == TrialState.RUNNING and t.params]
     assert [t for t in trials if t.state == TrialState.WAITING], text[-3000:]
@@ -620,7 +626,10 @@ def test_a_stop_inside_optunas_tell_still_queues_the_trial_again(monkeypatch):
         raise KeyboardInterrupt
 
     def objective(trial):
-        trial.set_constraint("latency_ms", -1.0)  # as search.objective.record does
+        # As search.objective.record does: the outcome, then the constraints.
+        trial.set_user_attr("metrics", {"status": "ok", "accuracy": 0.9})
+        trial.set_user_attr("artifacts", "checkpoints/0")
+        trial.set_constraint("latency_ms", 5.0)
         return [float(trial.suggest_int("width", 8, 64))]
 
     monkeypatch.setattr(optimize, "_tell_with_warning", interrupted)
@@ -630,8 +639,12 @@ def test_a_stop_inside_optunas_tell_still_queues_the_trial_again(monkeypatch):
     assert first.state == TrialState.FAIL
     assert [t.state for t in queued] == [TrialState.WAITING]
     assert queued[0].params == first.params
-    # The copy records its own constraints, not the dead trial's (ignored, with a warning).
+    # The copy records its own outcome and constraints, not the dead trial's (listed as ok
+    # while it waits, and ignored with a warning when it ran).
     assert not [key for key in queued[0].system_attrs if key.startswith("constraints")]
+    assert not {"metrics", "artifacts"} & set(queued[0].user_attrs)
+    listed = trials_frame(study).set_index("number")
+    assert listed.loc[1, "status"] != "ok" and listed.loc[0, "status"] == "interrupted"
     monkeypatch.setattr(optimize, "_tell_with_warning", told)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
