@@ -23,7 +23,7 @@ import copy
 import functools
 import math
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,29 +190,31 @@ def _check_rewritten(kind: str, block: nn.Module, shape: _Shape) -> None:
     conv / linear layer by a two-layer ``LowRank``) and batch norms folded (quantization)."""
     where = shape.where(kind)
     image = torch.randn(1, shape.in_channels, SIZE, SIZE)
+
+    def run(what: str, rewrite: Callable[[], nn.Module]) -> torch.Tensor:
+        try:
+            output = rewrite()(image)
+        except Exception as error:
+            raise BlockContractError(
+                f"{where}: {what}, running it failed ({_said(error)}); take shapes from "
+                "__init__'s arguments, not from the attributes of its layers"
+            ) from None
+        _check_output(where, output, image, shape.output())
+        return output
+
     with torch.no_grad():
         expected = block.eval()(image)
-        for what, rewrite in (
-            (
-                "with its layers factorized (compression.rank_ratio: each conv or linear "
-                "layer replaced by a two-layer evaluators.factorize.LowRank)",
-                lambda: factorize_modules(copy.deepcopy(block), lambda _: FACTORIZED).eval(),
-            ),
-            (
-                "with its batch norms folded into their convs (as quantization does: the "
-                "batch norm becomes nn.Identity)",
-                lambda: fold_batchnorm(block).eval(),
-            ),
-        ):
-            try:
-                output = rewrite()(image)
-            except Exception as error:
-                raise BlockContractError(
-                    f"{where}: {what}, running it failed ({_said(error)}); take shapes from "
-                    "__init__'s arguments, not from the attributes of its layers"
-                ) from None
-            _check_output(where, output, image, shape.output())
-        if not torch.allclose(fold_batchnorm(block).eval()(image), expected, atol=1e-4, rtol=1e-3):
+        run(
+            "with its layers factorized (compression.rank_ratio: each conv or linear layer "
+            "replaced by a two-layer evaluators.factorize.LowRank)",
+            lambda: factorize_modules(copy.deepcopy(block), lambda _: FACTORIZED).eval(),
+        )
+        folded = run(
+            "with its batch norms folded into their convs (as quantization does: the batch "
+            "norm becomes nn.Identity)",
+            lambda: fold_batchnorm(block).eval(),
+        )
+        if not torch.allclose(folded, expected, atol=1e-4, rtol=1e-3):
             raise BlockContractError(
                 f"{where}: with its batch norms folded into their convs (as quantization does) "
                 "it computes something else; read each batch norm only through its call"
