@@ -1,8 +1,9 @@
 """Pareto-aware early stopping by setting: training saved against hypervolume kept.
 
 The goal: early stopping saves >= 30 % of training compute while keeping >= 95 % of the
-hypervolume. search_quality.py measures the default rule (a candidate is stopped only when
-the front dominates it) and whole searches; this benchmark measures the rule's settings
+hypervolume. search_quality.py measures the dominance-only rule (a candidate is stopped only
+when the front dominates it: min_gain 0, the default until 2026-11-30) and whole searches;
+this benchmark measures the rule's settings
 (``training.early_stopping_quantile`` and ``early_stopping_min_gain``) on the same
 candidates with and without early stopping, and on whole searches, in four steps:
 
@@ -16,13 +17,13 @@ candidates with and without early stopping, and on whole searches, in four steps
    replayed with early stopping off on the same candidates in the same order
    (``search_quality.replay_without_stopping``): training seconds and epochs measured in
    both, and the hypervolume kept;
-3. whole searches on the live seeds (``arms``): the default rule and the live setting,
+3. whole searches on the live seeds (``arms``): the dominance-only rule and the live setting,
    each with ``early_stopping_feedback`` stopped and expected, against a whole search of
    the same seed without early stopping: what a user running one search gets;
 4. confirmation: --confirm-seeds seeds after those, which chose nothing, at the live
    setting with --confirm-feedback, each against a whole search without early stopping.
 
---confirm-only runs step 4 alone, at the live setting and at the default rule, into
+--confirm-only runs step 4 alone, at the live setting and at the dominance-only rule, into
 results/benchmarks/early_stopping_confirm.json and its own README table; --what-if-only
 runs step 1 alone, into early_stopping_what_if.json: what measures the product's settings
 again after a change to the stopper without repeating step 3, the longest.
@@ -58,6 +59,7 @@ from benchmarks.common import (  # noqa: E402
 )
 from benchmarks.search_quality import (  # noqa: E402
     BUDGET,
+    DOMINANCE_ONLY,
     paired_stopping,
     replay_metrics,
     replay_without_stopping,
@@ -136,9 +138,13 @@ def live_config(
 
 def arms(args) -> list[dict]:
     """The whole searches run beside the one without early stopping on each live seed: the
-    default rule and the live setting, each telling the sampler a stopped candidate's
+    dominance-only rule and the live setting, each telling the sampler a stopped candidate's
     accuracy when stopped and its expected final accuracy (``early_stopping_feedback``)."""
-    settings = [(1.0, 0.0), (args.live_quantile, args.live_min_gain)]
+    dominance_only = (
+        DOMINANCE_ONLY["early_stopping_quantile"],
+        DOMINANCE_ONLY["early_stopping_min_gain"],
+    )
+    settings = [dominance_only, (args.live_quantile, args.live_min_gain)]
     return [
         {
             "label": arm_label(q, g, feedback),
@@ -276,21 +282,14 @@ def parse_setting(text: str) -> tuple[float, float, str]:
 
 
 def confirm_only(results: Path, args) -> tuple[dict, str]:
-    """Step 4 alone, at the live setting and at the default rule: the record and its README
-    text."""
-    from search.config import TrainingSection
-
-    default = TrainingSection()
+    """Step 4 alone, at the live setting and at the dominance-only rule: the record and its
+    README text."""
     settings = list(
         dict.fromkeys(
             [
                 (args.live_quantile, args.live_min_gain, args.confirm_feedback),
                 *map(parse_setting, getattr(args, "confirm_also", None) or ()),
-                (
-                    default.early_stopping_quantile,
-                    default.early_stopping_min_gain,
-                    default.early_stopping_feedback,
-                ),
+                tuple(DOMINANCE_ONLY.values()),
             ][: None if getattr(args, "with_default", True) else -1]
         )
     )
@@ -545,7 +544,7 @@ def main() -> int:
     parser.add_argument(
         "--confirm-only",
         action="store_true",
-        help="step 4 alone, at the live setting and the default rule, into "
+        help="step 4 alone, at the live setting and the dominance-only rule, into "
         "early_stopping_confirm.json",
     )
     parser.add_argument(
@@ -559,7 +558,7 @@ def main() -> int:
         "--without-default",
         dest="with_default",
         action="store_false",
-        help="with --confirm-only, leave the default rule out",
+        help="with --confirm-only, leave the dominance-only rule out",
     )
     parser.add_argument(
         "--confirm-also",

@@ -18,6 +18,7 @@ from evaluators.budget import Budget
 from evaluators.data import Dataset
 from evaluators.devices import Device, DeviceError, get_device, restrict_space
 from evaluators.distill import TrainConfig, resolve_device
+from evaluators.early_stopping import EarlyStopping
 from evaluators.hardware import Host
 from evaluators.pipeline import CompressionConfig
 from evaluators.teacher import TeacherConfig
@@ -78,6 +79,10 @@ class TeacherSection(_Section):
         return self
 
 
+# The early-stopping defaults are the stopper's own (why each: evaluators/early_stopping.py).
+_STOPPING = EarlyStopping()
+
+
 class TrainingSection(_Section):
     """How every candidate is trained: the search fidelity and the distillation recipe."""
 
@@ -97,14 +102,17 @@ class TrainingSection(_Section):
         "auto", description="where candidates and the teacher train; auto = CUDA when present"
     )
     early_stopping: bool = Field(
-        True, description="stop training a candidate that cannot reach the current front"
+        _STOPPING.enabled,
+        description="stop training a candidate that cannot reach the current front",
     )
-    early_stopping_min_epochs: int = Field(1, ge=1, description="epochs before judging")
+    early_stopping_min_epochs: int = Field(
+        _STOPPING.min_epochs, ge=1, description="epochs before judging"
+    )
     early_stopping_slack: float = Field(
-        0.02, ge=0, le=1, description="accuracy added to the optimistic extrapolation"
+        _STOPPING.slack, ge=0, le=1, description="accuracy added to the optimistic extrapolation"
     )
     early_stopping_quantile: float = Field(
-        1.0,
+        _STOPPING.quantile,
         gt=0,
         le=1,
         description="which quantile of the finished curves' late gains a candidate is "
@@ -113,17 +121,16 @@ class TrainingSection(_Section):
         "README, search quality)",
     )
     early_stopping_min_gain: float = Field(
-        0.0,
+        _STOPPING.min_gain,
         ge=0,
         lt=1,
         description="also stop a candidate that, at its optimistic accuracy, would add less "
         "than this share to the front's hypervolume (reference: accuracy 0 and the budget); "
-        "0 stops only candidates the front dominates; 0.02 with early_stopping_feedback "
-        "expected saved 30-39% of training for 96-99% of the hypervolume (README, early "
-        "stopping by setting)",
+        "0 stops only candidates the front dominates (keeps a little more hypervolume at a "
+        "fixed number of trials, saves little training)",
     )
     early_stopping_feedback: Literal["stopped", "expected"] = Field(
-        "stopped",
+        _STOPPING.feedback,
         description="the accuracy a stopped candidate reports to the sampler: its "
         "validation accuracy when stopped, or its final accuracy expected from the run's "
         "finished curves (median); the trial's metrics keep both",

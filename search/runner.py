@@ -772,11 +772,12 @@ def check_saved_config(config: RunConfig, run_dir: Path) -> None:
     the corrected config, as the error told the user to fix it."""
     path = run_dir / "config.yaml"
     if path.exists() and (run_dir / TRIALS_FILE).exists():
-        changed = _changed_keys(yaml.safe_load(path.read_text()), config, str(path))
-        if changed:
+        changes = _changes(yaml.safe_load(path.read_text()), config, str(path))
+        if changes:
             raise ConfigError(
                 f"{run_dir} already holds a run with a different config (changed: "
-                f"{', '.join(changed[:5])}); use another --name, or the config it was started with"
+                f"{_said_changes(changes)}); use another --name, or the config it was started "
+                f"with{_NEW_DEFAULT_HINT}"
             )
 
 
@@ -793,14 +794,13 @@ def check_study_config(study: optuna.Study, config: RunConfig) -> None:
     saved = study.user_attrs.get(CONFIG)
     if saved is None or not study.get_trials(deepcopy=False):
         return
-    changed = [
-        key for key in _changed_keys(saved, config, f"study {config.name}") if key != "storage"
-    ]
-    if changed:
+    changes = _changes(saved, config, f"study {config.name}")
+    changes.pop("storage", None)
+    if changes:
         raise ConfigError(
             f"study {config.name} in the storage already holds trials of a different config "
-            f"(changed: {', '.join(changed[:5])}); use another --name, or the config it was "
-            "started with (`paretonas worker` joins with the study's own)"
+            f"(changed: {_said_changes(changes)}); use another --name, or the config it was "
+            f"started with{_NEW_DEFAULT_HINT}; `paretonas worker` joins with the study's own"
         )
 
 
@@ -843,6 +843,25 @@ def check_study_space(study: optuna.Study, config: RunConfig) -> None:
 def _changed_keys(saved: Any, config: RunConfig, source: str) -> list[str]:
     """The settings (dotted keys) in which ``config`` differs from the ``saved`` one, leaving
     out those a run may change between invocations (``_RESUMABLE``)."""
+    return list(_changes(saved, config, source))
+
+
+# Said with a changed config: a setting the user never wrote differs when a newer paretonas
+# changed its default (early stopping's, 2026-11-30), and the run's value resumes it.
+_NEW_DEFAULT_HINT = (
+    " (a setting you did not write may have a new default: write the run's value in the config)"
+)
+
+
+def _said_changes(changes: dict[str, tuple[Any, Any]], limit: int = 5) -> str:
+    """'key: run's value -> this config's', for the first ``limit`` changes."""
+    said = [f"{key}: {before!r} -> {now!r}" for key, (before, now) in list(changes.items())[:limit]]
+    more = f" and {len(changes) - limit} more" if len(changes) > limit else ""
+    return "; ".join(said) + more
+
+
+def _changes(saved: Any, config: RunConfig, source: str) -> dict[str, tuple[Any, Any]]:
+    """``_changed_keys`` with each setting's value in the saved config and in ``config``."""
     current = masked(config).model_dump(mode="json")
     saved = saved if isinstance(saved, dict) else {}
     # The settings a run may change are taken from now: a saved execution section that
@@ -856,12 +875,12 @@ def _changed_keys(saved: Any, config: RunConfig, source: str) -> list[str]:
         before = _flatten(merged)  # as written: only the settings it names are compared
         keys = set(before)
     now = _flatten(current)
-    return [
-        key
+    return {
+        key: (before.get(key), now.get(key))
         for key in sorted(keys)
         if key.split(".")[0] not in _RESUMABLE
         and _comparable(key, before.get(key)) != _comparable(key, now.get(key))
-    ]
+    }
 
 
 def _comparable(key: str, value: Any) -> Any:
@@ -885,14 +904,13 @@ def config_changed_elsewhere(study: optuna.Study, config: RunConfig) -> str | No
     saved = study.user_attrs.get(CONFIG)
     if saved is None or _fixed(saved) == _fixed(masked(config).model_dump(mode="json")):
         return None  # asked twice per trial: the re-validating comparison only on a change
-    changed = [
-        key for key in _changed_keys(saved, config, f"study {config.name}") if key != "storage"
-    ]
-    if not changed:
+    changes = _changes(saved, config, f"study {config.name}")
+    changes.pop("storage", None)
+    if not changes:
         return None
     return (
         f"another process recorded a different config for run {config.name} (changed: "
-        f"{', '.join(changed[:5])}) since this one started, so this one stops; give one of the "
+        f"{_said_changes(changes)}) since this one started, so this one stops; give one of the "
         "two configs another --name, or join the run with `paretonas worker`"
     )
 

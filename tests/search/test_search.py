@@ -128,10 +128,42 @@ def test_a_changed_config_is_not_mixed_into_an_existing_run(tmp_path):
     run_search(
         _config(tmp_path, name="fixed", budget={"latency_ms": 0.001}), trials=1, progress=False
     )
-    with pytest.raises(ConfigError, match=r"different config \(changed: budget\.latency_ms\)"):
+    with pytest.raises(
+        ConfigError, match=r"different config \(changed: budget\.latency_ms: 0\.001 -> 0\.002\)"
+    ):
         run_search(
             _config(tmp_path, name="fixed", budget={"latency_ms": 0.002}), trials=1, progress=False
         )
+
+
+def test_a_run_started_under_older_defaults_says_which_and_resumes_with_them(tmp_path):
+    # A run saved before early stopping's defaults changed (2026-11-30): its config.yaml
+    # holds the old values, which the user never wrote; the refusal names them with both
+    # values, and writing the run's values resumes it.
+    import yaml
+
+    from search.runner import CONFIG
+    from search.storage import default_storage
+
+    run_search(_config(tmp_path, name="older"), trials=1, progress=False)
+    saved = tmp_path / "older" / "config.yaml"
+    old = yaml.safe_load(saved.read_text())
+    old["training"].update(early_stopping_min_gain=0.0, early_stopping_feedback="stopped")
+    saved.write_text(yaml.safe_dump(old))
+    study = optuna.load_study(study_name="older", storage=default_storage(tmp_path / "older"))
+    study.set_user_attr(CONFIG, {**study.user_attrs[CONFIG], "training": old["training"]})
+    with pytest.raises(ConfigError) as refused:
+        run_search(_config(tmp_path, name="older"), trials=2, progress=False)
+    said = str(refused.value)
+    assert "training.early_stopping_feedback: 'stopped' -> 'expected'" in said
+    assert "training.early_stopping_min_gain: 0.0 -> 0.02" in said
+    assert "write the run's value in the config" in said
+    pinned = {"early_stopping_min_gain": 0.0, "early_stopping_feedback": "stopped"}
+    training = {**TINY["training"], **pinned}
+    result = run_search(
+        _config(tmp_path, name="older", training=training), trials=2, progress=False
+    )
+    assert len(result.trials) == 2
 
 
 def test_a_changed_config_from_another_results_folder_is_refused_by_the_study(tmp_path):
