@@ -287,6 +287,12 @@ def test_a_trials_log_line_says_whether_its_latency_was_measured(source, tag):
     assert f"latency 0.500 ms {tag}" in line
     stopped = describe(Metrics(status="pruned", reason="stopped after epoch 1 of 4"), candidate)
     assert stopped.startswith("stopped early") and "pruned" not in stopped
+    assert "expected" not in stopped  # before three curves finished: nothing predicted
+    predicted = describe(
+        Metrics(status="pruned", accuracy=0.32, expected_accuracy=0.861, reason="stopped"),
+        candidate,
+    )
+    assert "val acc 0.3200  (expected 0.8610 by the end, predicted)" in predicted
 
 
 @pytest.mark.parametrize(
