@@ -165,7 +165,7 @@ def whole_pair(on: pd.DataFrame, off: pd.DataFrame) -> dict:
     """A whole search against another of the same seed without early stopping (other
     candidates, so no same-candidate figures)."""
     pair = paired_stopping(on, off)
-    keys = ("hypervolume", "training_seconds", "training_epochs")
+    keys = ("hypervolume", "training_seconds", "training_epochs", "best_accuracy")
     return {
         **{f"{key}_{side}": pair[f"{key}_{side}"] for key in keys for side in ("on", "off")},
         **{k: pair[k] for k in ("pruned", "training_saved", "epochs_saved", "hypervolume_kept")},
@@ -344,6 +344,17 @@ def paired_means(frame: pd.DataFrame) -> dict:
         "hypervolume_off_mean": float(frame["hypervolume_off"].mean()),
         "training_seconds_on_mean": float(frame["training_seconds_on"].mean()),
         "training_seconds_off_mean": float(frame["training_seconds_off"].mean()),
+        **(
+            {
+                "best_accuracy_on_mean": float(frame["best_accuracy_on"].mean()),
+                "best_accuracy_off_mean": float(frame["best_accuracy_off"].mean()),
+                "best_accuracy_lower_in": int(
+                    (frame["best_accuracy_on"] < frame["best_accuracy_off"]).sum()
+                ),
+            }
+            if "best_accuracy_on" in frame
+            else {}
+        ),
     }
 
 
@@ -483,8 +494,10 @@ def confirm_markdown(rows: list[dict], summary: dict | None, label: str) -> str:
     """The confirming seeds' whole searches, one line each and the means; empty without."""
     if not rows or summary is None:
         return ""
+    best = "best_accuracy_on" in rows[0]
     table = markdown_table(
-        ["seed", "stopped", "training s: on / off", "saved", "hypervolume: on / off", "kept"],
+        ["seed", "stopped", "training s: on / off", "saved", "hypervolume: on / off", "kept"]
+        + (["best val accuracy within budget: on / off"] if best else []),
         [
             [
                 r["seed"],
@@ -494,15 +507,25 @@ def confirm_markdown(rows: list[dict], summary: dict | None, label: str) -> str:
                 f"{r['hypervolume_on']:.3f} / {r['hypervolume_off']:.3f}",
                 f"{r['hypervolume_kept']:.1%}",
             ]
+            + ([f"{r['best_accuracy_on']:.3f} / {r['best_accuracy_off']:.3f}"] if best else [])
             for r in rows
         ],
+    )
+    picked = (
+        f" The most accurate model within budget (what the report recommends for it): "
+        f"{summary['best_accuracy_on_mean']:.3f} against {summary['best_accuracy_off_mean']:.3f} "
+        f"(means), lower in {summary['best_accuracy_lower_in']} of {summary['searches']}."
+        if best
+        else ""
     )
     return (
         f"Confirmation on seeds {rows[0]['seed']} to {rows[-1]['seed']}, which chose "
         f"nothing: whole searches at {label}, each against a whole search of the same seed "
         f"without early stopping: {_shares_line(summary)}; hypervolume "
         f"{summary['hypervolume_on_mean']:.3f} against {summary['hypervolume_off_mean']:.3f} "
-        f"(means), lower in {summary['lower_in']} of {summary['searches']}.\n\n" + table + "\n\n"
+        f"(means), lower in {summary['lower_in']} of {summary['searches']}.{picked}\n\n"
+        + table
+        + "\n\n"
     )
 
 

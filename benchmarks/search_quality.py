@@ -329,11 +329,14 @@ def replay_without_stopping(
 def paired_stopping(on: pd.DataFrame, off: pd.DataFrame) -> dict:
     """A search with early stopping (``on``, trials.csv) against the same candidates trained
     without it (``off``): hypervolume, training seconds and epochs of each, and the shares
-    saved and kept."""
+    saved and kept; and the best validation accuracy within budget (what the report
+    recommends for the budget)."""
     on = on[on["baseline"].isna()] if "baseline" in on else on
     row: dict = {}
     for label, trials in (("on", on), ("off", off)):
         row[f"hypervolume_{label}"] = hypervolume(trials)
+        ok = trials[(trials["status"] == "ok") & trials["feasible"].astype(bool)]
+        row[f"best_accuracy_{label}"] = float(ok["accuracy"].max()) if len(ok) else 0.0
         row[f"training_seconds_{label}"] = _training_seconds(trials)
         row[f"evaluation_seconds_{label}"] = float(trials["seconds_total"].fillna(0).sum())
         # Epochs trained (a pruned trial's stop epoch): the same figure without timing noise.

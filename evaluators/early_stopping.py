@@ -1,4 +1,5 @@
-"""Pareto-aware early stopping: stop training a candidate that cannot reach the front.
+"""Pareto-aware early stopping: stop training a candidate that cannot reach the front, or
+would add little to it.
 
 Optuna's pruners and Ray's ASHA compare a trial with others at the same step on one
 objective; in a multi-objective search that would stop exactly the small, fast candidates
@@ -28,9 +29,12 @@ objective and is at least that accurate, the candidate is dominated whatever hap
 and its training stops: the trial is recorded as ``pruned`` with the epoch.
 
 A candidate the front does not dominate may still be worth little: a little cheaper than a
-member on one cost and a little less accurate. With ``min_gain`` above 0 it is also stopped
-when, at its optimistic accuracy, it would add less than that share to the front's
-hypervolume. The search supplies the measure (``HypervolumeGain``; evaluators do not
+member on one cost and a little less accurate. With ``min_gain`` above 0 (the default, 0.02)
+it is also stopped when, at its optimistic accuracy, it would add less than that share to
+the front's hypervolume, unless that accuracy is above every member's: a candidate that
+could still become the run's most accurate model within budget (what the report recommends
+for the budget) goes on, however little it would add near the budget's edge, where costs
+scaled by the budget leave an accurate model little volume. The search supplies the measure (``HypervolumeGain``; evaluators do not
 import ``search``): ``search.objective.front_gain``, with accuracy 0 and the budget as the
 reference point, so a candidate cheaper than every member keeps the whole slab of accuracy
 below it and the small, fast models the front needs are not stopped. Because the hypervolume
@@ -195,6 +199,10 @@ class ParetoStopper:
             which = f"trial {int(trial)}" if trial is not None else "a front member"
             return f"{so_far}, and {which} reaches {member['accuracy']:.4f} at no higher cost"
         if self.settings.min_gain <= 0 or self.gain is None or not self.front:
+            return None
+        if bound > max((m.get("accuracy") or 0.0) for m in self.front):
+            # It could still become the run's most accurate model within budget, the one
+            # the report recommends, however little hypervolume it adds near the budget.
             return None
         share = self.gain({**self.costs, "accuracy": bound})
         if share >= self.settings.min_gain:

@@ -152,7 +152,8 @@ def evaluate_candidate(
 
     ``front``: the objective values of the finished trials on the current Pareto front
     (name -> value, ``accuracy`` among them); with it, training stops early when the
-    candidate cannot reach the front at its cost (``evaluators.early_stopping``).
+    candidate cannot reach the front at its cost, or would add too little to it
+    (``evaluators.early_stopping``).
     ``curves``: the per-epoch validation curves of the run's finished trials, from which
     the stopper extrapolates. ``gain``: the share of the front's hypervolume a point would
     add (``search.objective.front_gain``), for ``EarlyStopping.min_gain``.

@@ -103,7 +103,8 @@ class TrainingSection(_Section):
     )
     early_stopping: bool = Field(
         _STOPPING.enabled,
-        description="stop training a candidate that cannot reach the current front",
+        description="stop training a candidate that cannot reach the current front, or would "
+        "add less than early_stopping_min_gain to its hypervolume",
     )
     early_stopping_min_epochs: int = Field(
         _STOPPING.min_epochs, ge=1, description="epochs before judging"

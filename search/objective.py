@@ -19,7 +19,7 @@ import numpy as np
 import optuna
 
 from evaluators.budget import Budget
-from evaluators.early_stopping import HypervolumeGain
+from evaluators.early_stopping import EarlyStopping, HypervolumeGain
 from evaluators.metrics import Metrics
 from evaluators.pipeline import EvaluationContext, evaluate_candidate
 from search.config import OBJECTIVE_DIRECTIONS
@@ -209,7 +209,7 @@ def record(
     metrics: Metrics,
     budget: Budget,
     objectives: list[str] | None = None,
-    feedback: str = "stopped",
+    feedback: str = EarlyStopping.feedback,
 ) -> list[float]:
     """Store a trial's outcome in the study (user attributes and budget constraints) and
     return its objective values; the one place both backends write a result.

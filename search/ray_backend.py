@@ -61,6 +61,7 @@ from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from evaluators.budget import Budget
+from evaluators.early_stopping import EarlyStopping
 from evaluators.metrics import Metrics
 from search.config import ConfigError, RunConfig
 from search.objective import Objective, describe, record, same_candidate, stopping_inputs
@@ -208,7 +209,7 @@ class _StudySearcher(OptunaSearch):
         *args: Any,
         budget: Budget,
         objectives: list[str],
-        feedback: str = "stopped",
+        feedback: str = EarlyStopping.feedback,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)

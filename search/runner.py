@@ -21,6 +21,7 @@ import optuna
 import pandas as pd
 import yaml
 from optuna.distributions import CategoricalDistribution
+from pydantic import BaseModel
 
 from evaluators.data import Dataset
 from evaluators.devices import Device, DeviceError, alike_note
@@ -776,8 +777,8 @@ def check_saved_config(config: RunConfig, run_dir: Path) -> None:
         if changes:
             raise ConfigError(
                 f"{run_dir} already holds a run with a different config (changed: "
-                f"{_said_changes(changes)}); use another --name, or the config it was started "
-                f"with{_NEW_DEFAULT_HINT}"
+                f"{_said_changes(changes)}); use another --name, or the run's own config "
+                f"(--config {path}){_new_defaults(changes, config)}"
             )
 
 
@@ -800,7 +801,8 @@ def check_study_config(study: optuna.Study, config: RunConfig) -> None:
         raise ConfigError(
             f"study {config.name} in the storage already holds trials of a different config "
             f"(changed: {_said_changes(changes)}); use another --name, or the config it was "
-            f"started with{_NEW_DEFAULT_HINT}; `paretonas worker` joins with the study's own"
+            "started with (`paretonas worker` joins with the study's own)"
+            f"{_new_defaults(changes, config)}"
         )
 
 
@@ -846,24 +848,58 @@ def _changed_keys(saved: Any, config: RunConfig, source: str) -> list[str]:
     return list(_changes(saved, config, source))
 
 
-# Said with a changed config: a setting the user never wrote differs when a newer paretonas
-# changed its default (early stopping's, 2026-11-30), and the run's value resumes it.
-_NEW_DEFAULT_HINT = (
-    " (a setting you did not write may have a new default: write the run's value in the config)"
-)
-
-
 def _said_changes(changes: dict[str, tuple[Any, Any]], limit: int = 5) -> str:
-    """'key: run's value -> this config's', for the first ``limit`` changes."""
-    said = [f"{key}: {before!r} -> {now!r}" for key, (before, now) in list(changes.items())[:limit]]
+    """'key (run: value, this config: value)', for the first ``limit`` changes."""
+    said = [
+        f"{key} (run: {before!r}, this config: {now!r})"
+        for key, (before, now) in list(changes.items())[:limit]
+    ]
     more = f" and {len(changes) - limit} more" if len(changes) > limit else ""
     return "; ".join(said) + more
+
+
+def _new_defaults(changes: dict[str, tuple[Any, Any]], config: RunConfig) -> str:
+    """Why a setting changed that the user never wrote: its default did, in a newer
+    paretonas (early stopping's, 2026-11-30). Said only of those settings."""
+    unwritten = []
+    for key in changes:
+        *sections, name = key.split(".")
+        section: Any = config
+        for part in sections:
+            section = getattr(section, part, None)
+        if isinstance(section, BaseModel) and name not in section.model_fields_set:
+            unwritten.append(key)
+    if not unwritten:
+        return ""
+    one = len(unwritten) == 1
+    return (
+        f"; {', '.join(unwritten)} {'is' if one else 'are'} not in your config: "
+        f"{'its default has' if one else 'their defaults have'} changed since the run began"
+    )
+
+
+# Settings added since a run may have been saved, with the value that run had in effect when
+# its default is no longer that: a run saved before early_stopping_min_gain existed stopped
+# only dominated candidates, and would otherwise go on, unannounced, under the new default.
+_INTRODUCED_AS: dict[tuple[str, str], Any] = {
+    ("training", "early_stopping_min_gain"): 0.0,
+    ("training", "early_stopping_feedback"): "stopped",
+}
+
+
+def _with_settings_it_predates(saved: dict) -> dict:
+    """``saved`` with each setting of ``_INTRODUCED_AS`` it lacks at the value it then had."""
+    saved = dict(saved)
+    for (section, key), value in _INTRODUCED_AS.items():
+        if isinstance(saved.get(section), dict) and key not in saved[section]:
+            saved[section] = {**saved[section], key: value}
+    return saved
 
 
 def _changes(saved: Any, config: RunConfig, source: str) -> dict[str, tuple[Any, Any]]:
     """``_changed_keys`` with each setting's value in the saved config and in ``config``."""
     current = masked(config).model_dump(mode="json")
-    saved = saved if isinstance(saved, dict) else {}
+    saved = _with_settings_it_predates(saved) if isinstance(saved, dict) else {}
     # The settings a run may change are taken from now: a saved execution section that
     # a newer paretonas refuses (say, backend ray with workers) must not block a resume.
     merged = {**saved, **{key: current[key] for key in _RESUMABLE if key in current}}

@@ -147,6 +147,21 @@ def test_min_gain_lets_a_candidate_worth_training_go_on(min_gain, share, with_ga
     assert stopper.check([0.5, 0.55], 4) is None
 
 
+def test_min_gain_lets_a_candidate_go_on_that_could_still_be_the_most_accurate():
+    # Near the budget's edge an accurate candidate adds little hypervolume (costs are scaled
+    # by the budget), yet it could become the model the report recommends for the budget.
+    costs = {"latency_ms": 0.9, "peak_memory_kb": 20.0}
+    settings = EarlyStopping(min_gain=0.5)
+    little = lambda point: 0.001  # noqa: E731
+    history = [0.5, 0.55]  # at best 0.6825 by the end
+    below = ParetoStopper((MEMBER,), costs, settings, CURVES, little).check(history, 4)
+    assert below is not None and "min_gain" in below  # the member's 0.9 is out of reach
+    modest = {**MEMBER, "accuracy": 0.68}  # now the bound 0.6825 is above every member
+    assert ParetoStopper((modest,), costs, settings, CURVES, little).check(history, 4) is None
+    level = {**MEMBER, "accuracy": 0.6825}  # level with the best is not above it
+    assert ParetoStopper((level,), costs, settings, CURVES, little).check(history, 4) is not None
+
+
 def test_a_dominated_candidate_is_stopped_before_its_gain_is_asked():
     def gain(point):
         raise AssertionError("dominance decides first")

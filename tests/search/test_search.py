@@ -128,12 +128,13 @@ def test_a_changed_config_is_not_mixed_into_an_existing_run(tmp_path):
     run_search(
         _config(tmp_path, name="fixed", budget={"latency_ms": 0.001}), trials=1, progress=False
     )
-    with pytest.raises(
-        ConfigError, match=r"different config \(changed: budget\.latency_ms: 0\.001 -> 0\.002\)"
-    ):
+    with pytest.raises(ConfigError) as refused:
         run_search(
             _config(tmp_path, name="fixed", budget={"latency_ms": 0.002}), trials=1, progress=False
         )
+    said = str(refused.value)
+    assert "different config (changed: budget.latency_ms (run: 0.001, this config: 0.002))" in said
+    assert "not in your config" not in said  # written by the user: no default changed
 
 
 def test_a_run_started_under_older_defaults_says_which_and_resumes_with_them(tmp_path):
@@ -145,6 +146,7 @@ def test_a_run_started_under_older_defaults_says_which_and_resumes_with_them(tmp
     from search.runner import CONFIG
     from search.storage import default_storage
 
+    pinned_keys = ("early_stopping_min_gain", "early_stopping_feedback")
     run_search(_config(tmp_path, name="older"), trials=1, progress=False)
     saved = tmp_path / "older" / "config.yaml"
     old = yaml.safe_load(saved.read_text())
@@ -155,9 +157,24 @@ def test_a_run_started_under_older_defaults_says_which_and_resumes_with_them(tmp
     with pytest.raises(ConfigError) as refused:
         run_search(_config(tmp_path, name="older"), trials=2, progress=False)
     said = str(refused.value)
-    assert "training.early_stopping_feedback: 'stopped' -> 'expected'" in said
-    assert "training.early_stopping_min_gain: 0.0 -> 0.02" in said
-    assert "write the run's value in the config" in said
+    assert "training.early_stopping_feedback (run: 'stopped', this config: 'expected')" in said
+    assert "training.early_stopping_min_gain (run: 0.0, this config: 0.02)" in said
+    assert f"the run's own config (--config {saved})" in said
+    assert (
+        "training.early_stopping_feedback, training.early_stopping_min_gain are not in your "
+        "config: their defaults have changed since the run began"
+    ) in said
+    # Saved before the settings existed (min_gain and feedback came on 2026-11-28): the run
+    # stopped only dominated candidates, so it is refused alike, not resumed under the new
+    # defaults unannounced.
+    for key in pinned_keys:
+        del old["training"][key]
+    saved.write_text(yaml.safe_dump(old))
+    study.set_user_attr(CONFIG, {**study.user_attrs[CONFIG], "training": old["training"]})
+    with pytest.raises(
+        ConfigError, match=r"early_stopping_min_gain \(run: 0\.0, this config: 0\.02\)"
+    ):
+        run_search(_config(tmp_path, name="older"), trials=2, progress=False)
     pinned = {"early_stopping_min_gain": 0.0, "early_stopping_feedback": "stopped"}
     training = {**TINY["training"], **pinned}
     result = run_search(

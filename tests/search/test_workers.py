@@ -717,7 +717,9 @@ def test_the_recorded_config_is_compared_but_for_what_a_run_may_change():
     other = parse_config({"name": "race", "budget": {"peak_memory_kb": 32}})
     record_config(study, other)
     why = config_changed_elsewhere(study, mine)
-    assert why is not None and "(changed: budget.peak_memory_kb: 32.0 -> 16.0)" in why
+    assert (
+        why is not None and "(changed: budget.peak_memory_kb (run: 32.0, this config: 16.0))" in why
+    )
     assert CONFIG in study.user_attrs
 
 
