@@ -127,11 +127,15 @@ def live_config(
     config["name"] = f"tpe-{seed}-q{quantile:g}-g{min_gain:g}"
     if feedback != "stopped":
         config["name"] += f"-{feedback}"
+    keep = getattr(args, "keep_contenders", True)
+    if not keep and min_gain > 0:
+        config["name"] += "-all"  # contenders stopped too
     config["training"] = {
         **config["training"],
         "early_stopping_quantile": quantile,
         "early_stopping_min_gain": min_gain,
         "early_stopping_feedback": feedback,
+        "early_stopping_keep_contenders": keep,
     }
     return config
 
@@ -147,7 +151,7 @@ def arms(args) -> list[dict]:
     settings = [dominance_only, (args.live_quantile, args.live_min_gain)]
     return [
         {
-            "label": arm_label(q, g, feedback),
+            "label": arm_label(q, g, feedback, getattr(args, "keep_contenders", True)),
             "quantile": q,
             "min_gain": g,
             "feedback": feedback,
@@ -157,8 +161,11 @@ def arms(args) -> list[dict]:
     ]
 
 
-def arm_label(quantile: float, min_gain: float, feedback: str) -> str:
-    return f"quantile {quantile:g}, min_gain {min_gain:g}, feedback {feedback}"
+def arm_label(quantile: float, min_gain: float, feedback: str, keep: bool = True) -> str:
+    """A setting in words; records from before early_stopping_keep_contenders existed
+    (2026-11-30) stopped contenders too, and their labels do not say so."""
+    label = f"quantile {quantile:g}, min_gain {min_gain:g}, feedback {feedback}"
+    return label if keep or min_gain <= 0 else f"{label}, contenders not kept"
 
 
 def whole_pair(on: pd.DataFrame, off: pd.DataFrame) -> dict:
@@ -228,7 +235,7 @@ def confirm(
         off = pd.read_csv(results / off_search(results, args, seed) / "trials.csv")
         for quantile, min_gain, feedback in settings:
             on, _ = search(live_config(results, args, seed, quantile, min_gain, feedback))
-            label = arm_label(quantile, min_gain, feedback)
+            label = arm_label(quantile, min_gain, feedback, getattr(args, "keep_contenders", True))
             rows.append({"seed": seed, "setting": label, **whole_pair(on, off)})
             print(
                 f"confirm seed {seed}, {label}: training {rows[-1]['training_saved']:.0%} "
@@ -551,6 +558,13 @@ def main() -> int:
         "--confirm-seeds", type=int, default=6, help="whole searches on seeds after the live"
     )
     parser.add_argument("--confirm-feedback", default="expected")
+    parser.add_argument(
+        "--no-keep-contenders",
+        dest="keep_contenders",
+        action="store_false",
+        help="the live and confirmed settings stop, for their gain, candidates that could "
+        "still become the most accurate model too (early_stopping_keep_contenders: false)",
+    )
     parser.add_argument("--out", default=None)
     parser.add_argument(
         "--runs",
@@ -642,7 +656,9 @@ def main() -> int:
     summary = what_if_summary(what_if_rows)
     checked = live_summary(live_rows)
     confirmed = paired_means(pd.DataFrame(confirm_rows)) if confirm_rows else None
-    confirmed_label = arm_label(args.live_quantile, args.live_min_gain, args.confirm_feedback)
+    confirmed_label = arm_label(
+        args.live_quantile, args.live_min_gain, args.confirm_feedback, args.keep_contenders
+    )
     held = goals(checked, confirmed_label, confirmed)
     result = {
         **_record_head(args, teacher),

@@ -665,7 +665,11 @@ def replay_metrics(run_dir: Path, name: str) -> list[dict]:
 
 
 def stopping_what_if(
-    metrics: list[dict], quantile: float, epochs: int, min_gain: float = 0.0
+    metrics: list[dict],
+    quantile: float,
+    epochs: int,
+    min_gain: float = 0.0,
+    keep_contenders: bool = True,
 ) -> dict:
     """Early stopping replayed on a run trained without it: the trials in order, each
     judged after every epoch by ``ParetoStopper`` (the search's own rule, with
@@ -678,7 +682,7 @@ def stopping_what_if(
     from search.objective import front_gain
 
     objectives = ["accuracy", "latency_ms", "peak_memory_kb"]
-    settings = EarlyStopping(quantile=quantile, min_gain=min_gain)
+    settings = EarlyStopping(quantile=quantile, min_gain=min_gain, keep_contenders=keep_contenders)
     kept, curves, stopped = [], [], 0
     epochs_all = epochs_run = 0
     seconds_all = seconds_saved = 0.0
@@ -706,6 +710,7 @@ def stopping_what_if(
     return {
         "quantile": quantile,
         "min_gain": min_gain,
+        "keep_contenders": keep_contenders,
         "stopped": stopped,
         "epochs_saved": 1 - epochs_run / max(epochs_all, 1),
         "training_seconds_saved_estimated": seconds_saved / max(seconds_all, 1e-9),

@@ -130,6 +130,13 @@ class TrainingSection(_Section):
         "0 stops only candidates the front dominates (keeps a little more hypervolume at a "
         "fixed number of trials, saves little training)",
     )
+    early_stopping_keep_contenders: bool = Field(
+        _STOPPING.keep_contenders,
+        description="never stop for early_stopping_min_gain a candidate whose optimistic "
+        "accuracy is above every front member's (it could still become the most accurate "
+        "model within budget, the report's pick); false saves more training and costs the "
+        "most accurate model about a point (README, early stopping by setting)",
+    )
     early_stopping_feedback: Literal["stopped", "expected"] = Field(
         _STOPPING.feedback,
         description="the accuracy a stopped candidate reports to the sampler: its "

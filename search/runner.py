@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -247,7 +247,8 @@ def run_worker(
             f"study {study_name!r} in {safe_url(storage)} was not created by paretonas search"
             f"{waited}"
         )
-    config = parse_config(saved[CONFIG], f"study {study_name}")
+    # A run recorded before a setting existed goes on as it began, not under its new default.
+    config = parse_config(_with_settings_it_predates(saved[CONFIG]), f"study {study_name}")
     if results_dir is not None:
         config = config.model_copy(update={"results_dir": results_dir})
     execution = config.execution
@@ -533,6 +534,7 @@ def prepare(config: RunConfig, study: optuna.Study, *, progress: bool = True) ->
             config.training.early_stopping_quantile,
             config.training.early_stopping_min_gain,
             config.training.early_stopping_feedback,
+            config.training.early_stopping_keep_contenders,
         ),
     )
     objective = Objective(config.search_space(), context, config.objectives, run_dir)
@@ -752,6 +754,14 @@ def write_results(
             # Extra training a compressed candidate gets (after pruning; under QAT).
             "finetune_epochs": config.compression.finetune_epochs,
             "qat_epochs": config.compression.qat_epochs,
+            # Which candidates were stopped early, and what the sampler learnt of them.
+            "early_stopping": {
+                "enabled": config.training.early_stopping,
+                "quantile": config.training.early_stopping_quantile,
+                "min_gain": config.training.early_stopping_min_gain,
+                "feedback": config.training.early_stopping_feedback,
+                "keep_contenders": config.training.early_stopping_keep_contenders,
+            },
         },
         "backend": config.execution.backend,
         "sampler": config.sampler,
@@ -879,20 +889,26 @@ def _new_defaults(changes: dict[str, tuple[Any, Any]], config: RunConfig) -> str
 
 
 # Settings added since a run may have been saved, with the value that run had in effect when
-# its default is no longer that: a run saved before early_stopping_min_gain existed stopped
-# only dominated candidates, and would otherwise go on, unannounced, under the new default.
-_INTRODUCED_AS: dict[tuple[str, str], Any] = {
-    ("training", "early_stopping_min_gain"): 0.0,
-    ("training", "early_stopping_feedback"): "stopped",
+# its default is no longer that (given the section as saved): a run saved before
+# early_stopping_min_gain existed stopped only dominated candidates, and would otherwise go
+# on, unannounced, under the new default; one saved with a min_gain before
+# early_stopping_keep_contenders existed stopped contenders too (without a min_gain the
+# setting does nothing, so such a run takes today's default and is not refused for it).
+_INTRODUCED_AS: dict[tuple[str, str], Callable[[dict], Any]] = {
+    ("training", "early_stopping_min_gain"): lambda section: 0.0,
+    ("training", "early_stopping_feedback"): lambda section: "stopped",
+    ("training", "early_stopping_keep_contenders"): lambda section: (
+        not (section.get("early_stopping_min_gain", 0.0) > 0)
+    ),
 }
 
 
 def _with_settings_it_predates(saved: dict) -> dict:
     """``saved`` with each setting of ``_INTRODUCED_AS`` it lacks at the value it then had."""
     saved = dict(saved)
-    for (section, key), value in _INTRODUCED_AS.items():
+    for (section, key), then in _INTRODUCED_AS.items():
         if isinstance(saved.get(section), dict) and key not in saved[section]:
-            saved[section] = {**saved[section], key: value}
+            saved[section] = {**saved[section], key: then(saved[section])}
     return saved
 
 

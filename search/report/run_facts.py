@@ -67,9 +67,27 @@ def footer(run: dict[str, Any]) -> str:
         f"Search: sampler {run.get('sampler', '?')}, seed {run.get('seed', '?')}; each "
         f"candidate trained on {integer(fidelity.get('train_subset'))} images for "
         f"{_count(fidelity.get('epochs'), 'epoch')}; objectives: {objectives or '?'}. "
+        f"{_stopping_text(fidelity.get('early_stopping'))}"
         f"Updated {run.get('updated', '?')}."
     )
     return f'<p class="footer">{esc(text)}</p>'
+
+
+def _stopping_text(stopping: Any) -> str:
+    """Early stopping as the run had it, in a sentence; nothing for a run.json without it."""
+    if not isinstance(stopping, dict):
+        return ""
+    if not stopping.get("enabled", True):
+        return "Early stopping: off. "
+    text = "Early stopping: a candidate was stopped once the front dominated it even at its "
+    text += "optimistic final accuracy"
+    min_gain = to_number(stopping.get("min_gain"))
+    if min_gain:
+        text += f", or once it could add under {min_gain:.0%} to the front's hypervolume"
+        if stopping.get("keep_contenders", False):
+            text += " and could not become the most accurate model within budget"
+    told = "expected final" if stopping.get("feedback") == "expected" else "measured"
+    return text + f"; the sampler learnt a stopped candidate's {told} accuracy. "
 
 
 def _count(value: Any, noun: str) -> str:

@@ -160,6 +160,9 @@ def test_min_gain_lets_a_candidate_go_on_that_could_still_be_the_most_accurate()
     assert ParetoStopper((modest,), costs, settings, CURVES, little).check(history, 4) is None
     level = {**MEMBER, "accuracy": 0.6825}  # level with the best is not above it
     assert ParetoStopper((level,), costs, settings, CURVES, little).check(history, 4) is not None
+    # Unless contenders are not kept: then the gain alone decides.
+    spent = EarlyStopping(min_gain=0.5, keep_contenders=False)
+    assert ParetoStopper((modest,), costs, spent, CURVES, little).check(history, 4) is not None
 
 
 def test_a_dominated_candidate_is_stopped_before_its_gain_is_asked():

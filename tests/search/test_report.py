@@ -1065,3 +1065,27 @@ def test_a_measured_latency_is_no_bound(report: str, tmp_path: Path):
     write_report(run_dir)
     summary = json.loads((run_dir / SUMMARY).read_text())
     assert summary["tiers"][1]["latency_is_lower_bound"] is False
+
+
+def test_the_footer_says_how_candidates_were_stopped_early():
+    from search.report.run_facts import footer
+
+    stopping = {
+        "enabled": True,
+        "quantile": 1.0,
+        "min_gain": 0.02,
+        "feedback": "expected",
+        "keep_contenders": True,
+    }
+    said = footer({**RUN, "fidelity": {**RUN["fidelity"], "early_stopping": stopping}})
+    assert (
+        "could add under 2% to the front&#x27;s hypervolume and could not become the most "
+        "accurate model within budget"
+    ) in said
+    assert "learnt a stopped candidate&#x27;s expected final accuracy" in said
+    dominated_only = {**stopping, "min_gain": 0.0, "feedback": "stopped"}
+    said = footer({**RUN, "fidelity": {**RUN["fidelity"], "early_stopping": dominated_only}})
+    assert "hypervolume" not in said and "stopped candidate&#x27;s measured accuracy" in said
+    off = footer({**RUN, "fidelity": {**RUN["fidelity"], "early_stopping": {"enabled": False}}})
+    assert "Early stopping: off." in off
+    assert "Early stopping" not in footer(RUN)  # a run.json from before it was recorded

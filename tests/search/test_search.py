@@ -691,3 +691,22 @@ def test_a_run_pruned_at_another_channel_multiple_is_refused():
     begun.add_trial(optuna.trial.create_trial(value=0.5))
     with pytest.raises(ConfigError, match="pruned channel counts in multiples of 4 now 16"):
         check_study_space(begun, config)
+
+
+def test_a_setting_a_saved_run_predates_is_read_at_the_value_it_then_had():
+    from search.runner import _with_settings_it_predates
+
+    before = {"name": "old", "training": {"epochs": 2}}
+    filled = _with_settings_it_predates(before)
+    assert filled["training"] == {
+        "epochs": 2,
+        "early_stopping_min_gain": 0.0,
+        "early_stopping_feedback": "stopped",
+        "early_stopping_keep_contenders": True,  # does nothing without a min_gain
+    }
+    assert before == {"name": "old", "training": {"epochs": 2}}  # the saved dict is kept
+    # Saved with a min_gain before contenders were kept: it stopped them too.
+    gain = {"training": {"early_stopping_min_gain": 0.02, "early_stopping_feedback": "expected"}}
+    assert _with_settings_it_predates(gain)["training"]["early_stopping_keep_contenders"] is False
+    written = {"training": {**gain["training"], "early_stopping_keep_contenders": True}}
+    assert _with_settings_it_predates(written) == written
