@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 import pandas as pd  # noqa: E402
 
 from benchmarks.common import (  # noqa: E402
+    RESULTS,
     goals_markdown,
     markdown_table,
     runs_folder,
@@ -127,9 +128,9 @@ def live_config(
     config["name"] = f"tpe-{seed}-q{quantile:g}-g{min_gain:g}"
     if feedback != "stopped":
         config["name"] += f"-{feedback}"
-    keep = getattr(args, "keep_contenders", True)
-    if not keep and min_gain > 0:
-        config["name"] += "-all"  # contenders stopped too
+    keep = getattr(args, "keep_contenders", False)
+    if keep and min_gain > 0:
+        config["name"] += "-kept"  # contenders spared min_gain
     config["training"] = {
         **config["training"],
         "early_stopping_quantile": quantile,
@@ -151,7 +152,7 @@ def arms(args) -> list[dict]:
     settings = [dominance_only, (args.live_quantile, args.live_min_gain)]
     return [
         {
-            "label": arm_label(q, g, feedback, getattr(args, "keep_contenders", True)),
+            "label": arm_label(q, g, feedback, getattr(args, "keep_contenders", False)),
             "quantile": q,
             "min_gain": g,
             "feedback": feedback,
@@ -161,11 +162,12 @@ def arms(args) -> list[dict]:
     ]
 
 
-def arm_label(quantile: float, min_gain: float, feedback: str, keep: bool = True) -> str:
-    """A setting in words; records from before early_stopping_keep_contenders existed
-    (2026-11-30) stopped contenders too, and their labels do not say so."""
+def arm_label(quantile: float, min_gain: float, feedback: str, keep: bool = False) -> str:
+    """A setting in words. early_stopping_keep_contenders came on 2026-11-30, briefly on by
+    default: early_stopping_confirm_all.json's label says "contenders not kept", and
+    early_stopping_confirm_exempt.json's, measured with them kept, does not say so."""
     label = f"quantile {quantile:g}, min_gain {min_gain:g}, feedback {feedback}"
-    return label if keep or min_gain <= 0 else f"{label}, contenders not kept"
+    return f"{label}, contenders kept" if keep and min_gain > 0 else label
 
 
 def whole_pair(on: pd.DataFrame, off: pd.DataFrame) -> dict:
@@ -235,7 +237,7 @@ def confirm(
         off = pd.read_csv(results / off_search(results, args, seed) / "trials.csv")
         for quantile, min_gain, feedback in settings:
             on, _ = search(live_config(results, args, seed, quantile, min_gain, feedback))
-            label = arm_label(quantile, min_gain, feedback, getattr(args, "keep_contenders", True))
+            label = arm_label(quantile, min_gain, feedback, getattr(args, "keep_contenders", False))
             rows.append({"seed": seed, "setting": label, **whole_pair(on, off)})
             print(
                 f"confirm seed {seed}, {label}: training {rows[-1]['training_saved']:.0%} "
@@ -325,10 +327,29 @@ def confirm_only(results: Path, args) -> tuple[dict, str]:
         "settings": by_setting,
         "goals": held,
     }
-    markdown = "".join(
-        confirm_markdown(part["rows"], part["summary"], label) for label, part in by_setting.items()
-    ) + goals_markdown(held)
-    return result, markdown
+    return result, confirm_readme(result)
+
+
+def confirm_readme(record: dict) -> str:
+    """A confirmation record's README text (its tables and goals), from its JSON alone."""
+    return "".join(
+        confirm_markdown(part["rows"], part["summary"], label)
+        for label, part in record["settings"].items()
+    ) + goals_markdown(record["goals"])
+
+
+def readme_block(name: str, record: dict, path: Path, markdown: str) -> bool:
+    """Write a --what-if-only / --confirm-only record's README block; False without markers."""
+    fidelity = record["fidelity"]
+    return update_readme(
+        name,
+        f"Fashion-MNIST, {fidelity['train_subset']} training images x {fidelity['epochs']} "
+        f"epochs per candidate, {fidelity['trials']} candidates per search, TPE, budget as "
+        f"above; KD from the cached teacher (test accuracy "
+        f"{record['teacher']['test_accuracy']:.4f}); {record['machine']['cpu']}; "
+        f"code {record.get('commit', 'unknown')}. {record['measurement']}. "
+        f"{source_line(path, record)}\n\n" + markdown,
+    )
 
 
 def paired_means(frame: pd.DataFrame) -> dict:
@@ -559,11 +580,11 @@ def main() -> int:
     )
     parser.add_argument("--confirm-feedback", default="expected")
     parser.add_argument(
-        "--no-keep-contenders",
-        dest="keep_contenders",
-        action="store_false",
-        help="the live and confirmed settings stop, for their gain, candidates that could "
-        "still become the most accurate model too (early_stopping_keep_contenders: false)",
+        "--keep-contenders",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="the live and confirmed settings spare min_gain a candidate that could still "
+        "become the most accurate model (early_stopping_keep_contenders)",
     )
     parser.add_argument("--out", default=None)
     parser.add_argument(
@@ -592,6 +613,12 @@ def main() -> int:
         "another set of seeds does not replace it",
     )
     parser.add_argument(
+        "--readme-only",
+        action="store_true",
+        help="with --confirm-only --record NAME: write NAME's README block again from its "
+        "JSON, searching nothing",
+    )
+    parser.add_argument(
         "--without-default",
         dest="with_default",
         action="store_false",
@@ -610,6 +637,8 @@ def main() -> int:
         parser.error("--confirm-also and --without-default go with --confirm-only")
     if args.record and not (args.what_if_only or args.confirm_only):
         parser.error("--record goes with --what-if-only or --confirm-only")
+    if args.readme_only and not (args.confirm_only and args.record):
+        parser.error("--readme-only goes with --confirm-only --record NAME")
     if args.confirm_only and args.confirm_seeds < 1:
         parser.error("--confirm-only needs --confirm-seeds of 1 or more")
     started = time.perf_counter()
@@ -621,6 +650,14 @@ def main() -> int:
         ),
         "early_stopping_confirm": (args.confirm_only, confirm_only, "all measured"),
     }
+    if args.readme_only:
+        # The record as it was measured, its README block written again (for a block
+        # added after the run): nothing is searched.
+        path = RESULTS / f"{args.record}.json"
+        record = json.loads(path.read_text())
+        if not readme_block(args.record, record, path, confirm_readme(record)):
+            raise SystemExit(f"README.md has no <!-- bench:{args.record} --> block")
+        return 0
     for name, (chosen, step, how) in parts.items():
         if not chosen:
             continue
@@ -631,15 +668,7 @@ def main() -> int:
         result["seconds"] = time.perf_counter() - started
         path = write_result(name, result, args.out)
         record = json.loads(path.read_text())
-        if args.out is None and not update_readme(
-            name,
-            f"Fashion-MNIST, {args.subset} training images x {args.epochs} epochs per "
-            f"candidate, {args.trials} candidates per search, TPE, budget as above; KD "
-            f"from the cached teacher (test accuracy "
-            f"{result['teacher']['test_accuracy']:.4f}); {record['machine']['cpu']}; "
-            f"code {record.get('commit', 'unknown')}. {result['measurement']}. "
-            f"{source_line(path, record)}\n\n" + markdown,
-        ):
+        if args.out is None and not readme_block(name, record, path, markdown):
             print(
                 f"README.md has no <!-- bench:{name} --> block: the table was not written "
                 "there (add the two markers and run again; finished searches are read back "

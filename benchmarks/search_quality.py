@@ -669,7 +669,7 @@ def stopping_what_if(
     quantile: float,
     epochs: int,
     min_gain: float = 0.0,
-    keep_contenders: bool = True,
+    keep_contenders: bool = False,
 ) -> dict:
     """Early stopping replayed on a run trained without it: the trials in order, each
     judged after every epoch by ``ParetoStopper`` (the search's own rule, with

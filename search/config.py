@@ -134,8 +134,8 @@ class TrainingSection(_Section):
         _STOPPING.keep_contenders,
         description="never stop for early_stopping_min_gain a candidate whose optimistic "
         "accuracy is above every front member's (it could still become the most accurate "
-        "model within budget, the report's pick); false saves more training and costs the "
-        "most accurate model about a point (README, early stopping by setting)",
+        "model within budget, the report's pick); true saved 27% of training instead of "
+        "37% for no measurable gain in that model (README, early stopping by setting)",
     )
     early_stopping_feedback: Literal["stopped", "expected"] = Field(
         _STOPPING.feedback,

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -889,26 +889,23 @@ def _new_defaults(changes: dict[str, tuple[Any, Any]], config: RunConfig) -> str
 
 
 # Settings added since a run may have been saved, with the value that run had in effect when
-# its default is no longer that (given the section as saved): a run saved before
+# its default is no longer that: a run saved before
 # early_stopping_min_gain existed stopped only dominated candidates, and would otherwise go
-# on, unannounced, under the new default; one saved with a min_gain before
-# early_stopping_keep_contenders existed stopped contenders too (without a min_gain the
-# setting does nothing, so such a run takes today's default and is not refused for it).
-_INTRODUCED_AS: dict[tuple[str, str], Callable[[dict], Any]] = {
-    ("training", "early_stopping_min_gain"): lambda section: 0.0,
-    ("training", "early_stopping_feedback"): lambda section: "stopped",
-    ("training", "early_stopping_keep_contenders"): lambda section: (
-        not (section.get("early_stopping_min_gain", 0.0) > 0)
-    ),
+# on, unannounced, under the new default; before early_stopping_keep_contenders existed,
+# contenders were stopped like any candidate.
+_INTRODUCED_AS: dict[tuple[str, str], Any] = {
+    ("training", "early_stopping_min_gain"): 0.0,
+    ("training", "early_stopping_feedback"): "stopped",
+    ("training", "early_stopping_keep_contenders"): False,
 }
 
 
 def _with_settings_it_predates(saved: dict) -> dict:
     """``saved`` with each setting of ``_INTRODUCED_AS`` it lacks at the value it then had."""
     saved = dict(saved)
-    for (section, key), then in _INTRODUCED_AS.items():
+    for (section, key), value in _INTRODUCED_AS.items():
         if isinstance(saved.get(section), dict) and key not in saved[section]:
-            saved[section] = {**saved[section], key: then(saved[section])}
+            saved[section] = {**saved[section], key: value}
     return saved
 
 

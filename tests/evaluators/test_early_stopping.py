@@ -151,7 +151,7 @@ def test_min_gain_lets_a_candidate_go_on_that_could_still_be_the_most_accurate()
     # Near the budget's edge an accurate candidate adds little hypervolume (costs are scaled
     # by the budget), yet it could become the model the report recommends for the budget.
     costs = {"latency_ms": 0.9, "peak_memory_kb": 20.0}
-    settings = EarlyStopping(min_gain=0.5)
+    settings = EarlyStopping(min_gain=0.5, keep_contenders=True)
     little = lambda point: 0.001  # noqa: E731
     history = [0.5, 0.55]  # at best 0.6825 by the end
     below = ParetoStopper((MEMBER,), costs, settings, CURVES, little).check(history, 4)
@@ -160,8 +160,8 @@ def test_min_gain_lets_a_candidate_go_on_that_could_still_be_the_most_accurate()
     assert ParetoStopper((modest,), costs, settings, CURVES, little).check(history, 4) is None
     level = {**MEMBER, "accuracy": 0.6825}  # level with the best is not above it
     assert ParetoStopper((level,), costs, settings, CURVES, little).check(history, 4) is not None
-    # Unless contenders are not kept: then the gain alone decides.
-    spent = EarlyStopping(min_gain=0.5, keep_contenders=False)
+    # Unless contenders are not kept (the default): then the gain alone decides.
+    spent = EarlyStopping(min_gain=0.5)
     assert ParetoStopper((modest,), costs, spent, CURVES, little).check(history, 4) is not None
 
 
