@@ -278,7 +278,10 @@ def _with_execution(config: RunConfig, args: argparse.Namespace) -> RunConfig:
     for key in ("address", "concurrent", "cpus_per_trial", "gpus_per_trial"):
         if getattr(args, key) is not None:
             execution["ray"][key] = getattr(args, key)
-    return parse_config({**config.model_dump(mode="json"), "execution": execution}, "command line")
+    # Only what the file set, so that the settings it left to their defaults stay known as
+    # such (a refused resume says which to write).
+    settings = config.model_dump(mode="json", exclude_unset=True)
+    return parse_config({**settings, "execution": execution}, "command line")
 
 
 def _baselines(args: argparse.Namespace) -> int:

@@ -258,7 +258,8 @@ def describe(metrics: Metrics, candidate: Candidate) -> str:
     if metrics.accuracy is not None:
         parts.append(f"val acc {metrics.accuracy:.4f}")
     if metrics.status == "pruned" and metrics.expected_accuracy is not None:
-        # What early_stopping_feedback "expected" tells the sampler, marked as a prediction.
+        # The final accuracy predicted for it (what early_stopping_feedback "expected" tells
+        # the sampler), marked as a prediction.
         parts.append(f"(expected {metrics.expected_accuracy:.4f} by the end, predicted)")
     if metrics.latency_ms is not None:
         # "measured: ..." or "predicted (...)": the log says which, as the report does.

@@ -757,6 +757,8 @@ def write_results(
             # Which candidates were stopped early, and what the sampler learnt of them.
             "early_stopping": {
                 "enabled": config.training.early_stopping,
+                "min_epochs": config.training.early_stopping_min_epochs,
+                "slack": config.training.early_stopping_slack,
                 "quantile": config.training.early_stopping_quantile,
                 "min_gain": config.training.early_stopping_min_gain,
                 "feedback": config.training.early_stopping_feedback,
@@ -787,8 +789,8 @@ def check_saved_config(config: RunConfig, run_dir: Path) -> None:
         if changes:
             raise ConfigError(
                 f"{run_dir} already holds a run with a different config (changed: "
-                f"{_said_changes(changes)}); use another --name, or the run's own config "
-                f"(--config {path}){_new_defaults(changes, config)}"
+                f"{_said_changes(changes)}); use another --name, or the config it was started "
+                f"with{_new_defaults(changes, config)}"
             )
 
 
@@ -858,33 +860,41 @@ def _changed_keys(saved: Any, config: RunConfig, source: str) -> list[str]:
     return list(_changes(saved, config, source))
 
 
-def _said_changes(changes: dict[str, tuple[Any, Any]], limit: int = 5) -> str:
-    """'key (run: value, this config: value)', for the first ``limit`` changes."""
+# How many changed settings a refusal names: enough to act on, one line still.
+_SAID_CHANGES = 5
+
+
+def _said_changes(changes: dict[str, tuple[Any, Any]]) -> str:
+    """'key (run: value, this config: value)', for the first ``_SAID_CHANGES`` changes; a
+    storage URL as safe_url shows it (a config.yaml of an older run may hold its password)."""
+
+    def shown(key: str, value: Any) -> str:
+        return repr(safe_url(value) if key == "storage" and isinstance(value, str) else value)
+
     said = [
-        f"{key} (run: {before!r}, this config: {now!r})"
-        for key, (before, now) in list(changes.items())[:limit]
+        f"{key} (run: {shown(key, before)}, this config: {shown(key, now)})"
+        for key, (before, now) in list(changes.items())[:_SAID_CHANGES]
     ]
-    more = f" and {len(changes) - limit} more" if len(changes) > limit else ""
+    more = f" and {len(changes) - _SAID_CHANGES} more" if len(changes) > _SAID_CHANGES else ""
     return "; ".join(said) + more
 
 
 def _new_defaults(changes: dict[str, tuple[Any, Any]], config: RunConfig) -> str:
-    """Why a setting changed that the user never wrote: its default did, in a newer
-    paretonas (early stopping's, 2026-11-30). Said only of those settings."""
+    """What to write to resume when a named setting is one the user's config does not set:
+    it takes today's default, which a newer paretonas may have changed (early stopping's,
+    2026-11-30); writing the run's value resumes the run."""
     unwritten = []
-    for key in changes:
+    for key, (before, _) in list(changes.items())[:_SAID_CHANGES]:
         *sections, name = key.split(".")
         section: Any = config
         for part in sections:
             section = getattr(section, part, None)
         if isinstance(section, BaseModel) and name not in section.model_fields_set:
-            unwritten.append(key)
+            unwritten.append(f"{key}: {json.dumps(before)}")
     if not unwritten:
         return ""
-    one = len(unwritten) == 1
     return (
-        f"; {', '.join(unwritten)} {'is' if one else 'are'} not in your config: "
-        f"{'its default has' if one else 'their defaults have'} changed since the run began"
+        f"; not in your config, so at today's default: write {', '.join(unwritten)} in it to resume"
     )
 
 
@@ -951,7 +961,9 @@ def config_changed_elsewhere(study: optuna.Study, config: RunConfig) -> str | No
     its own at the same moment, before either had a trial to refuse the other by); None
     while it is the same, but for settings a run may change between invocations."""
     saved = study.user_attrs.get(CONFIG)
-    if saved is None or _fixed(saved) == _fixed(masked(config).model_dump(mode="json")):
+    if saved is None:
+        return None
+    if _fixed(_with_settings_it_predates(saved)) == _fixed(masked(config).model_dump(mode="json")):
         return None  # asked twice per trial: the re-validating comparison only on a change
     changes = _changes(saved, config, f"study {config.name}")
     changes.pop("storage", None)

@@ -83,7 +83,7 @@ def _stopping_text(stopping: Any) -> str:
     text += "optimistic final accuracy"
     min_gain = to_number(stopping.get("min_gain"))
     if min_gain:
-        text += f", or once it could add under {min_gain:.0%} to the front's hypervolume"
+        text += f", or once it could add under {min_gain * 100:g}% to the front's hypervolume"
         if stopping.get("keep_contenders", False):
             text += " and could not become the most accurate model within budget"
     told = "expected final" if stopping.get("feedback") == "expected" else "measured"

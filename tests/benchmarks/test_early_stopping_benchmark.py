@@ -122,7 +122,7 @@ def test_a_live_search_against_its_replay_and_their_summary():
     assert "no early stopping" in table and "| other rule |" in table
 
 
-def test_the_arms_are_the_default_rule_and_the_live_setting_with_each_feedback():
+def test_the_arms_are_the_dominance_only_rule_and_the_live_setting_with_each_feedback():
     args = argparse.Namespace(live_quantile=1.0, live_min_gain=0.01)
     found = [(a["quantile"], a["min_gain"], a["feedback"]) for a in arms(args)]
     assert found == [
@@ -131,7 +131,7 @@ def test_the_arms_are_the_default_rule_and_the_live_setting_with_each_feedback()
         (1.0, 0.01, "stopped"),
         (1.0, 0.01, "expected"),
     ]
-    # The live setting at the default is one setting, not two.
+    # The live setting at the dominance-only rule is one setting, not two.
     assert len(arms(argparse.Namespace(live_quantile=1.0, live_min_gain=0.0))) == 2
 
 
@@ -140,6 +140,8 @@ def test_the_confirming_seeds_get_a_goal_and_a_table_of_their_own():
     off = _trials([("c", 0.8, 8.0, 4, "ok"), ("d", 0.4, 4.0, 4, "ok")])
     pair = whole_pair(on, off)
     assert "same_candidates" not in pair  # other candidates: no same-candidate figures
+    # The most accurate model within budget, trained to the end: a stopped b is no pick.
+    assert (pair["best_accuracy_on"], pair["best_accuracy_off"]) == (0.8, 0.8)
     assert pair["training_saved"] == pytest.approx(1 - 5 / 12) and pair["hypervolume_kept"] == 1
     rows = [{"seed": 12, **pair}, {"seed": 13, **pair, "hypervolume_kept": 0.92}]
     confirmed = paired_means(pd.DataFrame(rows))
@@ -155,10 +157,11 @@ def test_the_confirming_seeds_get_a_goal_and_a_table_of_their_own():
     )
     text = confirm_markdown(rows, confirmed, "rule, feedback expected")
     assert text.startswith("Confirmation on seeds 12 to 13") and "| 13 | 1 | 5 / 12 |" in text
+    assert "0.800 / 0.800 |" in text and "0.800 against 0.800 (means), lower in 0 of 2" in text
     assert confirm_markdown([], None, "rule") == ""
 
 
-def test_confirm_only_measures_the_live_setting_and_the_default_on_the_confirming_seeds(
+def test_confirm_only_measures_the_live_setting_and_the_dominance_only_rule_on_the_seeds(
     tmp_path, monkeypatch
 ):
     import json
@@ -166,7 +169,7 @@ def test_confirm_only_measures_the_live_setting_and_the_default_on_the_confirmin
     import benchmarks.early_stopping as bench
 
     off = _trials([("c", 0.8, 8.0, 4, "ok"), ("d", 0.4, 4.0, 4, "ok")])
-    # The default rule stops nothing; the live setting stops b after one epoch.
+    # The dominance-only rule stops nothing; the live setting stops b after one epoch.
     runs = {
         "q1-g0": _trials([("a", 0.8, 8.0, 4, "ok"), ("b", 0.4, 4.0, 4, "ok")]),
         "q1-g0.01-expected": _trials([("a", 0.8, 4.0, 4, "ok"), ("b", 0.3, 1.0, 1, "pruned")]),
@@ -196,10 +199,10 @@ def test_confirm_only_measures_the_live_setting_and_the_default_on_the_confirmin
     ]  # fmt: skip
     assert result["seeds"] == [12, 13] and result["teacher"]["test_accuracy"] == 0.9
     live = result["settings"]["quantile 1, min_gain 0.01, feedback expected"]
-    default = result["settings"]["quantile 1, min_gain 0, feedback stopped"]
+    dominance_only = result["settings"]["quantile 1, min_gain 0, feedback stopped"]
     assert [r["seed"] for r in live["rows"]] == [12, 13]
     assert live["summary"]["training_saved_mean"] == pytest.approx(1 - 5 / 12)
-    assert default["summary"]["training_saved_mean"] == 0.0
+    assert dominance_only["summary"]["training_saved_mean"] == 0.0
     assert list(result["goals"].values()) == [True, False]
     assert markdown.count("Confirmation on seeds 12 to 13") == 2
     assert "min_gain 0, feedback stopped (mean of 2 seeds): NO" in markdown
@@ -212,6 +215,17 @@ def test_confirm_only_measures_the_live_setting_and_the_default_on_the_confirmin
     assert searched.count("tpe-12-q1-g0.02") == 1 and len(result["settings"]) == 3
     args.with_default = False
     assert len(bench.confirm_only(tmp_path, args)[0]["settings"]) == 2
+    # Contenders kept: searches of their own, labelled so (the dominance-only rule has no
+    # gain to spare them from).
+    runs["q1-g0.01-expected-kept"] = runs["q1-g0.01-expected"]
+    searched.clear()
+    args.confirm_also, args.with_default, args.keep_contenders = None, True, True
+    result, _ = bench.confirm_only(tmp_path, args)
+    assert "tpe-12-q1-g0.01-expected-kept" in searched and "tpe-12-q1-g0" in searched
+    assert list(result["settings"]) == [
+        "quantile 1, min_gain 0.01, feedback expected, contenders kept",
+        "quantile 1, min_gain 0, feedback stopped",
+    ]
     assert bench.parse_setting("0.75,0.01,expected") == (0.75, 0.01, "expected")
     with pytest.raises(SystemExit, match="give QUANTILE,MIN_GAIN,FEEDBACK"):
         bench.parse_setting("0.75")
@@ -242,3 +256,14 @@ def test_what_if_only_judges_the_grid_on_the_searches_without_early_stopping(tmp
     assert len(result["what_if"]) == 2 * grid and len(result["what_if_summary"]) == grid
     assert markdown.startswith("What-if (2 searches without early stopping, seeds 0 to 1")
     assert "| 1 | 0.05 | 2 |" in markdown
+
+
+def test_the_search_quality_searches_keep_the_rule_their_figures_were_measured_with():
+    from pathlib import Path
+
+    from benchmarks.search_quality import DOMINANCE_ONLY, tpe_config
+
+    args = argparse.Namespace(trials=2, subset=100, epochs=4)
+    training = tpe_config(Path("runs"), args, 0)["training"]
+    assert {k: training[k] for k in DOMINANCE_ONLY} == DOMINANCE_ONLY
+    assert DOMINANCE_ONLY["early_stopping_min_gain"] == 0
