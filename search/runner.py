@@ -910,8 +910,11 @@ _INTRODUCED_AS: dict[tuple[str, str], Any] = {
 }
 
 
-def _with_settings_it_predates(saved: dict) -> dict:
-    """``saved`` with each setting of ``_INTRODUCED_AS`` it lacks at the value it then had."""
+def _with_settings_it_predates(saved: Any) -> Any:
+    """``saved`` with each setting of ``_INTRODUCED_AS`` it lacks at the value it then had
+    (anything but a mapping as it is: the comparisons say what is wrong with it)."""
+    if not isinstance(saved, dict):
+        return saved
     saved = dict(saved)
     for (section, key), value in _INTRODUCED_AS.items():
         if isinstance(saved.get(section), dict) and key not in saved[section]:
