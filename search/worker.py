@@ -51,6 +51,17 @@ class TrialFailed(Exception):
     traceback in the trial's folder (``search.objective``)."""
 
 
+class Orphaned(KeyboardInterrupt):
+    """This local worker's search is gone (``stop_when_orphaned``): it stops as on Ctrl-C."""
+
+
+# Set by the watcher of ``stop_when_orphaned``. The signal it sends cuts the running trial
+# short; this is what stops the worker should that interrupt be lost (a signal handler's
+# exception raised inside a __del__ or a weakref callback is only printed, and the CLI
+# ignores SIGTERM once it has taken the first).
+_ORPHANED = threading.Event()
+
+
 class WorkersFailed(RuntimeError):
     """The local workers of ``search --workers N`` stopped with errors before the run was
     done; what they finished is kept."""
@@ -208,6 +219,8 @@ def work(
         return values
 
     while True:
+        if _ORPHANED.is_set():
+            raise Orphaned
         fail_stale(study, max_retry, grace_s)
         done, running = progress(study)
         if done >= target:
@@ -296,6 +309,7 @@ def stop_when_orphaned(parent_pid: int, poll_s: float = 1.0) -> threading.Thread
             os.getpid(),
             parent_pid,
         )
+        _ORPHANED.set()
         # To the main thread: the handler raises there, and a sleep there is cut short.
         if hasattr(signal, "pthread_kill"):
             signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)

@@ -830,3 +830,19 @@ def test_a_worker_waits_for_the_study_file_too(tmp_path, kind):
     missing = kind.format(tmp_path / "nowhere")
     with pytest.raises(StorageError, match=r"no study storage at .*\(waited 1 s\)"):
         run_worker(missing, "late", wait_s=1)
+
+
+def test_an_orphaned_worker_starts_no_trial_even_if_its_interrupt_was_lost():
+    # The watcher's SIGTERM can be swallowed (raised inside a __del__, it is only printed),
+    # and the CLI ignores any SIGTERM after the first: the flag it set still stops the
+    # worker before its next trial.
+    from search import worker
+
+    study = optuna.create_study(directions=["maximize"])
+    worker._ORPHANED.set()
+    try:
+        with pytest.raises(worker.Orphaned):
+            worker.work(study, lambda trial: pytest.fail("no trial once orphaned"), 3)
+    finally:
+        worker._ORPHANED.clear()
+    assert not study.trials
